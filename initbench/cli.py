@@ -1,0 +1,230 @@
+"""The ``initbench`` command line.
+
+    initbench run configs/relu_kaiming.yaml
+    initbench run configs/relu_kaiming.yaml model.depth=50 init.scheme=xavier_normal
+    initbench compare zeros random xavier he
+    initbench compare normal:std=0.01 xavier_uniform:gain=auto he --activation tanh
+    initbench list schemes
+
+This is the only module that catches :class:`~initbench.errors.InitbenchError`: it prints the
+message and exits with code 2. Other failures exit with code 1 and a one-line message; set
+``INITBENCH_FULL_ERROR=1`` for the traceback. Heavy imports (torch, matplotlib) happen inside the
+commands, so ``initbench --help`` answers fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from initbench import __version__
+from initbench.errors import InitbenchError
+
+if TYPE_CHECKING:
+    from initbench.config import Config
+
+app = typer.Typer(
+    name="initbench",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+stdout = Console()
+stderr = Console(stderr=True)
+
+EXIT_USER_ERROR = 2
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Turn user errors into exit code 2 and failures into exit code 1, without a traceback."""
+    try:
+        yield
+    except InitbenchError as error:
+        stderr.print(f"[bold red]Error:[/bold red] {error.message}", highlight=False)
+        if error.hint:
+            stderr.print(error.hint, highlight=False)
+        raise typer.Exit(EXIT_USER_ERROR) from None
+    except KeyboardInterrupt:
+        stderr.print("[yellow]Interrupted.[/yellow] The run directory's meta.json records status 'interrupted'.")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as error:
+        if os.environ.get("INITBENCH_FULL_ERROR") == "1":
+            raise
+        stderr.print(f"[bold red]Failed:[/bold red] {type(error).__name__}: {error}", highlight=False)
+        stderr.print("Set INITBENCH_FULL_ERROR=1 to see the full traceback.")
+        raise typer.Exit(EXIT_FAILURE) from None
+
+
+class RichProgress:
+    """A rich progress bar on stderr, one task at a time."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=stderr, transient=True)
+        self._task: Any = None
+
+    def __enter__(self) -> RichProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def start(self, description: str, total: int) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(description, total=total)
+
+    def advance(self, steps: int = 1) -> None:
+        self._progress.advance(self._task, steps)
+
+
+def execute_and_report(config: Config, out: Optional[Path], quiet: bool) -> None:
+    """Run ``config`` with a progress bar when on a terminal, then print the table and the path."""
+    from initbench.experiments import SilentProgress
+    from initbench.runner import execute
+
+    if quiet or not stderr.is_terminal:
+        directory, result = execute(config, out, SilentProgress())
+    else:
+        with RichProgress() as progress:
+            directory, result = execute(config, out, progress)
+    if not quiet and result.console_table is not None:
+        stdout.print(result.console_table)
+    stdout.print(f"Results: {directory.path}", highlight=False, soft_wrap=True)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        stdout.print(f"initbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version and exit.")] = None,
+) -> None:
+    """Experiments on neural-network weight initialization: per-layer statistics beside theory.
+
+    [bold]Examples[/bold]
+
+      initbench compare zeros random xavier he
+
+      initbench run configs/relu_kaiming.yaml model.depth=50 init.scheme=xavier_normal
+
+      initbench list schemes
+    """
+
+
+OutOption = Annotated[Optional[Path], typer.Option("--out", help="Write exactly here (must be new or empty). Default: results/<name>-<time>/.")]
+DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")]
+SeedsOption = Annotated[Optional[int], typer.Option("--seeds", help="Number of seeds per scheme (seeds seed..seed+N-1).")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table; print only the run directory.")]
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="A YAML config, e.g. configs/relu_kaiming.yaml or a run's config.yaml.")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="KEY=VALUE overrides, e.g. model.depth=50 init.gain=auto.", show_default=False)] = None,
+    out: OutOption = None,
+    device: DeviceOption = None,
+    seeds: SeedsOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Run the experiment a config describes.
+
+    [bold]Examples[/bold]
+
+      initbench run configs/relu_kaiming.yaml
+
+      initbench run configs/relu_kaiming.yaml model.depth=50 init.scheme=xavier_normal --seeds 3
+    """
+    with reported_errors():
+        from initbench.config import load_config
+
+        flags = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None)
+        execute_and_report(load_config(config, [*(overrides or []), *flags]), out, quiet)
+
+
+@app.command()
+def compare(
+    schemes: Annotated[list[str], typer.Argument(help="Schemes as NAME or NAME:key=value,key=value; each string labels its run.")],
+    config: Annotated[Optional[Path], typer.Option("--config", help="Base config (default: 100 layers × 256 relu units, batch 1024).")] = None,
+    activation: Annotated[Optional[str], typer.Option("--activation", help="Activation, e.g. tanh or leaky_relu:negative_slope=0.2.")] = None,
+    depth: Annotated[Optional[int], typer.Option("--depth", help="Number of layers.")] = None,
+    width: Annotated[Optional[int], typer.Option("--width", help="Units per layer.")] = None,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="Input rows.")] = None,
+    seeds: SeedsOption = None,
+    out: OutOption = None,
+    device: DeviceOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Run one experiment per scheme on the same network, with the results overlaid.
+
+    [bold]Examples[/bold]
+
+      initbench compare zeros random xavier he
+
+      initbench compare normal:std=0.01 xavier_uniform:gain=auto he --activation tanh --depth 100 --width 256
+    """
+    with reported_errors():
+        from initbench.config import DEFAULT_COMPARE, apply_overrides, load_config, read_yaml
+
+        raw = read_yaml(config) if config is not None else dict(DEFAULT_COMPARE)
+        init = raw.get("init") if isinstance(raw.get("init"), dict) else {}
+        raw["init"] = {"schemes": list(schemes), **({"bias": init["bias"]} if "bias" in init else {})}
+        flags = {"model.activation": activation, "model.depth": depth, "model.width": width, "input.batch": batch, "seeds": seeds, "device": device}
+        overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
+        execute_and_report(load_config(None, [], base=apply_overrides(raw, overrides)), out, quiet)
+
+
+@app.command("list")
+def list_entries(
+    what: Annotated[str, typer.Argument(help="schemes, activations or experiments.")] = "schemes",
+) -> None:
+    """List the registered schemes, activations or experiments, with their formulas."""
+    with reported_errors():
+        from rich.table import Table as RichTable
+
+        from initbench.activations import ACTIVATIONS
+        from initbench.experiments import EXPERIMENTS, load_experiments
+        from initbench.registry import unknown_name_error
+        from initbench.schemes import SCHEMES
+
+        load_experiments()
+        registries = {"schemes": SCHEMES, "activations": ACTIVATIONS, "experiments": EXPERIMENTS}
+        if what not in registries:
+            raise unknown_name_error("list", what, list(registries))
+        registry = registries[what]
+        table = RichTable(title=f"initbench {what}", show_lines=True)
+        for column in ("name", "description", "formula", "options"):
+            table.add_column(column)
+        for name, entry in registry:
+            aliases = registry.aliases_of(name)
+            shown = name + (f"\n({', '.join(aliases)})" if aliases else "")
+            doc = (entry.__doc__ or "").strip().splitlines()[0]
+            fields = getattr(entry, "model_fields", {})
+            options = ", ".join(f"{key}={field.default}" for key, field in fields.items())
+            table.add_row(shown, doc, getattr(entry, "formula", ""), options)
+        stdout.print(table)
+
+
+def main() -> None:
+    """Entry point of the console script and ``python -m initbench``."""
+    app(prog_name="initbench")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

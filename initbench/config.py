@@ -1,0 +1,231 @@
+"""The run configuration: a pydantic model read from YAML, with Hydra-style ``key=value`` overrides.
+
+Example config (every key optional except where noted)::
+
+    name: relu_kaiming          # the run directory is results/<name>-<timestamp>/
+    experiment: forward         # what to run (``initbench list experiments``)
+    seed: 0                     # first seed; runs use seed .. seed + seeds - 1
+    seeds: 1
+    device: auto                # auto | cpu | cuda
+    dtype: float32              # float32 | float64
+    model:
+      depth: 100                # square layers of `width` units
+      width: 256
+      activation: relu          # a name, "name:key=value", or {name: ..., key: value}
+      bias: false
+    init:
+      scheme: kaiming_normal    # or "kaiming_normal:mode=fan_out", or ...
+      mode: fan_in              # ... the scheme's options as sibling keys
+      bias: zeros               # how biases are drawn (a scheme spec)
+      # schemes: [zeros, "normal:std=0.01", he]   # instead of scheme: one run per entry
+    input:
+      batch: 1024               # rows of N(0, 1) inputs
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from initbench.activations import ACTIVATIONS, Activation
+from initbench.errors import InitbenchError, from_validation_error
+from initbench.registry import build, build_from_spec, format_spec, parse_scalar, parse_spec
+from initbench.schemes import SCHEMES, InitScheme
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ModelConfig(Section):
+    """The network: ``depth`` fully connected layers of ``width`` units."""
+
+    depth: int = Field(default=100, ge=1)
+    width: int = Field(default=256, ge=1)
+    activation: str = "relu"
+    bias: bool = False
+
+    @field_validator("activation", mode="before")
+    @classmethod
+    def _activation_spec(cls, value: Any) -> Any:
+        """Accept ``{name: leaky_relu, negative_slope: 0.2}`` as ``leaky_relu:negative_slope=0.2``."""
+        if isinstance(value, dict):
+            options = dict(value)
+            if "name" not in options:
+                raise InitbenchError("model.activation: a mapping needs a 'name' key.", hint="For example {name: leaky_relu, negative_slope: 0.2}.")
+            return format_spec(str(options.pop("name")), options)
+        return value
+
+    @field_validator("activation")
+    @classmethod
+    def _activation_exists(cls, value: str) -> str:
+        build_from_spec(ACTIVATIONS, value)
+        return value
+
+    def build_activation(self) -> Activation:
+        return build_from_spec(ACTIVATIONS, self.activation)
+
+
+class InitConfig(BaseModel):
+    """How weights (and biases) are drawn: one ``scheme`` with its options, or a list of ``schemes``.
+
+    The scheme's own options sit beside ``scheme`` as sibling keys, so this section accepts extra
+    keys and checks them against the scheme instead of against a fixed list.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    scheme: str | None = None
+    schemes: list[str] | None = None
+    bias: str = "zeros"
+
+    @model_validator(mode="after")
+    def _check_schemes(self) -> InitConfig:
+        if (self.scheme is None) == (self.schemes is None):
+            raise InitbenchError("init: give exactly one of 'scheme' or 'schemes'.", hint="For example init.scheme=he, or init.schemes=[zeros, he].")
+        if self.schemes is not None and self.model_extra:
+            raise InitbenchError(
+                f"init: options {sorted(self.model_extra)} only go with a single 'scheme'.",
+                hint="With 'schemes', write each one's options inline, as in \"normal:std=0.01\".",
+            )
+        if self.schemes is not None and len(set(self.schemes)) != len(self.schemes):
+            raise InitbenchError(f"init.schemes lists a scheme twice: {self.schemes}.")
+        self.build_schemes()
+        bias = build_from_spec(SCHEMES, self.bias)
+        if not bias.fills_bias:
+            raise InitbenchError(f"init.bias: scheme '{self.bias}' needs a 2-D weight and cannot initialize a bias.", hint="Use zeros, constant, normal, uniform or default for biases.")
+        return self
+
+    def build_schemes(self) -> list[tuple[str, InitScheme]]:
+        """``(label, scheme)`` per run; the label is the scheme as written (``normal:std=0.01``)."""
+        if self.schemes is not None:
+            return [(spec, build_from_spec(SCHEMES, spec)) for spec in self.schemes]
+        assert self.scheme is not None
+        name, inline = parse_spec(self.scheme, "scheme")
+        options = {**inline, **(self.model_extra or {})}
+        return [(format_spec(name, options), build(SCHEMES, name, options))]
+
+    def build_bias(self) -> InitScheme:
+        return build_from_spec(SCHEMES, self.bias)
+
+
+class InputConfig(Section):
+    """The inputs: ``batch`` rows of i.i.d. N(0, 1) features."""
+
+    batch: int = Field(default=1024, ge=1)
+
+
+class Config(Section):
+    """One invocation of initbench: what to run, on which network, initialized how."""
+
+    name: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
+    experiment: str = "forward"
+    seed: int = Field(default=0, ge=0)
+    seeds: int = Field(default=1, ge=1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "float64"] = "float32"
+    model: ModelConfig = ModelConfig()
+    init: InitConfig = InitConfig(scheme="kaiming_normal")
+    input: InputConfig = InputConfig()
+
+    def seed_list(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.seeds))
+
+    def to_yaml(self) -> str:
+        """The resolved config as YAML; loading it gives back an equal config."""
+        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+#: Used by ``initbench compare`` without ``--config``: the classic 100-layer, 256-unit ReLU net.
+DEFAULT_COMPARE: dict[str, Any] = {
+    "name": "compare",
+    "model": {"depth": 100, "width": 256, "activation": "relu"},
+    "input": {"batch": 1024},
+}
+
+
+def _valid_keys(location: tuple[Any, ...]) -> list[str]:
+    """The keys valid at ``location`` in the config (for "did you mean" suggestions)."""
+    model: type[BaseModel] = Config
+    for part in location:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def validate_config(raw: dict[str, Any], source: str) -> Config:
+    """Validate a raw mapping into a :class:`Config`; every problem is one bullet of the error."""
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise from_validation_error(error, f"config {source}", _valid_keys) from None
+    except InitbenchError as error:  # raised by a section's own checks (schemes, activation)
+        raise InitbenchError(f"Invalid config {source}: {error.message}", hint=error.hint) from None
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping safely; syntax errors name the file and line."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InitbenchError(f"Config file '{path}' does not exist.") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        raise InitbenchError(f"Cannot read config file '{path}': {error}.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise InitbenchError(f"YAML syntax error in {where}: {problem}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InitbenchError(f"Config file '{path}' must be a mapping of keys to values, not a {type(data).__name__}.")
+    return data
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides (values parsed as YAML scalars) to a raw config.
+
+    Setting ``init.scheme`` replaces the scheme *with its options*: option keys the file gave the
+    old scheme are dropped, since they rarely fit the new one; options given as overrides stay.
+    """
+    result = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    for override in overrides:
+        key, sep, text = override.partition("=")
+        if not sep or not key:
+            raise InitbenchError(f"Cannot read override '{override}'.", hint="Write overrides as KEY=VALUE, for example model.depth=50.")
+        path = key.strip().split(".")
+        if path == ["init", "scheme"]:
+            init = result.get("init") or {}
+            result["init"] = {k: v for k, v in init.items() if k == "bias"}
+        target = result
+        for part in path[:-1]:
+            existing = target.get(part)
+            if not isinstance(existing, dict):
+                existing = {}
+            target[part] = existing
+            target = existing
+        target[path[-1]] = parse_scalar(text)
+    if any(o.partition("=")[0].strip() == "init.scheme" for o in overrides):
+        # Re-apply init options given as overrides, whatever their order relative to init.scheme.
+        for override in overrides:
+            key, _, text = override.partition("=")
+            parts = key.strip().split(".")
+            if len(parts) == 2 and parts[0] == "init":
+                result["init"][parts[1]] = parse_scalar(text)
+    return result
+
+
+def load_config(path: Path | None, overrides: list[str], base: dict[str, Any] | None = None) -> Config:
+    """The config from ``path`` (or ``base``), with ``overrides`` applied, validated."""
+    raw = read_yaml(path) if path is not None else dict(base or {})
+    source = str(path) if path is not None else "(built-in defaults)"
+    return validate_config(apply_overrides(raw, overrides), source)

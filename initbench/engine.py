@@ -1,0 +1,151 @@
+"""The stacked engine: every run of one shape goes through the network together, layer by layer.
+
+A *run* is one (scheme, seed) pair. For each layer, each run's weights are drawn on the fly from
+that run's own ``torch.Generator`` into one slice of a stacked ``[runs, out, in]`` buffer, and one
+batched matmul applies all of them. Only one layer's weights and activations exist at a time, so
+memory does not grow with depth, and a run's numbers do not depend on which other runs share the
+stack: its draws come from its own generator in the same order either way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from initbench.activations import Activation
+from initbench.errors import InitbenchError
+from initbench.schemes import InitScheme
+
+
+@dataclass(frozen=True)
+class Run:
+    """One network to simulate: a resolved scheme, its label, and the seed of its generator."""
+
+    label: str
+    seed: int
+    scheme: InitScheme
+    bias: InitScheme | None  # None: the network has no biases
+
+
+@dataclass(frozen=True)
+class LayerOutput:
+    """What one layer computed for every run: ``pre`` = h^l and ``post`` = φ(h^l), ``[runs, batch, out]``."""
+
+    layer: int  # 1-indexed
+    pre: torch.Tensor
+    post: torch.Tensor
+
+
+def derive_seed(seed: int, stream: str) -> int:
+    """A seed for a named random stream of run ``seed`` (e.g. its inputs), independent of the others.
+
+    Hashing keeps streams apart: seeds 0 and 1 must not share draws the way ``seed + k`` schemes can.
+    """
+    digest = hashlib.blake2b(f"{seed}:{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when torch sees a GPU, else CPU; asking for CUDA without one is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise InitbenchError("--device cuda was asked for, but torch sees no CUDA device.", hint="Use --device cpu, or auto to pick what is there.")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "float64": torch.float64}[name]
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for new tensors on ``device`` (MemAvailable on Linux for the CPU)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def forward_memory_estimate(runs: int, batch: int, width: int, dtype: torch.dtype) -> int:
+    """Peak bytes of the forward experiment, independent of depth.
+
+    One stacked weight buffer ``runs·width²``, plus per layer the input, pre-activation and
+    post-activation ``runs·batch·width`` each, plus a float64 copy for the statistics and a
+    temporary of the same size for the reductions.
+    """
+    element = torch.finfo(dtype).bits // 8
+    activations = runs * batch * width
+    return runs * width * width * element + 3 * activations * element + 2 * activations * 8
+
+
+def check_memory(estimate: int, device: torch.device) -> None:
+    """Refuse, before allocating anything, a run that would not fit in the device's free memory."""
+    free = available_memory(device)
+    if estimate > 0.9 * free:
+        raise InitbenchError(
+            f"This run needs about {estimate / 2**30:.1f} GiB, but {device.type} has {free / 2**30:.1f} GiB free.",
+            hint="Reduce input.batch, model.width, the number of schemes or seeds.",
+        )
+
+
+class StackedForward:
+    """Runs of one shape, simulated together; iterate :meth:`layers` to get each layer's output.
+
+    Args:
+        runs: the runs to stack; each draws from ``torch.Generator().manual_seed(run.seed)``.
+        activation: φ, shared by all runs.
+        device, dtype: where and in what precision to compute.
+    """
+
+    def __init__(self, runs: list[Run], activation: Activation, device: torch.device, dtype: torch.dtype) -> None:
+        self.runs = runs
+        self.activation = activation
+        self.device = device
+        self.dtype = dtype
+        self.generators = [torch.Generator(device=device).manual_seed(run.seed) for run in runs]
+
+    def inputs(self, batch: int, width: int) -> torch.Tensor:
+        """x⁰ ~ N(0, 1), ``[runs, batch, width]``; runs with the same seed get the same inputs."""
+        x = torch.empty(len(self.runs), batch, width, device=self.device, dtype=self.dtype)
+        for index, run in enumerate(self.runs):
+            stream = torch.Generator(device=self.device).manual_seed(derive_seed(run.seed, "input"))
+            x[index].normal_(0.0, 1.0, generator=stream)
+        return x
+
+    def draw_layer(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+        """Fill each run's slice of the stacked ``weight [runs, out, in]`` (and ``bias [runs, out]``)."""
+        fan_out, fan_in = weight.shape[1:]
+        for index, (run, generator) in enumerate(zip(self.runs, self.generators, strict=True)):
+            run.scheme.sample_(weight[index], fan_in, fan_out, generator)
+            if bias is not None and run.bias is not None:
+                run.bias.sample_(bias[index], fan_in, fan_out, generator)
+
+    def layers(self, x: torch.Tensor, widths: list[int], use_bias: bool) -> Iterator[LayerOutput]:
+        """Propagate ``x`` through layers of the given output ``widths``, yielding each layer's output.
+
+        h^l = x^{l−1} W^lᵀ + b^l and x^l = φ(h^l), for all runs at once with one batched matmul.
+        """
+        weight: torch.Tensor | None = None
+        for layer, fan_out in enumerate(widths, start=1):
+            fan_in = x.shape[-1]
+            if weight is None or weight.shape[1:] != (fan_out, fan_in):
+                weight = torch.empty(len(self.runs), fan_out, fan_in, device=self.device, dtype=self.dtype)
+                bias = torch.empty(len(self.runs), fan_out, device=self.device, dtype=self.dtype) if use_bias else None
+            self.draw_layer(weight, bias)
+            if bias is None:
+                pre = torch.bmm(x, weight.mT)
+            else:
+                pre = torch.baddbmm(bias.unsqueeze(1), x, weight.mT)
+            post = self.activation(pre)
+            yield LayerOutput(layer, pre, post)
+            x = post

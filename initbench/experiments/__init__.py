@@ -1,0 +1,85 @@
+"""Experiments: what a run measures. Each is registered by name and used as ``experiment: NAME``.
+
+An experiment takes a validated :class:`~initbench.config.Config` and returns an
+:class:`ExperimentResult`: tables, a JSON summary, figures and a Markdown report. It never writes
+files itself; :mod:`initbench.rundir` does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from initbench.registry import Registry
+
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.figure import Figure
+    from rich.table import Table as RichTable
+
+    from initbench.config import Config
+
+
+class Progress(Protocol):
+    """Where an experiment reports progress: ``start`` a task of ``total`` steps, ``advance`` it."""
+
+    def start(self, description: str, total: int) -> None: ...
+
+    def advance(self, steps: int = 1) -> None: ...
+
+
+class SilentProgress:
+    """A progress reporter that reports nothing (``--quiet``, tests, non-terminals)."""
+
+    def start(self, description: str, total: int) -> None:
+        pass
+
+    def advance(self, steps: int = 1) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table in long format: the CSV writer's input."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+
+
+@dataclass
+class ExperimentResult:
+    """Everything a run produced, in memory, for the run directory to write."""
+
+    tables: dict[str, Table]  # file name -> table, e.g. "layer_stats.csv"
+    summary: dict[str, Any]  # summary.json
+    figures: dict[str, Figure] = field(default_factory=dict)  # file name -> figure
+    report: str = ""  # the Markdown body of summary.md
+    console_table: RichTable | None = None  # shown at the end of the run
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What an experiment runs with: the config, resolved device and dtype, and a progress sink."""
+
+    config: Config
+    device: torch.device
+    dtype: torch.dtype
+    progress: Progress
+
+
+class Experiment(Protocol):
+    """An experiment: checks a config before anything is allocated, then runs it."""
+
+    def check(self, config: Config, device: torch.device) -> None:
+        """Raise :class:`~initbench.errors.InitbenchError` for a config it cannot run (memory, shapes)."""
+        ...
+
+    def run(self, context: RunContext) -> ExperimentResult: ...
+
+
+EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment")
+
+
+def load_experiments() -> None:
+    """Import the modules that register experiments (deferred: they import torch and matplotlib)."""
+    from initbench.experiments import forward  # noqa: F401

@@ -1,0 +1,104 @@
+"""Figures, built with matplotlib's object API (no pyplot state). Functions return a ``Figure``;
+the run directory saves it. Colours follow the order of the schemes, the same in every figure.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.transforms import blended_transform_factory
+
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+
+def color(index: int) -> str:
+    return COLORS[index % len(COLORS)]
+
+
+def std_by_layer_figure(
+    series: dict[str, np.ndarray],
+    ylabel: str,
+    title: str,
+    theory: dict[str, np.ndarray] | None = None,
+) -> Figure:
+    """Per-layer std on a log scale: median over seeds as a line, min–max over seeds as a band.
+
+    Args:
+        series: label → array ``[seeds, depth]`` of stds (NaN where activations were non-finite).
+        ylabel, title: axis label and title.
+        theory: label → array ``[depth]`` of predictions, drawn dashed in the same colour.
+
+    Layers the log scale cannot show are drawn, not dropped: std = 0 as ▼ on the bottom edge,
+    non-finite values as ✕ on the top edge with a dotted line where they begin.
+    """
+    figure = Figure(figsize=(9, 5.5), layout="constrained")
+    axes = figure.add_subplot()
+    axes.set_yscale("log")
+    edge = blended_transform_factory(axes.transData, axes.transAxes)
+    for index, (label, values) in enumerate(series.items()):
+        layers = np.arange(1, values.shape[1] + 1)
+        with warnings.catch_warnings():  # layers where every seed is 0 or non-finite are all-NaN here
+            warnings.simplefilter("ignore", RuntimeWarning)
+            positive = np.where(np.isfinite(values) & (values > 0), values, np.nan)
+            median = np.nanmedian(positive, axis=0) if np.isfinite(positive).any() else np.full(len(layers), np.nan)
+            low, high = np.nanmin(positive, axis=0), np.nanmax(positive, axis=0)
+        line = axes.plot(layers, median, color=color(index), lw=2, label=label)[0]
+        if values.shape[0] > 1:
+            axes.fill_between(layers, low, high, color=line.get_color(), alpha=0.2, lw=0)
+        zero = (values == 0).any(axis=0)
+        if zero.any():
+            axes.plot(layers[zero], np.full(zero.sum(), 0.02), "v", color=line.get_color(), ms=5, transform=edge, clip_on=False)
+        nonfinite = ~np.isfinite(values).all(axis=0)
+        if nonfinite.any():
+            first = int(layers[nonfinite][0])
+            axes.plot(layers[nonfinite], np.full(nonfinite.sum(), 0.98), "x", color=line.get_color(), ms=5, transform=edge, clip_on=False)
+            axes.axvline(first, color=line.get_color(), ls=":", lw=1)
+        if theory is not None and label in theory:
+            axes.plot(layers, theory[label], color=line.get_color(), ls="--", lw=1.2)
+    handles, labels = axes.get_legend_handles_labels()
+    # Proxy entries explain the edge markers and the dashed theory lines once, not per scheme.
+    handles += [Line2D([], [], color="0.3", marker="v", ls="none"), Line2D([], [], color="0.3", marker="x", ls="none")]
+    labels += ["std = 0 (bottom edge)", "non-finite (top edge)"]
+    if theory:
+        handles.append(Line2D([], [], color="0.3", ls="--"))
+        labels.append("mean-field theory")
+    axes.legend(handles, labels, fontsize=9, loc="best")
+    axes.set_xlabel("layer")
+    axes.set_ylabel(ylabel)
+    axes.set_title(title)
+    axes.grid(True, which="major", alpha=0.3)
+    if not any((np.isfinite(values) & (values > 0)).any() for values in series.values()):
+        axes.set_ylim(1e-3, 1e3)  # nothing drawable on a log scale: keep a sensible frame
+    return figure
+
+
+def histograms_figure(histograms: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]], title: str) -> Figure:
+    """A grid of activation histograms: one row per scheme, one column per layer shown.
+
+    Args:
+        histograms: label → layer → ``(edges, counts)`` (edges NaN when the layer was non-finite).
+    """
+    labels = list(histograms)
+    layers = sorted({layer for per_layer in histograms.values() for layer in per_layer})
+    figure = Figure(figsize=(2.3 * len(layers) + 1, 1.7 * len(labels) + 0.8), layout="constrained")
+    grid = figure.subplots(len(labels), len(layers), squeeze=False)
+    for row, label in enumerate(labels):
+        for column, layer in enumerate(layers):
+            axes = grid[row][column]
+            edges, counts = histograms[label][layer]
+            if np.isfinite(edges).all():
+                axes.stairs(counts / max(counts.sum(), 1), edges, fill=True, color=color(row), alpha=0.8)
+            else:
+                axes.text(0.5, 0.5, "non-finite", ha="center", va="center", transform=axes.transAxes, color="red")
+            axes.set_yticks([])
+            axes.tick_params(labelsize=7)
+            if row == 0:
+                axes.set_title(f"layer {layer}", fontsize=9)
+            if column == 0:
+                axes.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+    figure.suptitle(title)
+    return figure
+

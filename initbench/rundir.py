@@ -1,0 +1,163 @@
+"""The run directory: the one place that writes files.
+
+Every file is written atomically (to a temporary name in the same folder, then renamed), results
+are never overwritten (a directory is claimed with an exclusive ``mkdir``, ``--out`` must be new or
+empty), and ``meta.json`` says whether the run is ``running``, ``complete``, ``interrupted`` or
+``failed``. Non-finite numbers are written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` in JSON
+(plain JSON has no such numbers) and as ``nan``/``inf`` in CSV.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from initbench import __version__
+from initbench.errors import InitbenchError
+from initbench.experiments import ExperimentResult, Table
+
+RESULTS_ROOT = Path("results")
+UMASK = os.umask(0)
+os.umask(UMASK)
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats replaced by their names, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
+def git_commit() -> str | None:
+    """The commit of the initbench source tree, if it is a git checkout."""
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _claim_new(path: Path) -> Path:
+    """Create ``path``, or ``path-1``, ``path-2``, ... if taken: two runs never share a directory."""
+    candidate, suffix = path, 0
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return candidate
+        except FileExistsError:
+            suffix += 1
+            candidate = path.with_name(f"{path.name}-{suffix}")
+
+
+class RunDirectory:
+    """A run's output folder. Create one with :meth:`create`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.meta: dict[str, Any] = {}
+        self._started = 0.0
+
+    @classmethod
+    def create(cls, out: Path | None, name: str, root: Path = RESULTS_ROOT) -> RunDirectory:
+        """``out`` exactly (refused if it exists and is not empty), or ``root/<name>-<timestamp>``."""
+        if out is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            return cls(_claim_new(root / f"{name}-{stamp}"))
+        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            raise InitbenchError(f"--out {out} already exists and is not empty; initbench never overwrites results.", hint="Choose a new directory, or leave --out out to get a fresh one under results/.")
+        out.mkdir(parents=True, exist_ok=True)
+        return cls(out)
+
+    def write_bytes(self, name: str, data: bytes) -> Path:
+        """Write ``name`` atomically: readers see the old file or the whole new one, never half."""
+        target = self.path / name
+        handle, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        try:
+            os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp makes files private; results are not
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        return target
+
+    def write_text(self, name: str, text: str) -> Path:
+        return self.write_bytes(name, text.encode())
+
+    def write_json(self, name: str, value: Any) -> Path:
+        return self.write_text(name, json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")
+
+    def write_csv(self, name: str, table: Table) -> Path:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(table.columns)
+        writer.writerows(table.rows)
+        return self.write_text(name, buffer.getvalue())
+
+    def begin(self, config_yaml: str, device: str, dtype: str, command: list[str]) -> None:
+        """Write the resolved config and a ``running`` meta.json before any work starts."""
+        import torch
+
+        self._started = time.perf_counter()
+        self.write_text("config.yaml", config_yaml)
+        self.meta = {
+            "initbench": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "device": device,
+            "dtype": dtype,
+            "torch_threads": torch.get_num_threads(),
+            "git_commit": git_commit(),
+            "command": command,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "ended": None,
+            "wall_seconds": None,
+            "status": "running",
+        }
+        self.write_json("meta.json", self.meta)
+
+    def save(self, result: ExperimentResult, title: str) -> None:
+        """Write the experiment's tables, summary, figures and the Markdown report."""
+        for name, table in result.tables.items():
+            self.write_csv(name, table)
+        self.write_json("summary.json", result.summary)
+        for name, figure in result.figures.items():
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=120)
+            self.write_bytes(name, buffer.getvalue())
+        self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        """Record how the run ended: ``complete``, ``interrupted`` or ``failed`` (with the error)."""
+        self.meta.update(
+            status=status,
+            ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            wall_seconds=round(time.perf_counter() - self._started, 3),
+        )
+        if error is not None:
+            self.meta["error"] = error
+        self.write_json("meta.json", self.meta)
+
+
+def command_line() -> list[str]:
+    """The command as typed, for meta.json."""
+    return [Path(sys.argv[0]).name, *sys.argv[1:]]

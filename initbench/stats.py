@@ -1,0 +1,114 @@
+"""Pure statistics of activations, and the verdict on how a signal fared with depth.
+
+Everything is reduced in float64, so float32 activations that are huge but finite (up to ~3e38)
+still give a finite std; a layer with any non-finite activation gets NaN statistics, recorded as
+a result rather than raised.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+#: Per-layer statistics of the forward experiment, in ``layer_stats.csv`` column order.
+FORWARD_COLUMNS = ("mean", "std", "pre_std", "frac_saturated", "frac_zero")
+
+#: Verdict thresholds, relative to the N(0, 1) input (std 1). See :func:`verdict`.
+EXPLODING_STD = 10.0
+VANISHING_STD = 0.1
+SATURATED_FRACTION = 0.5
+
+
+def layer_statistics(pre: torch.Tensor, post: torch.Tensor, saturated: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """Statistics of one layer for every run, each a float64 tensor ``[runs]``.
+
+    Args:
+        pre: pre-activations h, ``[runs, batch, width]``.
+        post: post-activations φ(h), same shape.
+        saturated: boolean mask of saturated outputs (same shape), or None for "never".
+
+    Returns:
+        ``mean`` and ``std`` of φ(h) over all batch×width elements (population std, ddof 0),
+        ``pre_std`` of h, ``frac_saturated``, ``frac_zero`` (exact zeros), and ``finite`` (bool).
+        Runs whose h or φ(h) hold a non-finite value get NaN for every statistic.
+    """
+    post64 = post.flatten(1).to(torch.float64)
+    pre64 = pre.flatten(1).to(torch.float64)
+    std, mean = torch.std_mean(post64, dim=1, correction=0)
+    pre_std, pre_mean = torch.std_mean(pre64, dim=1, correction=0)
+    # A float64 mean is non-finite exactly when the float32 values hold an inf or a NaN (their sum
+    # cannot overflow float64), which saves a separate isfinite pass over the activations.
+    finite = torch.isfinite(mean) & torch.isfinite(pre_mean)
+    frac_zero = (post64 == 0).mean(dim=1, dtype=torch.float64)
+    if saturated is None:
+        frac_saturated = torch.zeros_like(std)
+    else:
+        frac_saturated = saturated.flatten(1).mean(dim=1, dtype=torch.float64)
+    stats = {"mean": mean, "std": std, "pre_std": pre_std, "frac_saturated": frac_saturated, "frac_zero": frac_zero}
+    nan = torch.tensor(math.nan, dtype=torch.float64, device=std.device)
+    stats = {key: torch.where(finite, value, nan) for key, value in stats.items()}
+    stats["finite"] = finite
+    return stats
+
+
+def histogram(values: torch.Tensor, bins: int, finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(edges, counts)`` of the finite entries of ``values``, over their own range.
+
+    Args:
+        values: any tensor; it is flattened.
+        bins: number of equal-width bins.
+        finite: whether ``values`` is known to be all finite; if not, non-finite entries are dropped.
+
+    A constant tensor (all zeros, say) gets one unit-wide range around its value, so the spike is
+    visible; a tensor with no finite entry gets NaN edges and zero counts.
+    """
+    flat = values.flatten()
+    if not finite:
+        flat = flat[torch.isfinite(flat)]
+    if flat.numel() == 0:
+        return np.full(bins + 1, math.nan), np.zeros(bins, dtype=np.int64)
+    low, high = (bound.item() for bound in torch.aminmax(flat))
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    counts = torch.histc(flat, bins=bins, min=low, max=high)
+    return np.linspace(low, high, bins + 1), counts.cpu().numpy().astype(np.int64)
+
+
+def first_nonfinite_layer(finite_by_layer: Sequence[bool]) -> int | None:
+    """The 1-indexed layer where activations first became non-finite, or None if they never did."""
+    for layer, finite in enumerate(finite_by_layer, start=1):
+        if not finite:
+            return layer
+    return None
+
+
+def median_layer(layers: Sequence[int | None]) -> int | None:
+    """Median over seeds of a layer index where None means "never" (beyond every layer).
+
+    With None ranked last, the median is None exactly when at least half the seeds never got there.
+    """
+    ranked = sorted(layers, key=lambda layer: math.inf if layer is None else layer)
+    middle = ranked[(len(ranked) - 1) // 2]
+    return middle
+
+
+def verdict(std_last: float, frac_saturated_last: float, first_nonfinite: int | None) -> str:
+    """How the signal fared by the last layer, judged against the N(0, 1) input's std of 1.
+
+    In order: ``exploding`` if any layer became non-finite or the last std exceeds
+    ``EXPLODING_STD`` (10); ``dead`` if the last layer's outputs are all identical (std 0);
+    ``saturated`` if more than ``SATURATED_FRACTION`` (half) of them are saturated; ``vanishing``
+    if the last std is below ``VANISHING_STD`` (0.1); otherwise ``stable``.
+    """
+    if first_nonfinite is not None or not math.isfinite(std_last) or std_last > EXPLODING_STD:
+        return "exploding"
+    if std_last == 0.0:
+        return "dead"
+    if frac_saturated_last > SATURATED_FRACTION:
+        return "saturated"
+    if std_last < VANISHING_STD:
+        return "vanishing"
+    return "stable"

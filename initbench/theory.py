@@ -1,0 +1,533 @@
+"""Mean-field signal propagation: what infinitely wide nets with i.i.d. weights should do.
+
+Pure functions of an activation φ and the per-layer weight and bias scales σ_w², σ_b²
+(``Var(W_ij) = σ_w²/fan_in``, ``Var(b_i) = σ_b²``), after Poole et al. 2016 ("Exponential
+expressivity in deep neural networks through transient chaos") and Schoenholz et al. 2017
+("Deep information propagation"). Layers are numbered 1..depth; ``hˡ`` is the pre-activation,
+``xˡ = φ(hˡ)``, and ``q`` always means a pre-activation variance. All arithmetic is float64.
+
+Gaussian expectations use closed forms where φ is piecewise linear (linear, relu, leaky_relu) and
+quadrature otherwise, with φ' and φ'' taken by autograd from the activation itself, so a newly
+registered activation gets every prediction here with no extra code.
+
+Why not Gauss–Hermite: ``hermite_e.hermegauss`` converges algebraically, not exponentially, when
+φ has a kink (selu, elu, softsign, and φ'²), and slowly when φ is sharp on the scale of √q
+(tanh at q = 100 is still 2% off with 200 nodes; numpy's weights overflow past ~370 nodes). Every
+registered activation is smooth except at h = 0, so we integrate each half-line separately with
+Gauss–Legendre nodes on [0, R·√q], R = 12 standard deviations (the dropped tail weighs
+e^(−72) ≈ 5e-32). Legendre nodes cluster at the ends of the interval, where the kink sits, and the
+result converges exponentially; the 2-D rule does the same in polar coordinates, split at every
+angle where u₁ or u₂ changes sign.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal, NamedTuple
+
+import numpy as np
+import torch
+
+from initbench.activations import Activation
+
+TensorFn = Callable[[torch.Tensor], torch.Tensor]
+Phase = Literal["ordered", "critical", "chaotic"]
+
+#: Gauss–Legendre nodes per half-line (1-D) and per radius and arc (2-D). 128 is converged to
+#: ~1e-14 relative for every registered activation over q ∈ [1e-4, 100]; 64 is not (tanh at
+#: q = 100 is off by 1e-8). Tests check that doubling it changes nothing beyond 1e-10.
+QUADRATURE_DEGREE = 128
+#: Truncation radius of the quadrature, in standard deviations.
+TAIL_SIGMAS = 12.0
+#: |χ₁ − 1| up to this counts as critical: well above the ~1e-12 precision of χ₁ at a
+#: root-found gain, far below any deliberate departure from criticality.
+PHASE_TOL = 1e-6
+#: fixed_point reports a variance that grows past this as unbounded (math.inf) ...
+UNBOUNDED_Q = 1e300
+#: ... and, where q = 0 is a fixed point, one that shrinks below COLLAPSED_Q·start as 0.0.
+COLLAPSED_Q = 1e-12
+#: critical_gain searches σ_w² in this range, i.e. σ_w ∈ [0.01, 100].
+GAIN_SQ_RANGE = (1e-4, 1e4)
+
+_FLOAT = torch.float64
+
+
+def _derivative(f: TensorFn) -> TensorFn:
+    """φ' of an elementwise φ: the gradient of Σᵢ φ(hᵢ) with respect to h is φ'(h), elementwise."""
+    return torch.func.grad(lambda h: f(h).sum())
+
+
+@lru_cache(maxsize=8)
+def _half_line_rule(degree: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gauss–Legendre nodes and weights on [0, TAIL_SIGMAS]."""
+    nodes, weights = np.polynomial.legendre.leggauss(degree)
+    half = TAIL_SIGMAS / 2
+    return torch.tensor(half * (nodes + 1), dtype=_FLOAT), torch.tensor(half * weights, dtype=_FLOAT)
+
+
+@lru_cache(maxsize=8)
+def _standard_normal_rule(degree: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes xᵢ and weights wᵢ with Σ wᵢ f(xᵢ) ≈ E[f(x)], x ~ N(0, 1), split at x = 0."""
+    r, w = _half_line_rule(degree)
+    density = torch.exp(-r * r / 2) / math.sqrt(2 * math.pi)
+    return torch.cat([-r.flip(0), r]), torch.cat([(w * density).flip(0), w * density])
+
+
+def _normal_nodes(q: float, degree: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes and weights for z ~ N(0, q); q = 0 is the point mass at 0."""
+    if q < 0:
+        raise ValueError(f"a variance must be ≥ 0, got q = {q}")
+    if q == 0:
+        return torch.zeros(1, dtype=_FLOAT), torch.ones(1, dtype=_FLOAT)
+    x, w = _standard_normal_rule(degree)
+    return math.sqrt(q) * x, w
+
+
+def gaussian_expectation(f: TensorFn, q: float, degree: int = QUADRATURE_DEGREE) -> float:
+    """E_{z~N(0,q)}[f(z)] by quadrature, exact where f is a polynomial, f(0) when q = 0.
+
+    .. math:: E[f(z)] = ∫ f(√q·x)·e^(−x²/2)/√(2π) dx ≈ Σᵢ wᵢ·f(√q·xᵢ)
+
+    Args:
+        f: an elementwise torch function, evaluated on a float64 tensor of nodes.
+        q: the variance (0, inf and nan are accepted; inf and nan give what f gives there).
+        degree: Gauss–Legendre nodes per half-line.
+    """
+    h, w = _normal_nodes(q, degree)
+    return float((w * f(h)).sum())
+
+
+def _standard_bivariate_rule(c: float, degree: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Nodes (v₁, v₂) and weights for E[f(v₁, v₂)], v₁, v₂ ~ N(0, 1) with correlation c.
+
+    In polar coordinates z = r(cos θ, sin θ) of a standard 2-D normal, v₁ = r·cos θ and
+    v₂ = c·z₁ + √(1−c²)·z₂ = r·cos(θ − θ₀) with cos θ₀ = c. Each changes sign on a line through
+    the origin, at θ = ±π/2 and θ₀ ± π/2; splitting the θ-integral there keeps a kink of φ at 0 on
+    the edge of every arc, where Gauss–Legendre converges fast.
+    """
+    theta0 = math.acos(c)
+    cuts = sorted((angle % (2 * math.pi)) for angle in (math.pi / 2, -math.pi / 2, theta0 + math.pi / 2, theta0 - math.pi / 2))
+    cuts.append(cuts[0] + 2 * math.pi)
+    nodes, weights = np.polynomial.legendre.leggauss(degree)
+    thetas, theta_weights = [], []
+    for start, stop in zip(cuts[:-1], cuts[1:]):
+        # A zero-length arc (c = ±1 makes cuts coincide) gets zero weight, which is harmless.
+        thetas.append(start + (stop - start) * (nodes + 1) / 2)
+        theta_weights.append((stop - start) / 2 * weights)
+    theta = torch.tensor(np.concatenate(thetas), dtype=_FLOAT)
+    w_theta = torch.tensor(np.concatenate(theta_weights), dtype=_FLOAT) / (2 * math.pi)
+    r, w_r = _half_line_rule(degree)
+    radial = w_r * r * torch.exp(-r * r / 2)  # the polar density r·e^(−r²/2)/(2π), 2π in w_theta
+    v1 = torch.outer(r, torch.cos(theta))
+    v2 = torch.outer(r, torch.cos(theta - theta0))
+    return v1, v2, torch.outer(radial, w_theta)
+
+
+def bivariate_gaussian_expectation(f: TensorFn, g: TensorFn, q: float, c: float, degree: int = QUADRATURE_DEGREE) -> float:
+    """E[f(u₁)·g(u₂)] for u₁, u₂ ~ N(0, q) with correlation c, by 2-D quadrature.
+
+    .. math:: u₁ = √q·z₁,  u₂ = √q·(c·z₁ + √(1−c²)·z₂),  z₁, z₂ ~ N(0, 1) independent
+
+    Args:
+        f: elementwise torch function of u₁.
+        g: elementwise torch function of u₂.
+        q: the common variance, ≥ 0.
+        c: the correlation, in [−1, 1].
+        degree: Gauss–Legendre nodes per radius and per arc (four arcs).
+    """
+    if q < 0:
+        raise ValueError(f"a variance must be ≥ 0, got q = {q}")
+    c = _check_correlation(c)
+    if q == 0:
+        zero = torch.zeros(1, dtype=_FLOAT)
+        return float(f(zero).item() * g(zero).item())
+    v1, v2, w = _standard_bivariate_rule(c, degree)
+    scale = math.sqrt(q)
+    return float((w * f(scale * v1) * g(scale * v2)).sum())
+
+
+def _check_correlation(c: float) -> float:
+    """c itself, clipped to [−1, 1] when it is out by rounding only."""
+    if not -1 - 1e-12 <= c <= 1 + 1e-12:
+        raise ValueError(f"a correlation must lie in [-1, 1], got c = {c}")
+    return min(max(c, -1.0), 1.0)
+
+
+@dataclass(frozen=True)
+class GaussianMoments:
+    """Moments of φ(z) for z ~ N(0, q): E[φ], E[φ²], E[φ'²] and E[φ''·φ]."""
+
+    mean: float
+    second: float
+    derivative_sq: float
+    second_derivative_phi: float
+
+    @property
+    def variance(self) -> float:
+        """Var[φ(z)] = E[φ²] − E[φ]², never negative from rounding (nan stays nan)."""
+        variance = self.second - self.mean * self.mean
+        return 0.0 if variance < 0 else variance
+
+
+def gaussian_moments(activation: Activation, q: float, degree: int = QUADRATURE_DEGREE) -> GaussianMoments:
+    """E[φ], E[φ²], E[φ'²] and E[φ''φ] for z ~ N(0, q).
+
+    Piecewise-linear φ with slopes (a, b) for z > 0 and z < 0 has closed forms:
+
+    .. math::
+        E[φ] = (a − b)·√(q/2π),  E[φ²] = q·(a² + b²)/2,  E[φ'²] = (a² + b²)/2,  E[φ''φ] = 0
+
+    (φ'' is a Dirac mass at 0, where φ = 0.) Any other φ goes through quadrature, with φ' and φ''
+    from autograd. Autograd's φ'' misses the Dirac mass of a jump in φ' (selu's at 0); that term
+    is the jump times φ at the kink, which is 0 for every registered activation.
+    """
+    slopes = activation.piecewise_linear_slopes()
+    if slopes is not None:
+        a, b = slopes
+        half_sum_sq = (a * a + b * b) / 2
+        # Written so that linear (a = b) keeps mean 0 even when q overflows to inf.
+        mean = 0.0 if a == b else (a - b) * math.sqrt(q / (2 * math.pi))
+        return GaussianMoments(mean=mean, second=q * half_sum_sq, derivative_sq=half_sum_sq, second_derivative_phi=0.0)
+    h, w = _normal_nodes(q, degree)
+    first = _derivative(activation)
+    phi, d1, d2 = activation(h), first(h), _derivative(first)(h)
+    return GaussianMoments(
+        mean=float((w * phi).sum()),
+        second=float((w * phi * phi).sum()),
+        derivative_sq=float((w * d1 * d1).sum()),
+        second_derivative_phi=float((w * d2 * phi).sum()),
+    )
+
+
+def length_map(activation: Activation, sw2: float, sb2: float, q: float) -> float:
+    """The next layer's pre-activation variance: σ_w²·E_{z~N(0,q)}[φ(z)²] + σ_b²."""
+    return sw2 * gaussian_moments(activation, q).second + sb2
+
+
+def chi1(activation: Activation, sw2: float, q: float) -> float:
+    """The order–chaos parameter χ₁ = σ_w²·E_{z~N(0,q)}[φ'(z)²] (evaluate it at q = q*)."""
+    return sw2 * gaussian_moments(activation, q).derivative_sq
+
+
+def _per_layer(value: float | Sequence[float], depth: int, name: str) -> list[float]:
+    """A scalar repeated ``depth`` times, or a per-layer sequence checked to have ``depth`` entries."""
+    if isinstance(value, (int, float)):
+        return [float(value)] * depth
+    values = [float(v) for v in value]
+    if len(values) != depth:
+        raise ValueError(f"{name} has {len(values)} entries, expected one per layer ({depth})")
+    return values
+
+
+@dataclass(frozen=True, eq=False)
+class ForwardPrediction:
+    """Per-layer mean-field predictions for layers 1..depth (index 0 is layer 1).
+
+    Attributes:
+        q: pre-activation variance qˡ.
+        pre_std: √qˡ.
+        post_mean: E[φ(z)], z ~ N(0, qˡ).
+        post_std: √(E[φ(z)²] − E[φ(z)]²), the std that the classic experiments print.
+        chi1: σ_w²⁽ˡ⁾·E[φ'(z)²], layer l's own σ_w² at layer l's qˡ.
+    """
+
+    q: np.ndarray
+    pre_std: np.ndarray
+    post_mean: np.ndarray
+    post_std: np.ndarray
+    chi1: np.ndarray
+
+
+def propagate_forward(
+    activation: Activation,
+    sw2: float | Sequence[float],
+    sb2: float | Sequence[float],
+    depth: int,
+    input_second_moment: float = 1.0,
+) -> ForwardPrediction:
+    """Iterate the length map through ``depth`` layers.
+
+    .. math:: q¹ = σ_w²⁽¹⁾·E[(x⁰)²] + σ_b²⁽¹⁾,   qˡ = σ_w²⁽ˡ⁾·E_{z~N(0,qˡ⁻¹)}[φ(z)²] + σ_b²⁽ˡ⁾
+
+    A variance that overflows gives inf (and nan where inf·0 appears), never an exception.
+
+    Args:
+        activation: φ, the same at every layer.
+        sw2: σ_w² = fan_in·Var(W_ij), one number or one per layer.
+        sb2: σ_b², one number or one per layer.
+        depth: number of layers.
+        input_second_moment: E[(x⁰)²], 1 for x⁰ ~ N(0, 1).
+    """
+    sw2s, sb2s = _per_layer(sw2, depth, "sw2"), _per_layer(sb2, depth, "sb2")
+    rows = []
+    second = float(input_second_moment)
+    for layer in range(depth):
+        q = sw2s[layer] * second + sb2s[layer]
+        moments = gaussian_moments(activation, q)
+        rows.append((q, math.sqrt(q), moments.mean, math.sqrt(moments.variance), sw2s[layer] * moments.derivative_sq))
+        second = moments.second
+    columns = np.array(rows, dtype=np.float64).reshape(depth, 5).T
+    return ForwardPrediction(*columns)
+
+
+def propagate_backward(
+    activation: Activation,
+    sw2: float | Sequence[float],
+    q: Sequence[float],
+    last_grad_var: float,
+    fan_ratio: float | Sequence[float] = 1.0,
+) -> np.ndarray:
+    """Variance of dLoss/dhˡ for layers 1..depth, given its variance at layer depth.
+
+    With h^(l+1) = W^(l+1)·φ(hˡ) + b, the gradient is dL/dhˡ = φ'(hˡ) ⊙ (W^(l+1))ᵀ dL/dh^(l+1).
+    Treating the backward weights as independent of the forward pass (the usual mean-field
+    assumption) and Var(W^(l+1)) = σ_w²⁽ˡ⁺¹⁾/fan_in⁽ˡ⁺¹⁾:
+
+    .. math:: q̃ˡ = q̃ˡ⁺¹ · σ_w²⁽ˡ⁺¹⁾ · (fan_out⁽ˡ⁺¹⁾/fan_in⁽ˡ⁺¹⁾) · E_{z~N(0,qˡ)}[φ'(z)²]
+
+    so layer l+1's weights meet layer l's φ'. Per-layer ``sw2`` and ``fan_ratio`` are indexed by
+    layer like ``q``; the entries for layer 1 are unused (they would act on dL/dx⁰). Square layers
+    with a constant σ_w² make q̃ shrink or grow by χ₁ per layer. The std is the square root.
+
+    Args:
+        activation: φ.
+        sw2: σ_w², one number or one per layer.
+        q: the pre-activation variances q¹..q^depth, e.g. ``propagate_forward(...).q``.
+        last_grad_var: Var(dL/dh^depth).
+        fan_ratio: fan_out/fan_in of each layer's weight, one number or one per layer.
+    """
+    depth = len(q)
+    sw2s, ratios = _per_layer(sw2, depth, "sw2"), _per_layer(fan_ratio, depth, "fan_ratio")
+    grad_var = [0.0] * depth
+    grad_var[-1] = float(last_grad_var)
+    for layer in range(depth - 2, -1, -1):
+        derivative_sq = gaussian_moments(activation, float(q[layer])).derivative_sq
+        grad_var[layer] = grad_var[layer + 1] * sw2s[layer + 1] * ratios[layer + 1] * derivative_sq
+    return np.array(grad_var, dtype=np.float64)
+
+
+def _bisect(g: Callable[[float], float], lo: float, hi: float, g_lo: float) -> float:
+    """A root of g in [lo, hi], where g(lo) and g(hi) have opposite signs, to full precision."""
+    while True:
+        mid = (lo + hi) / 2
+        if mid in (lo, hi):  # adjacent floats: nothing left to halve
+            return mid
+        g_mid = g(mid)
+        if g_mid == 0:
+            return mid
+        if (g_mid > 0) == (g_lo > 0):
+            lo, g_lo = mid, g_mid
+        else:
+            hi = mid
+
+
+def fixed_point(activation: Activation, sw2: float, sb2: float, start: float = 1.0) -> float:
+    """The fixed point q* = σ_w²·E_{z~N(0,q*)}[φ(z)²] + σ_b² that the length map reaches from ``start``.
+
+    The length map L is increasing in q (E[φ²] grows with q for every registered activation), so
+    iterating it from q₀ = ``start`` moves monotonically toward the first root of L(q) − q on the
+    side where L(q₀) − q₀ points; that root is a stable fixed point. We bracket it with ×4 steps
+    and bisect, rather than iterate (near criticality iteration converges like 1/l, not
+    geometrically). The default start 1 is a unit pre-activation variance; pass
+    ``sw2·E[(x⁰)²] + sb2`` to follow :func:`propagate_forward` exactly.
+
+    Returns:
+        q*; exactly 0.0 when q = 0 is a fixed point (φ(0)²·σ_w² + σ_b² = 0) and the variance
+        shrinks below COLLAPSED_Q·start on the way (tanh with σ_b² = 0 and σ_w² ≤ 1; linear
+        with σ_w² < 1, σ_b² = 0); math.inf when it grows past UNBOUNDED_Q (linear σ_w² > 1,
+        relu σ_w² > 2); ``start`` itself when it is already a fixed point (linear σ_w² = 1 or relu
+        σ_w² = 2, with σ_b² = 0, where every q is one).
+    """
+    if sw2 < 0 or sb2 < 0:
+        raise ValueError(f"σ_w² and σ_b² must be ≥ 0, got sw2 = {sw2}, sb2 = {sb2}")
+
+    def excess(q: float) -> float:
+        return length_map(activation, sw2, sb2, q) - q
+
+    g_start = excess(start)
+    if g_start == 0:
+        return start
+    q, g_q = start, g_start
+    if g_start > 0:
+        while True:
+            previous, g_previous = q, g_q
+            q = 4 * q
+            if q > UNBOUNDED_Q:
+                return math.inf
+            g_q = excess(q)
+            if g_q <= 0:
+                return q if g_q == 0 else _bisect(excess, previous, q, g_previous)
+    collapse_at = length_map(activation, sw2, sb2, 0.0) == 0
+    while True:
+        previous = q
+        q = q / 4
+        if collapse_at and q < COLLAPSED_Q * start:
+            return 0.0
+        if q == 0:  # L(0) > 0, so the root lies in (0, previous)
+            return _bisect(excess, 0.0, previous, excess(0.0))
+        g_q = excess(q)
+        if g_q >= 0:
+            return q if g_q == 0 else _bisect(excess, q, previous, g_q)
+
+
+def _arccos_kernel(c: float) -> float:
+    """E[relu(v₁)·relu(v₂)] for unit-variance v₁, v₂ with correlation c (Cho & Saul 2009).
+
+    .. math:: k(c) = (√(1−c²) + (π − arccos c)·c) / (2π)
+    """
+    return (math.sqrt(max(1.0 - c * c, 0.0)) + (math.pi - math.acos(c)) * c) / (2 * math.pi)
+
+
+def correlation_map(activation: Activation, sw2: float, sb2: float, q_star: float, c: float) -> float:
+    """The next layer's correlation between two inputs, both at variance q*.
+
+    .. math:: c' = (σ_w²·E[φ(u₁)φ(u₂)] + σ_b²) / q*,  u₁ = √q*·z₁,  u₂ = √q*·(c·z₁ + √(1−c²)·z₂)
+
+    For φ = a·relu(u) − b·relu(−u) (slopes a, b), expanding the product and using
+    corr(u₁, −u₂) = −c gives E[φ(u₁)φ(u₂)] = q*·((a² + b²)·k(c) − 2ab·k(−c)) with the arc-cosine
+    kernel k; for relu at σ_w² = 2, σ_b² = 0 this is c' = (√(1−c²) + (π − arccos c)·c)/π.
+
+    Args:
+        q_star: the common pre-activation variance, > 0 and finite (normally the fixed point).
+        c: the correlation of the two pre-activations, in [−1, 1].
+    """
+    if not 0 < q_star < math.inf:
+        raise ValueError(f"the correlation map needs 0 < q* < inf, got q* = {q_star}")
+    c = _check_correlation(c)
+    slopes = activation.piecewise_linear_slopes()
+    if slopes is not None:
+        a, b = slopes
+        cross = q_star * ((a * a + b * b) * _arccos_kernel(c) - 2 * a * b * _arccos_kernel(-c))
+    else:
+        cross = bivariate_gaussian_expectation(activation, activation, q_star, c)
+    return (sw2 * cross + sb2) / q_star
+
+
+def _correlation_fixed_point(activation: Activation, sw2: float, sb2: float, q_star: float) -> float:
+    """c* at a known q*; see :func:`correlation_fixed_point`."""
+    if math.isnan(q_star) or math.isinf(q_star):
+        return math.nan
+    if q_star == 0 or chi1(activation, sw2, q_star) <= 1:
+        return 1.0
+
+    def excess(c: float) -> float:
+        return correlation_map(activation, sw2, sb2, q_star, c) - c
+
+    # Here the map's slope at c = 1 is χ₁ > 1, so excess < 0 just below 1, while
+    # excess(0) = (σ_w²·E[φ]² + σ_b²)/q* ≥ 0. The map is a power series in c with non-negative
+    # coefficients, hence convex on [0, 1]: exactly one root lies in [0, 1). Walk toward 1 until
+    # excess turns negative, then bisect.
+    lo, g_lo = 0.0, excess(0.0)
+    if g_lo == 0:
+        return 0.0
+    for k in range(1, 53):
+        c = 1.0 - 2.0**-k
+        g_c = excess(c)
+        if g_c < 0:
+            return _bisect(excess, lo, c, g_lo)
+        lo, g_lo = c, g_c
+    return 1.0  # χ₁ exceeds 1 by less than rounding can resolve
+
+
+def correlation_fixed_point(activation: Activation, sw2: float, sb2: float) -> float:
+    """The stable fixed point c* of the correlation map at q* = :func:`fixed_point`.
+
+    c* = 1 in the ordered and critical phases (χ₁ ≤ 1: inputs become identical), c* < 1 in the
+    chaotic phase (c* = 0 for odd φ with σ_b² = 0). Conventions: c* = 1 when q* = 0 (every input
+    collapses to the same point); nan when q* is infinite.
+    """
+    return _correlation_fixed_point(activation, sw2, sb2, fixed_point(activation, sw2, sb2))
+
+
+class DepthScales(NamedTuple):
+    """Depths over which the length (ξ_q) and the correlation (ξ_c) approach their fixed points."""
+
+    xi_q: float
+    xi_c: float
+
+
+def _depth_scale(rate: float) -> float:
+    """ξ = −1/ln|rate| for a perturbation scaling like rateˡ; inf when |rate| ≥ 1, 0 when rate = 0."""
+    magnitude = abs(rate)
+    if magnitude >= 1:
+        return math.inf
+    if magnitude == 0:
+        return 0.0
+    return -1.0 / math.log(magnitude)
+
+
+def depth_scales(activation: Activation, sw2: float, sb2: float) -> DepthScales:
+    """ξ_q and ξ_c at the fixed points q* and c* (Schoenholz et al. 2017).
+
+    .. math::
+        ξ_q⁻¹ = −ln(χ₁ + σ_w²·E[φ''(z)φ(z)]),   ξ_c⁻¹ = −ln(σ_w²·E[φ'(u₁)φ'(u₂)]) at c*
+
+    The first log's argument is the slope L'(q*) of the length map. With c* = 1 the second is
+    ξ_c = −1/ln χ₁. Returns inf at criticality (χ₁ = 1), and DepthScales(nan, nan) when q* is
+    infinite. At q* = 0 (e.g. tanh, σ_b² = 0, σ_w² < 1) the values are those at q* → 0, which are
+    the limits as σ_b² → 0⁺: ξ_q = ξ_c = −1/ln(σ_w²·φ'(0)²).
+    """
+    q_star = fixed_point(activation, sw2, sb2)
+    if math.isinf(q_star):
+        return DepthScales(math.nan, math.nan)
+    moments = gaussian_moments(activation, q_star)
+    chi = sw2 * moments.derivative_sq
+    xi_q = _depth_scale(chi + sw2 * moments.second_derivative_phi)
+    c_star = _correlation_fixed_point(activation, sw2, sb2, q_star)
+    if c_star == 1:
+        return DepthScales(xi_q, _depth_scale(chi))
+    derivative = _derivative(activation)
+    chi_c = sw2 * bivariate_gaussian_expectation(derivative, derivative, q_star, c_star)
+    return DepthScales(xi_q, _depth_scale(chi_c))
+
+
+def phase(chi: float, tol: float = PHASE_TOL) -> Phase:
+    """"ordered" (χ₁ < 1), "critical" (|χ₁ − 1| ≤ tol) or "chaotic" (χ₁ > 1)."""
+    if math.isnan(chi):
+        raise ValueError("χ₁ is nan (is the fixed point q* infinite?); no phase is defined")
+    if abs(chi - 1) <= tol:
+        return "critical"
+    return "ordered" if chi < 1 else "chaotic"
+
+
+def variance_preserving_gain(activation: Activation, sb2: float = 0.0) -> float | None:
+    """The σ_w with σ_w²·E[φ(z)²] + σ_b² = 1 for z ~ N(0, 1), so unit variance maps to itself.
+
+    .. math:: σ_w = √((1 − σ_b²) / E[φ(z)²])
+
+    Returns None when no such σ_w exists (σ_b² ≥ 1, or φ ≡ 0 on the Gaussian). It is √2 for relu
+    and 1 for linear.
+    """
+    if sb2 < 0:
+        raise ValueError(f"σ_b² must be ≥ 0, got sb2 = {sb2}")
+    second = gaussian_moments(activation, 1.0).second
+    if sb2 >= 1 or second == 0:
+        return None
+    return math.sqrt((1 - sb2) / second)
+
+
+def critical_gain(activation: Activation, sb2: float = 0.0) -> float | None:
+    """The σ_w at the edge of chaos: χ₁(q*(σ_w²)) = 1, with q* from :func:`fixed_point`.
+
+    Bisects χ₁ − 1 over log σ_w² in GAIN_SQ_RANGE (σ_w ∈ [0.01, 100]). An unbounded q* counts as
+    the chaotic side: L(q)/q ≥ 1 all the way up means σ_w²·E[φ'²] ≥ 1 there too, for φ with
+    linear tails. Returns None when χ₁ − 1 has the same sign at both ends of the range. For
+    σ_b² = 0 it is √2 for relu (χ₁ = σ_w²/2 whatever q*), 1 for tanh (q* = 0 and χ₁ = σ_w² up to
+    σ_w² = 1) and 1 for linear.
+    """
+
+    def excess(log_sw2: float) -> float:
+        sw2 = math.exp(log_sw2)
+        q_star = fixed_point(activation, sw2, sb2)
+        return 1.0 if math.isinf(q_star) else chi1(activation, sw2, q_star) - 1
+
+    lo, hi = math.log(GAIN_SQ_RANGE[0]), math.log(GAIN_SQ_RANGE[1])
+    g_lo, g_hi = excess(lo), excess(hi)
+    if g_lo == 0:
+        return math.exp(lo / 2)
+    if (g_lo > 0) == (g_hi > 0) and g_hi != 0:
+        return None
+    return math.exp(_bisect(excess, lo, hi, g_lo) / 2)
