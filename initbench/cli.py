@@ -196,8 +196,6 @@ def list_entries(
 ) -> None:
     """List the registered schemes, activations or experiments, with their formulas."""
     with reported_errors():
-        from rich.table import Table as RichTable
-
         from initbench.activations import ACTIVATIONS
         from initbench.experiments import EXPERIMENTS, load_experiments
         from initbench.registry import unknown_name_error
@@ -208,17 +206,15 @@ def list_entries(
         if what not in registries:
             raise unknown_name_error("list", what, list(registries))
         registry = registries[what]
-        table = RichTable(title=f"initbench {what}", show_lines=True)
-        for column in ("name", "description", "formula", "options"):
-            table.add_column(column)
         for name, entry in registry:
             aliases = registry.aliases_of(name)
-            shown = name + (f"\n({', '.join(aliases)})" if aliases else "")
-            doc = (entry.__doc__ or "").strip().splitlines()[0]
             fields = getattr(entry, "model_fields", {})
-            options = ", ".join(f"{key}={field.default}" for key, field in fields.items())
-            table.add_row(shown, doc, getattr(entry, "formula", ""), options)
-        stdout.print(table)
+            options = ", ".join(f"{field.alias or key}={field.default}" for key, field in fields.items())
+            header = f"[bold cyan]{name}[/bold cyan]" + (f" (alias {', '.join(aliases)})" if aliases else "")
+            stdout.print(header + (f"  [dim]options: {options}[/dim]" if options else ""), highlight=False)
+            stdout.print(f"    {(entry.__doc__ or '').strip().splitlines()[0]}", highlight=False, markup=False)
+            if getattr(entry, "formula", ""):
+                stdout.print(f"    {entry.formula}", highlight=False, markup=False, style="green")
 
 
 def main() -> None:

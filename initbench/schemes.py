@@ -133,11 +133,19 @@ class Constant(InitScheme):
 
 
 @SCHEMES.register("ones")
-class Ones(Constant):
+class Ones(InitScheme):
     """All weights 1."""
 
     formula = "W = 1"
-    value: Literal[1.0] = 1.0
+
+    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+        tensor.fill_(1.0)
+
+    def weight_mean(self) -> float:
+        return 1.0
+
+    def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
+        return 0.0
 
 
 @SCHEMES.register("normal")
@@ -159,21 +167,25 @@ class Normal(InitScheme):
 
 
 @SCHEMES.register("random")
-class Random(Normal):
+class Random(InitScheme):
     """The blogs' naive "random" init, N(0, 1): explodes in deep linear and ReLU nets."""
 
     formula = "W ~ N(0, 1);  Var = 1"
-    mean: Literal[0.0] = 0.0
-    std: Literal[1.0] = 1.0
+    std: ClassVar[float] = 1.0
+
+    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+        tensor.normal_(0.0, self.std, generator=generator)
+
+    def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
+        return self.std**2
 
 
 @SCHEMES.register("small_random")
-class SmallRandom(Normal):
+class SmallRandom(Random):
     """N(0, 0.01²), cs231n's "small random numbers": the signal vanishes in deep nets."""
 
     formula = "W ~ N(0, 0.01²);  Var = 1e-4"
-    mean: Literal[0.0] = 0.0
-    std: Literal[0.01] = 0.01
+    std: ClassVar[float] = 0.01
 
 
 @SCHEMES.register("uniform")
@@ -240,20 +252,14 @@ class FanScaled(InitScheme):
     """Zero-mean weights with Var(W_ij) = gain² / fan: the family behind Xavier, Kaiming, LeCun."""
 
     distribution: ClassVar[Distribution]
-    gain: Gain = 1.0
 
     def fan_mode(self) -> FanMode:
         """Which fan the variance is divided by."""
         raise NotImplementedError
 
-    def resolve(self, activation: Activation) -> InitScheme:
-        return self.model_copy(update={"gain": resolve_gain(self.gain, activation)})
-
     def scale(self) -> float:
         """The numerator of the variance: gain²."""
-        if not isinstance(self.gain, float):
-            raise RuntimeError(f"{self.registry_name}: gain '{self.gain}' used before resolve()")
-        return self.gain**2
+        raise NotImplementedError
 
     def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
         sample_with_moments(tensor, self.distribution, math.sqrt(self.weight_variance(fan_in, fan_out) or 0.0), generator)
@@ -262,7 +268,21 @@ class FanScaled(InitScheme):
         return self.scale() / fan(fan_in, fan_out, self.fan_mode())
 
 
-class Xavier(FanScaled):
+class Gained(FanScaled):
+    """A fan-scaled scheme with a ``gain`` option: a number, ``auto``, ``preserving`` or ``critical``."""
+
+    gain: Gain = 1.0
+
+    def resolve(self, activation: Activation) -> InitScheme:
+        return self.model_copy(update={"gain": resolve_gain(self.gain, activation)})
+
+    def scale(self) -> float:
+        if not isinstance(self.gain, float):
+            raise RuntimeError(f"{self.registry_name}: gain '{self.gain}' used before resolve()")
+        return self.gain**2
+
+
+class Xavier(Gained):
     """Glorot & Bengio (2010): Var = gain²·2/(fan_in + fan_out)."""
 
     def fan_mode(self) -> FanMode:
@@ -285,7 +305,7 @@ class XavierNormal(Xavier):
     distribution = "normal"
 
 
-class Kaiming(FanScaled):
+class Kaiming(Gained):
     """He et al. (2015): Var = gain²/fan_mode, the gain taken from ``nonlinearity``.
 
     ``nonlinearity`` defaults to the network's own activation; naming one (with ``a``, its
@@ -336,10 +356,11 @@ class KaimingNormal(Kaiming):
 class Lecun(FanScaled):
     """LeCun et al. (1998): Var = 1/fan_in, no options."""
 
-    gain: Literal[1.0] = 1.0
-
     def fan_mode(self) -> FanMode:
         return "fan_in"
+
+    def scale(self) -> float:
+        return 1.0
 
 
 @SCHEMES.register("lecun_uniform")

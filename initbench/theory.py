@@ -12,7 +12,7 @@ registered activation gets every prediction here with no extra code.
 
 Why not Gauss–Hermite: ``hermite_e.hermegauss`` converges algebraically, not exponentially, when
 φ has a kink (selu, elu, softsign, and φ'²), and slowly when φ is sharp on the scale of √q
-(tanh at q = 100 is still 2% off with 200 nodes; numpy's weights overflow past ~370 nodes). Every
+(tanh at q = 100 is still 2% off with 200 nodes; numpy's weights overflow from ~380 nodes). Every
 registered activation is smooth except at h = 0, so we integrate each half-line separately with
 Gauss–Legendre nodes on [0, R·√q], R = 12 standard deviations (the dropped tail weighs
 e^(−72) ≈ 5e-32). Legendre nodes cluster at the ends of the interval, where the kink sits, and the
@@ -53,17 +53,37 @@ COLLAPSED_Q = 1e-12
 GAIN_SQ_RANGE = (1e-4, 1e4)
 
 _FLOAT = torch.float64
+#: Where one-sided derivatives at 0 are taken: so close that f'(±ε) = f'(0) exactly in float64
+#: wherever f' is smooth, as ε² vanishes next to 1.
+_ONE_SIDE = 1e-100
+
+
+def _with_derivatives(f: TensorFn, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """f(h), f'(h) and f''(h) by autograd; f is elementwise, so ∂(Σᵢ f(hᵢ))/∂h = f'(h)."""
+    x = h.detach().requires_grad_(True)
+    with torch.enable_grad():
+        y = f(x)
+        (first,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+        # A derivative that no longer depends on h (f linear) carries no graph: f'' = 0.
+        second = torch.autograd.grad(first.sum(), x)[0] if first.requires_grad else torch.zeros_like(x)
+    return y.detach(), first.detach(), second
 
 
 def _derivative(f: TensorFn) -> TensorFn:
-    """φ' of an elementwise φ: the gradient of Σᵢ φ(hᵢ) with respect to h is φ'(h), elementwise."""
-    return torch.func.grad(lambda h: f(h).sum())
+    """f' as a torch function."""
+    return lambda h: _with_derivatives(f, h)[1]
+
+
+@lru_cache(maxsize=8)
+def _legendre(degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights on [−1, 1] (cached: leggauss(128) costs milliseconds)."""
+    return np.polynomial.legendre.leggauss(degree)
 
 
 @lru_cache(maxsize=8)
 def _half_line_rule(degree: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Gauss–Legendre nodes and weights on [0, TAIL_SIGMAS]."""
-    nodes, weights = np.polynomial.legendre.leggauss(degree)
+    nodes, weights = _legendre(degree)
     half = TAIL_SIGMAS / 2
     return torch.tensor(half * (nodes + 1), dtype=_FLOAT), torch.tensor(half * weights, dtype=_FLOAT)
 
@@ -87,7 +107,7 @@ def _normal_nodes(q: float, degree: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def gaussian_expectation(f: TensorFn, q: float, degree: int = QUADRATURE_DEGREE) -> float:
-    """E_{z~N(0,q)}[f(z)] by quadrature, exact where f is a polynomial, f(0) when q = 0.
+    """E_{z~N(0,q)}[f(z)] by quadrature, split at z = 0; f(0) when q = 0.
 
     .. math:: E[f(z)] = ∫ f(√q·x)·e^(−x²/2)/√(2π) dx ≈ Σᵢ wᵢ·f(√q·xᵢ)
 
@@ -111,7 +131,7 @@ def _standard_bivariate_rule(c: float, degree: int) -> tuple[torch.Tensor, torch
     theta0 = math.acos(c)
     cuts = sorted((angle % (2 * math.pi)) for angle in (math.pi / 2, -math.pi / 2, theta0 + math.pi / 2, theta0 - math.pi / 2))
     cuts.append(cuts[0] + 2 * math.pi)
-    nodes, weights = np.polynomial.legendre.leggauss(degree)
+    nodes, weights = _legendre(degree)
     thetas, theta_weights = [], []
     for start, stop in zip(cuts[:-1], cuts[1:]):
         # A zero-length arc (c = ±1 makes cuts coincide) gets zero weight, which is harmless.
@@ -191,9 +211,10 @@ def gaussian_moments(activation: Activation, q: float, degree: int = QUADRATURE_
         # Written so that linear (a = b) keeps mean 0 even when q overflows to inf.
         mean = 0.0 if a == b else (a - b) * math.sqrt(q / (2 * math.pi))
         return GaussianMoments(mean=mean, second=q * half_sum_sq, derivative_sq=half_sum_sq, second_derivative_phi=0.0)
+    if q == 0:
+        return _moments_at_zero(activation)
     h, w = _normal_nodes(q, degree)
-    first = _derivative(activation)
-    phi, d1, d2 = activation(h), first(h), _derivative(first)(h)
+    phi, d1, d2 = _with_derivatives(activation, h)
     return GaussianMoments(
         mean=float((w * phi).sum()),
         second=float((w * phi * phi).sum()),
@@ -202,9 +223,29 @@ def gaussian_moments(activation: Activation, q: float, degree: int = QUADRATURE_
     )
 
 
+def _moments_at_zero(activation: Activation) -> GaussianMoments:
+    """The limit q → 0⁺ of :func:`gaussian_moments`, for φ continuous and smooth on each side of 0.
+
+    φ(0) gives E[φ] and E[φ²]; derivatives are averaged over the two sides of 0, where they may
+    differ (selu's φ' jumps from λα to λ), as N(0, q) puts half its mass on each side.
+    """
+    phi0 = float(activation(torch.zeros(1, dtype=_FLOAT)).item())
+    _, d1, d2 = _with_derivatives(activation, torch.tensor([-_ONE_SIDE, _ONE_SIDE], dtype=_FLOAT))
+    return GaussianMoments(mean=phi0, second=phi0 * phi0, derivative_sq=float((d1 * d1).mean()), second_derivative_phi=phi0 * float(d2.mean()))
+
+
+def _second_moment(activation: Activation, q: float) -> float:
+    """E[φ(z)²], z ~ N(0, q): all the length map needs, without the cost of autograd."""
+    slopes = activation.piecewise_linear_slopes()
+    if slopes is not None:
+        a, b = slopes
+        return q * (a * a + b * b) / 2
+    return gaussian_expectation(lambda h: activation(h).square(), q)
+
+
 def length_map(activation: Activation, sw2: float, sb2: float, q: float) -> float:
     """The next layer's pre-activation variance: σ_w²·E_{z~N(0,q)}[φ(z)²] + σ_b²."""
-    return sw2 * gaussian_moments(activation, q).second + sb2
+    return sw2 * _second_moment(activation, q) + sb2
 
 
 def chi1(activation: Activation, sw2: float, q: float) -> float:
@@ -214,12 +255,12 @@ def chi1(activation: Activation, sw2: float, q: float) -> float:
 
 def _per_layer(value: float | Sequence[float], depth: int, name: str) -> list[float]:
     """A scalar repeated ``depth`` times, or a per-layer sequence checked to have ``depth`` entries."""
-    if isinstance(value, (int, float)):
-        return [float(value)] * depth
-    values = [float(v) for v in value]
-    if len(values) != depth:
-        raise ValueError(f"{name} has {len(values)} entries, expected one per layer ({depth})")
-    return values
+    values = np.asarray(value, dtype=np.float64)
+    if values.ndim == 0:
+        return [float(values)] * depth
+    if values.shape != (depth,):
+        raise ValueError(f"{name} has shape {values.shape}, expected one entry per layer ({depth})")
+    return [float(v) for v in values]
 
 
 @dataclass(frozen=True, eq=False)
@@ -309,19 +350,30 @@ def propagate_backward(
     return np.array(grad_var, dtype=np.float64)
 
 
-def _bisect(g: Callable[[float], float], lo: float, hi: float, g_lo: float) -> float:
-    """A root of g in [lo, hi], where g(lo) and g(hi) have opposite signs, to full precision."""
-    while True:
+def _bisect(g: Callable[[float], float], lo: float, hi: float, g_lo: float, xtol: float = 0.0) -> tuple[float, float]:
+    """A bracket [lo, hi] around a sign change of g, given one: g(lo) and g(hi) of opposite signs.
+
+    Halves the bracket until it is at most ``xtol`` wide, or (xtol = 0) until lo and hi are
+    adjacent floats, i.e. full relative precision for a root away from 0.
+    """
+    while hi - lo > xtol:
         mid = (lo + hi) / 2
-        if mid in (lo, hi):  # adjacent floats: nothing left to halve
-            return mid
+        if mid in (lo, hi):
+            break
         g_mid = g(mid)
         if g_mid == 0:
-            return mid
+            return mid, mid
         if (g_mid > 0) == (g_lo > 0):
             lo, g_lo = mid, g_mid
         else:
             hi = mid
+    return lo, hi
+
+
+def _root(g: Callable[[float], float], lo: float, hi: float, g_lo: float, xtol: float = 0.0) -> float:
+    """The midpoint of :func:`_bisect`'s final bracket."""
+    lo, hi = _bisect(g, lo, hi, g_lo, xtol)
+    return (lo + hi) / 2
 
 
 def fixed_point(activation: Activation, sw2: float, sb2: float, start: float = 1.0) -> float:
@@ -341,8 +393,8 @@ def fixed_point(activation: Activation, sw2: float, sb2: float, start: float = 1
         relu σ_w² > 2); ``start`` itself when it is already a fixed point (linear σ_w² = 1 or relu
         σ_w² = 2, with σ_b² = 0, where every q is one).
     """
-    if sw2 < 0 or sb2 < 0:
-        raise ValueError(f"σ_w² and σ_b² must be ≥ 0, got sw2 = {sw2}, sb2 = {sb2}")
+    if sw2 < 0 or sb2 < 0 or not start > 0:
+        raise ValueError(f"need σ_w² ≥ 0, σ_b² ≥ 0 and start > 0, got sw2 = {sw2}, sb2 = {sb2}, start = {start}")
 
     def excess(q: float) -> float:
         return length_map(activation, sw2, sb2, q) - q
@@ -359,7 +411,7 @@ def fixed_point(activation: Activation, sw2: float, sb2: float, start: float = 1
                 return math.inf
             g_q = excess(q)
             if g_q <= 0:
-                return q if g_q == 0 else _bisect(excess, previous, q, g_previous)
+                return q if g_q == 0 else _root(excess, previous, q, g_previous)
     collapse_at = length_map(activation, sw2, sb2, 0.0) == 0
     while True:
         previous = q
@@ -367,10 +419,10 @@ def fixed_point(activation: Activation, sw2: float, sb2: float, start: float = 1
         if collapse_at and q < COLLAPSED_Q * start:
             return 0.0
         if q == 0:  # L(0) > 0, so the root lies in (0, previous)
-            return _bisect(excess, 0.0, previous, excess(0.0))
+            return _root(excess, 0.0, previous, excess(0.0))
         g_q = excess(q)
         if g_q >= 0:
-            return q if g_q == 0 else _bisect(excess, q, previous, g_q)
+            return q if g_q == 0 else _root(excess, q, previous, g_q)
 
 
 def _arccos_kernel(c: float) -> float:
@@ -408,7 +460,7 @@ def correlation_map(activation: Activation, sw2: float, sb2: float, q_star: floa
 
 def _correlation_fixed_point(activation: Activation, sw2: float, sb2: float, q_star: float) -> float:
     """c* at a known q*; see :func:`correlation_fixed_point`."""
-    if math.isnan(q_star) or math.isinf(q_star):
+    if not math.isfinite(q_star):
         return math.nan
     if q_star == 0 or chi1(activation, sw2, q_star) <= 1:
         return 1.0
@@ -427,7 +479,7 @@ def _correlation_fixed_point(activation: Activation, sw2: float, sb2: float, q_s
         c = 1.0 - 2.0**-k
         g_c = excess(c)
         if g_c < 0:
-            return _bisect(excess, lo, c, g_lo)
+            return _root(excess, lo, c, g_lo, xtol=1e-15)
         lo, g_lo = c, g_c
     return 1.0  # χ₁ exceeds 1 by less than rounding can resolve
 
@@ -471,7 +523,7 @@ def depth_scales(activation: Activation, sw2: float, sb2: float) -> DepthScales:
     the limits as σ_b² → 0⁺: ξ_q = ξ_c = −1/ln(σ_w²·φ'(0)²).
     """
     q_star = fixed_point(activation, sw2, sb2)
-    if math.isinf(q_star):
+    if not math.isfinite(q_star):
         return DepthScales(math.nan, math.nan)
     moments = gaussian_moments(activation, q_star)
     chi = sw2 * moments.derivative_sq
@@ -485,7 +537,7 @@ def depth_scales(activation: Activation, sw2: float, sb2: float) -> DepthScales:
 
 
 def phase(chi: float, tol: float = PHASE_TOL) -> Phase:
-    """"ordered" (χ₁ < 1), "critical" (|χ₁ − 1| ≤ tol) or "chaotic" (χ₁ > 1)."""
+    """Classify χ₁: "ordered" (χ₁ < 1), "critical" (|χ₁ − 1| ≤ tol) or "chaotic" (χ₁ > 1)."""
     if math.isnan(chi):
         raise ValueError("χ₁ is nan (is the fixed point q* infinite?); no phase is defined")
     if abs(chi - 1) <= tol:
@@ -512,22 +564,26 @@ def variance_preserving_gain(activation: Activation, sb2: float = 0.0) -> float 
 def critical_gain(activation: Activation, sb2: float = 0.0) -> float | None:
     """The σ_w at the edge of chaos: χ₁(q*(σ_w²)) = 1, with q* from :func:`fixed_point`.
 
-    Bisects χ₁ − 1 over log σ_w² in GAIN_SQ_RANGE (σ_w ∈ [0.01, 100]). An unbounded q* counts as
+    Bisects χ₁ − 1 over σ_w² in GAIN_SQ_RANGE (σ_w ∈ [0.01, 100]). An unbounded q* counts as
     the chaotic side: L(q)/q ≥ 1 all the way up means σ_w²·E[φ'²] ≥ 1 there too, for φ with
     linear tails. Returns None when χ₁ − 1 has the same sign at both ends of the range. For
     σ_b² = 0 it is √2 for relu (χ₁ = σ_w²/2 whatever q*), 1 for tanh (q* = 0 and χ₁ = σ_w² up to
     σ_w² = 1) and 1 for linear.
     """
 
-    def excess(log_sw2: float) -> float:
-        sw2 = math.exp(log_sw2)
+    def excess(sw2: float) -> float:
         q_star = fixed_point(activation, sw2, sb2)
-        return 1.0 if math.isinf(q_star) else chi1(activation, sw2, q_star) - 1
+        chi = chi1(activation, sw2, q_star)
+        return 1.0 if math.isnan(chi) else chi - 1
 
-    lo, hi = math.log(GAIN_SQ_RANGE[0]), math.log(GAIN_SQ_RANGE[1])
+    lo, hi = GAIN_SQ_RANGE
     g_lo, g_hi = excess(lo), excess(hi)
-    if g_lo == 0:
-        return math.exp(lo / 2)
-    if (g_lo > 0) == (g_hi > 0) and g_hi != 0:
+    for end, g_end in ((lo, g_lo), (hi, g_hi)):
+        if g_end == 0:
+            return math.sqrt(end)
+    if (g_lo > 0) == (g_hi > 0):
         return None
-    return math.exp(_bisect(excess, lo, hi, g_lo) / 2)
+    lo, hi = _bisect(excess, lo, hi, g_lo)
+    if max(abs(excess(lo)), abs(excess(hi))) > PHASE_TOL:
+        return None  # χ₁ jumps over 1 here instead of passing through it
+    return math.sqrt((lo + hi) / 2)

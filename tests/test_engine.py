@@ -1,0 +1,66 @@
+"""The stacked engine against a hand-written loop, and a run alone against the same run stacked."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from initbench.activations import ACTIVATIONS
+from initbench.engine import Run, StackedForward, derive_seed
+from initbench.registry import build_from_spec
+from initbench.schemes import SCHEMES
+
+TANH = ACTIVATIONS.get("tanh")()
+
+
+def make_run(spec: str, seed: int, bias: str | None = None) -> Run:
+    return Run(
+        label=spec,
+        seed=seed,
+        scheme=build_from_spec(SCHEMES, spec).resolve(TANH),
+        bias=None if bias is None else build_from_spec(SCHEMES, bias).resolve(TANH),
+    )
+
+
+def collect(runs: list[Run], depth: int, width: int, batch: int, use_bias: bool = False) -> list[torch.Tensor]:
+    engine = StackedForward(runs, TANH, torch.device("cpu"), torch.float64)
+    x = engine.inputs(batch, width)
+    return [output.post.clone() for output in engine.layers(x, [width] * depth, use_bias)]
+
+
+def test_engine_equals_a_hand_written_loop() -> None:
+    """h = x Wᵀ + b, φ = tanh, weights then bias drawn from torch.Generator().manual_seed(seed)."""
+    width, batch, seed = 6, 5, 11
+    outputs = collect([make_run("xavier_normal:gain=auto", seed, bias="normal:std=0.1")], depth=3, width=width, batch=batch, use_bias=True)
+    x = torch.empty(batch, width, dtype=torch.float64).normal_(generator=torch.Generator().manual_seed(derive_seed(seed, "input")))
+    generator = torch.Generator().manual_seed(seed)
+    std = (5 / 3) * math.sqrt(2 / (width + width))
+    for layer in range(3):
+        weight = torch.empty(width, width, dtype=torch.float64).normal_(0, std, generator=generator)
+        bias = torch.empty(width, dtype=torch.float64).normal_(0, 0.1, generator=generator)
+        x = torch.tanh(x @ weight.T + bias)
+        assert torch.allclose(outputs[layer][0], x, rtol=1e-12, atol=1e-14)
+
+
+def test_a_run_alone_equals_the_same_run_stacked() -> None:
+    specs = ["zeros", "random", "xavier_uniform:gain=auto", "orthogonal"]
+    stacked_runs = [make_run(spec, seed) for spec in specs for seed in (0, 1)]
+    stacked = collect(stacked_runs, depth=10, width=32, batch=16)
+    for index, run in enumerate(stacked_runs):
+        alone = collect([make_run(run.label, run.seed)], depth=10, width=32, batch=16)
+        for layer in range(10):
+            assert torch.allclose(alone[layer][0], stacked[layer][index], rtol=1e-10, atol=1e-12)
+
+
+def test_runs_with_the_same_seed_share_inputs_and_draws_differ_by_seed() -> None:
+    engine = StackedForward([make_run("he", 0), make_run("xavier", 0), make_run("he", 1)], TANH, torch.device("cpu"), torch.float32)
+    x = engine.inputs(4, 3)
+    assert torch.equal(x[0], x[1])
+    assert not torch.equal(x[0], x[2])
+
+
+def test_rerun_is_bit_for_bit() -> None:
+    runs = [make_run("he", 3), make_run("random", 4)]
+    first, second = collect(runs, 5, 16, 8), collect(runs, 5, 16, 8)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))

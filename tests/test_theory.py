@@ -1,0 +1,450 @@
+"""Mean-field theory against closed forms, Monte Carlo, textbook facts and a real wide network.
+
+Every expected number is derived here from its formula (or sampled), never copied from a run of
+the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from initbench import theory
+from initbench.activations import ACTIVATIONS, Activation
+from initbench.registry import build_from_spec
+
+SMOOTH = ["tanh", "sigmoid", "gelu", "silu", "elu", "selu", "softsign"]
+PIECEWISE_LINEAR = ["linear", "relu", "leaky_relu:negative_slope=0.2"]
+# SELU's constants (Klambauer et al. 2017), as torch.nn.functional.selu uses them.
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+
+
+def act(spec: str) -> Activation:
+    return build_from_spec(ACTIVATIONS, spec)
+
+
+class QuadratureOnly(Activation):
+    """The wrapped activation with its closed forms hidden, so theory must integrate it."""
+
+    inner: Activation
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        return self.inner(h)
+
+
+def arccos_relu_map(c: float) -> float:
+    """ReLU's correlation map at σ_w² = 2, σ_b² = 0 (Cho & Saul's arc-cosine kernel)."""
+    return (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
+
+
+# --- quadrature -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("q", [1e-4, 0.3, 1.0, 7.0, 100.0])
+def test_gaussian_expectation_matches_exact_gaussian_moments(q: float) -> None:
+    assert theory.gaussian_expectation(lambda h: h * h, q) == pytest.approx(q, rel=1e-13)
+    assert theory.gaussian_expectation(lambda h: h**4, q) == pytest.approx(3 * q * q, rel=1e-13)
+    # E[cos z] = e^(−q/2), the characteristic function; cos oscillates ~20 times over the range at
+    # q = 100, and |cos| ≤ 1 sets the scale of the rounding in the sum.
+    assert theory.gaussian_expectation(torch.cos, q) == pytest.approx(math.exp(-q / 2), abs=1e-13)
+
+
+def test_gaussian_expectation_at_zero_variance_is_f_of_zero_and_negative_variance_is_rejected() -> None:
+    assert theory.gaussian_expectation(lambda h: torch.cos(h) + 2, 0.0) == 3.0
+    with pytest.raises(ValueError, match="≥ 0"):
+        theory.gaussian_expectation(torch.cos, -1.0)
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+def test_moments_are_converged_in_degree(name: str) -> None:
+    activation = act(name)
+    for q in np.logspace(-4, 2, 7):
+        base = theory.gaussian_moments(activation, q, degree=theory.QUADRATURE_DEGREE)
+        doubled = theory.gaussian_moments(activation, q, degree=2 * theory.QUADRATURE_DEGREE)
+        # Each moment against its natural scale: E[φ] can be 0 (odd φ), and E[φ''φ] enters
+        # only as a correction to χ₁ ∝ E[φ'²].
+        assert abs(base.mean - doubled.mean) <= 1e-10 * math.sqrt(doubled.second)
+        assert base.second == pytest.approx(doubled.second, rel=1e-10)
+        assert base.derivative_sq == pytest.approx(doubled.derivative_sq, rel=1e-10)
+        scale = abs(doubled.second_derivative_phi) + doubled.derivative_sq
+        assert abs(base.second_derivative_phi - doubled.second_derivative_phi) <= 1e-10 * scale
+
+
+@pytest.mark.parametrize("name", SMOOTH)
+def test_bivariate_expectation_is_converged_in_degree(name: str) -> None:
+    activation = act(name)
+    derivative = theory._derivative(activation)
+    for q, c in [(1e-4, 0.5), (1.0, -0.9), (1.0, 0.99), (100.0, 0.3)]:
+        for f in (activation, derivative):
+            scale = theory.gaussian_expectation(lambda h: f(h) ** 2, q)  # |E[f f]| ≤ E[f²]
+            base = theory.bivariate_gaussian_expectation(f, f, q, c)
+            doubled = theory.bivariate_gaussian_expectation(f, f, q, c, degree=2 * theory.QUADRATURE_DEGREE)
+            assert abs(base - doubled) <= 1e-10 * scale
+
+
+@pytest.mark.parametrize("q", [0.2, 1.0, 30.0])
+@pytest.mark.parametrize("c", [-1.0, -0.6, 0.0, 0.45, 0.999, 1.0])
+def test_bivariate_expectation_matches_isserlis(q: float, c: float) -> None:
+    assert theory.bivariate_gaussian_expectation(lambda h: h, lambda h: h, q, c) == pytest.approx(q * c, rel=1e-12, abs=1e-12 * q)
+    fourth = theory.bivariate_gaussian_expectation(lambda h: h * h, lambda h: h * h, q, c)
+    assert fourth == pytest.approx(q * q * (1 + 2 * c * c), rel=1e-12)
+
+
+def test_bivariate_expectation_rejects_a_correlation_outside_minus_one_one() -> None:
+    with pytest.raises(ValueError, match="correlation"):
+        theory.bivariate_gaussian_expectation(torch.tanh, torch.tanh, 1.0, 1.5)
+
+
+# --- moments: closed forms, quadrature, Monte Carlo ---------------------------------------------
+
+
+@pytest.mark.parametrize("spec", PIECEWISE_LINEAR)
+@pytest.mark.parametrize("q", [1e-3, 0.7, 2.0, 50.0])
+def test_closed_form_moments_equal_quadrature(spec: str, q: float) -> None:
+    activation = act(spec)
+    closed = theory.gaussian_moments(activation, q)
+    integrated = theory.gaussian_moments(QuadratureOnly(inner=activation), q)
+    a, b = activation.piecewise_linear_slopes()
+    # The textbook forms, written out once more: E[relu(z)²] = q/2, E[relu(z)] = √(q/2π).
+    assert closed.second == pytest.approx(q * (a * a + b * b) / 2, rel=1e-15)
+    assert closed.mean == pytest.approx((a - b) * math.sqrt(q / (2 * math.pi)), rel=1e-15, abs=0)
+    for field in ("mean", "second", "derivative_sq", "second_derivative_phi"):
+        assert getattr(integrated, field) == pytest.approx(getattr(closed, field), rel=1e-12, abs=1e-14 * max(q, 1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    alpha=st.floats(0.0, 1.0),
+    q=st.floats(1e-3, 1e3),
+    c=st.floats(-1.0, 1.0),
+    sw2=st.floats(0.1, 4.0),
+    sb2=st.floats(0.0, 1.0),
+)
+def test_piecewise_linear_correlation_map_equals_quadrature(alpha: float, q: float, c: float, sw2: float, sb2: float) -> None:
+    leaky = act(f"leaky_relu:negative_slope={alpha}")
+    closed = theory.correlation_map(leaky, sw2, sb2, q, c)
+    integrated = theory.correlation_map(QuadratureOnly(inner=leaky), sw2, sb2, q, c)
+    assert integrated == pytest.approx(closed, rel=1e-11, abs=1e-12 * (sw2 + sb2 / q))
+
+
+def _normal_samples(q: float, n: int = 1_000_000) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(12345)
+    return math.sqrt(q) * torch.randn(n, generator=generator, dtype=torch.float64)
+
+
+# φ' written out by hand, so the Monte Carlo reference shares no code with theory's autograd.
+DERIVATIVES = {
+    "tanh": lambda h: 1 - torch.tanh(h) ** 2,
+    "sigmoid": lambda h: torch.sigmoid(h) * (1 - torch.sigmoid(h)),
+    "gelu": lambda h: torch.special.ndtr(h) + h * torch.exp(-h * h / 2) / math.sqrt(2 * math.pi),
+}
+
+
+@pytest.mark.parametrize("name", list(DERIVATIVES))
+@pytest.mark.parametrize("q", [0.5, 3.0])
+def test_moments_agree_with_monte_carlo(name: str, q: float) -> None:
+    activation = act(name)
+    moments = theory.gaussian_moments(activation, q)
+    z = _normal_samples(q)
+    phi, d1 = activation(z), DERIVATIVES[name](z)
+    for samples, predicted in ((phi, moments.mean), (phi * phi, moments.second), (d1 * d1, moments.derivative_sq)):
+        standard_error = float(samples.std()) / math.sqrt(samples.numel())
+        assert abs(float(samples.mean()) - predicted) < 5 * standard_error
+
+
+def test_moments_at_zero_variance_are_the_small_variance_limit() -> None:
+    # selu's φ' jumps from λα to λ at 0; N(0, q → 0) puts half its mass on each side.
+    selu = act("selu")
+    at_zero = theory.gaussian_moments(selu, 0.0)
+    assert at_zero.derivative_sq == pytest.approx(SELU_SCALE**2 * (1 + SELU_ALPHA**2) / 2, rel=1e-12)
+    assert theory.gaussian_moments(selu, 1e-12).derivative_sq == pytest.approx(at_zero.derivative_sq, rel=1e-5)
+    sigmoid = theory.gaussian_moments(act("sigmoid"), 0.0)
+    assert (sigmoid.mean, sigmoid.second, sigmoid.derivative_sq) == (0.5, 0.25, 0.0625)
+
+
+def test_selu_is_self_normalizing() -> None:
+    # Klambauer et al. chose λ, α so that N(0, 1) maps to mean 0, variance 1.
+    moments = theory.gaussian_moments(act("selu"), 1.0)
+    assert moments.mean == pytest.approx(0.0, abs=1e-9)
+    assert moments.second == pytest.approx(1.0, rel=1e-9)
+    assert theory.variance_preserving_gain(act("selu")) == pytest.approx(1.0, rel=1e-9)
+
+
+# --- ReLU -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sw2", [0.5, 2.0, 3.0])
+@pytest.mark.parametrize("q", [0.0, 0.1, 4.0, math.inf])
+def test_relu_chi1_is_half_sw2_whatever_q(sw2: float, q: float) -> None:
+    assert theory.chi1(act("relu"), sw2, q) == sw2 / 2
+
+
+def test_he_init_is_critical_for_relu() -> None:
+    relu = act("relu")
+    q_star = theory.fixed_point(relu, 2.0, 0.0)
+    assert q_star == 1.0  # every q is a fixed point; the one reached from q = 1 is 1
+    assert theory.phase(theory.chi1(relu, 2.0, q_star)) == "critical"
+    assert theory.depth_scales(relu, 2.0, 0.0) == (math.inf, math.inf)
+    assert theory.phase(theory.chi1(relu, 1.0, 0.0)) == "ordered"  # Xavier on square layers
+
+
+@pytest.mark.parametrize("c", [-1.0, -0.5, 0.0, 0.3, 0.8, 0.99, 1.0])
+def test_relu_correlation_map_is_the_arccos_kernel(c: float) -> None:
+    relu = act("relu")
+    assert theory.correlation_map(relu, 2.0, 0.0, 1.7, c) == pytest.approx(arccos_relu_map(c), rel=1e-14, abs=1e-15)
+    assert theory.correlation_map(QuadratureOnly(inner=relu), 2.0, 0.0, 1.7, c) == pytest.approx(arccos_relu_map(c), rel=1e-12, abs=1e-14)
+
+
+# --- tanh -------------------------------------------------------------------------------------
+
+
+def test_tanh_with_xavier_gain_five_thirds_is_chaotic() -> None:
+    tanh, sw2 = act("tanh"), (5 / 3) ** 2
+    q_star = theory.fixed_point(tanh, sw2, 0.0)
+    assert 0 < q_star < sw2  # tanh² < 1 bounds q* by σ_w²
+    assert theory.length_map(tanh, sw2, 0.0, q_star) == pytest.approx(q_star, rel=1e-13)
+    chi = theory.chi1(tanh, sw2, q_star)
+    assert chi > 1 and theory.phase(chi) == "chaotic"
+    # 100 layers of the forward pass settle on q*, and the std printed there is √Var[φ] at q*.
+    forward = theory.propagate_forward(tanh, sw2, 0.0, 100)
+    assert forward.q[-1] == pytest.approx(q_star, rel=1e-10)
+    assert forward.post_std[-1] == pytest.approx(math.sqrt(theory.gaussian_moments(tanh, q_star).variance), rel=1e-10)
+    assert forward.chi1[-1] == pytest.approx(chi, rel=1e-10)
+
+
+@pytest.mark.parametrize("sw2", [0.3, 0.9])
+def test_tanh_below_unit_gain_without_bias_collapses_to_zero(sw2: float) -> None:
+    tanh = act("tanh")
+    assert theory.fixed_point(tanh, sw2, 0.0) == 0.0
+    assert theory.chi1(tanh, sw2, 0.0) == sw2  # tanh'(0) = 1
+    assert theory.phase(theory.chi1(tanh, sw2, 0.0)) == "ordered"
+    assert theory.correlation_fixed_point(tanh, sw2, 0.0) == 1.0
+
+
+def test_tanh_at_unit_gain_without_bias_is_exactly_critical() -> None:
+    tanh = act("tanh")
+    assert theory.fixed_point(tanh, 1.0, 0.0) == 0.0
+    assert theory.chi1(tanh, 1.0, 0.0) == 1.0
+    assert theory.phase(1.0) == "critical"
+    assert theory.depth_scales(tanh, 1.0, 0.0) == (math.inf, math.inf)
+    # At criticality the length map q ↦ q − 2q² + O(q³) decays like a power law, q^l ≈ 1/(2l),
+    # not geometrically: "tanh with N(0, 1/n) decays slowly".
+    q = theory.propagate_forward(tanh, 1.0, 0.0, 100).q
+    assert 2 * 100 * q[-1] == pytest.approx(1.0, rel=0.05)
+
+
+# --- fixed points -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("spec", "sw2", "sb2"), [("tanh", 2.5, 0.1), ("sigmoid", 1.0, 0.0), ("sigmoid", 4.0, 0.5), ("selu", 1.0, 0.0), ("gelu", 1.5, 0.2)])
+def test_fixed_point_is_a_stable_fixed_point_reached_from_one(spec: str, sw2: float, sb2: float) -> None:
+    activation = act(spec)
+    q_star = theory.fixed_point(activation, sw2, sb2)
+    assert theory.length_map(activation, sw2, sb2, q_star) == pytest.approx(q_star, rel=1e-13)
+    # Independent of the bracketing: plain iteration from q = 1 ends at the same point ...
+    q = 1.0
+    for _ in range(300):
+        q = theory.length_map(activation, sw2, sb2, q)
+    assert q == pytest.approx(q_star, rel=1e-9)
+    # ... and the map's slope there, by finite differences, is below 1 (stable).
+    step = 1e-6 * q_star
+    slope = (theory.length_map(activation, sw2, sb2, q_star + step) - theory.length_map(activation, sw2, sb2, q_star - step)) / (2 * step)
+    assert 0 <= slope < 1
+
+
+def test_fixed_point_closed_cases() -> None:
+    linear, relu = act("linear"), act("relu")
+    assert theory.fixed_point(linear, 0.5, 0.0) == 0.0
+    assert theory.fixed_point(linear, 0.5, 0.3) == pytest.approx(0.3 / (1 - 0.5), rel=1e-15)
+    assert theory.fixed_point(relu, 1.5, 0.3) == pytest.approx(0.3 / (1 - 1.5 / 2), rel=1e-15)
+    assert theory.fixed_point(linear, 1.0, 0.0) == 1.0
+    assert theory.fixed_point(linear, 1.01, 0.0) == math.inf
+    assert theory.fixed_point(relu, 2.5, 0.0) == math.inf
+    assert theory.fixed_point(relu, 2.0, 0.1) == math.inf
+    with pytest.raises(ValueError, match="σ_w²"):
+        theory.fixed_point(relu, -1.0, 0.0)
+
+
+# --- correlations and depth scales ------------------------------------------------------------
+
+
+def test_chaotic_correlation_fixed_point_is_a_fixed_point_reached_by_iteration() -> None:
+    tanh, sw2, sb2 = act("tanh"), 4.0, 0.05
+    q_star = theory.fixed_point(tanh, sw2, sb2)
+    c_star = theory.correlation_fixed_point(tanh, sw2, sb2)
+    assert 0 < c_star < 1
+    assert theory.correlation_map(tanh, sw2, sb2, q_star, c_star) == pytest.approx(c_star, abs=1e-13)
+    c = 0.9
+    for _ in range(60):
+        c = theory.correlation_map(tanh, sw2, sb2, q_star, c)
+    assert c == pytest.approx(c_star, abs=1e-9)
+    # c = 1 is always a fixed point of the map, and the 2-D rule agrees with the 1-D one there.
+    assert theory.correlation_map(tanh, sw2, sb2, q_star, 1.0) == pytest.approx(1.0, rel=1e-13)
+
+
+def test_odd_activation_without_bias_decorrelates_completely_in_the_chaotic_phase() -> None:
+    tanh, sw2 = act("tanh"), (5 / 3) ** 2
+    q_star = theory.fixed_point(tanh, sw2, 0.0)
+    assert theory.correlation_fixed_point(tanh, sw2, 0.0) == pytest.approx(0.0, abs=1e-14)
+    # At c* = 0, u₁ and u₂ are independent: E[φ'(u₁)φ'(u₂)] = E[φ'(z)]².
+    mean_derivative = theory.gaussian_expectation(DERIVATIVES["tanh"], q_star)
+    assert theory.depth_scales(tanh, sw2, 0.0).xi_c == pytest.approx(-1 / math.log(sw2 * mean_derivative**2), rel=1e-9)
+
+
+@pytest.mark.parametrize(("spec", "sw2", "sb2"), [("tanh", 1.5, 0.05), ("tanh", 4.0, 0.05), ("elu", 1.5, 0.1), ("sigmoid", 4.0, 0.5)])
+def test_xi_q_is_set_by_the_slope_of_the_length_map(spec: str, sw2: float, sb2: float) -> None:
+    # ξ_q⁻¹ = −ln L'(q*); differentiate L by finite differences, with no φ'' at all.
+    activation = act(spec)
+    q_star = theory.fixed_point(activation, sw2, sb2)
+    step = 1e-5 * q_star
+    slope = (theory.length_map(activation, sw2, sb2, q_star + step) - theory.length_map(activation, sw2, sb2, q_star - step)) / (2 * step)
+    assert theory.depth_scales(activation, sw2, sb2).xi_q == pytest.approx(-1 / math.log(slope), rel=1e-6)
+
+
+def test_xi_c_is_minus_one_over_log_chi1_in_the_ordered_phase() -> None:
+    tanh, sw2, sb2 = act("tanh"), 1.2, 0.05
+    q_star = theory.fixed_point(tanh, sw2, sb2)
+    chi = theory.chi1(tanh, sw2, q_star)
+    assert chi < 1 and theory.correlation_fixed_point(tanh, sw2, sb2) == 1.0
+    assert theory.depth_scales(tanh, sw2, sb2).xi_c == pytest.approx(-1 / math.log(chi), rel=1e-12)
+
+
+def test_xi_c_diverges_at_the_edge_of_chaos() -> None:
+    tanh, sb2 = act("tanh"), 0.05
+    critical_sw2 = theory.critical_gain(tanh, sb2) ** 2
+    ordered = [theory.depth_scales(tanh, critical_sw2 * f, sb2).xi_c for f in (0.5, 0.9, 0.99)]
+    chaotic = [theory.depth_scales(tanh, critical_sw2 * f, sb2).xi_c for f in (3.0, 1.5, 1.01)]
+    assert ordered == sorted(ordered) and chaotic == sorted(chaotic)
+    assert min(ordered[-1], chaotic[-1]) > 10 * max(ordered[0], chaotic[0])
+
+
+def test_depth_scales_are_undefined_for_an_unbounded_variance() -> None:
+    assert all(math.isnan(xi) for xi in theory.depth_scales(act("linear"), 2.0, 0.0))
+
+
+def test_phase_thresholds() -> None:
+    assert theory.phase(0.5) == "ordered"
+    assert theory.phase(1 + 1e-9) == "critical"
+    assert theory.phase(1 + 1e-3) == "chaotic"
+    assert theory.phase(1 + 1e-3, tol=1e-2) == "critical"
+    with pytest.raises(ValueError, match="nan"):
+        theory.phase(math.nan)
+
+
+# --- gains ------------------------------------------------------------------------------------
+
+
+def test_variance_preserving_gain() -> None:
+    assert theory.variance_preserving_gain(act("relu")) == pytest.approx(math.sqrt(2), rel=1e-15)
+    assert theory.variance_preserving_gain(act("linear")) == 1.0
+    assert theory.variance_preserving_gain(act("relu"), sb2=0.5) == pytest.approx(1.0, rel=1e-15)
+    assert theory.variance_preserving_gain(act("tanh"), sb2=1.0) is None
+    gelu = act("gelu")
+    sw2 = theory.variance_preserving_gain(gelu) ** 2
+    samples = sw2 * gelu(_normal_samples(1.0)) ** 2
+    assert abs(float(samples.mean()) - 1) < 5 * float(samples.std()) / math.sqrt(samples.numel())
+
+
+def test_critical_gain() -> None:
+    assert theory.critical_gain(act("relu")) == pytest.approx(math.sqrt(2), rel=1e-14)
+    assert theory.critical_gain(act("tanh")) == pytest.approx(1.0, rel=1e-14)
+    assert theory.critical_gain(act("linear")) == pytest.approx(1.0, rel=1e-14)
+    # Leaky ReLU: χ₁ = σ_w²(1 + α²)/2, PyTorch's gain √(2/(1 + α²)).
+    assert theory.critical_gain(act("leaky_relu:negative_slope=0.3")) == pytest.approx(math.sqrt(2 / 1.09), rel=1e-14)
+    tanh = act("tanh")
+    gain = theory.critical_gain(tanh, sb2=0.05)
+    assert gain > 1
+    assert theory.chi1(tanh, gain**2, theory.fixed_point(tanh, gain**2, 0.05)) == pytest.approx(1.0, abs=1e-9)
+
+
+def test_critical_gain_is_none_where_chi1_jumps_over_one() -> None:
+    # GELU without bias: below the jump q collapses to 0 with χ₁ = σ_w²/4 < 1, above it q explodes.
+    gelu = act("gelu")
+    gain = theory.variance_preserving_gain(gelu)
+    assert theory.chi1(gelu, 0.999 * gain**2, theory.fixed_point(gelu, 0.999 * gain**2, 0.0)) < 0.6
+    assert theory.fixed_point(gelu, 1.001 * gain**2, 0.0) == math.inf
+    assert theory.critical_gain(gelu) is None
+
+
+# --- forward and backward propagation ---------------------------------------------------------
+
+
+def test_linear_forward_is_a_power_of_sw2_and_overflows_to_inf_without_errors() -> None:
+    linear = act("linear")
+    assert list(theory.propagate_forward(linear, 2.0, 0.0, 30).q) == [2.0**layer for layer in range(1, 31)]
+    assert list(theory.propagate_forward(linear, 0.5, 0.0, 30).q) == [0.5**layer for layer in range(1, 31)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        forward = theory.propagate_forward(linear, 256.0, 0.0, 200)
+    assert forward.q[99] == 2.0**800  # the 100-layer N(0,1)-weights net: ×16 in std per layer
+    assert forward.q[-1] == math.inf and forward.post_std[-1] == math.inf
+    assert list(forward.chi1) == [256.0] * 200
+
+
+def test_relu_forward_he_holds_and_xavier_halves() -> None:
+    relu = act("relu")
+    he = theory.propagate_forward(relu, 2.0, 0.0, 50)
+    assert list(he.q) == [2.0] * 50
+    # The post-activation std of relu(z), z ~ N(0, q): √(q·(1/2 − 1/(2π))).
+    assert he.post_std == pytest.approx(np.full(50, math.sqrt(2 * (0.5 - 1 / (2 * math.pi)))), rel=1e-15)
+    assert list(theory.propagate_forward(relu, 1.0, 0.0, 20).q) == [0.5 ** (layer - 1) for layer in range(1, 21)]
+
+
+def test_forward_accepts_per_layer_scales() -> None:
+    linear = act("linear")
+    forward = theory.propagate_forward(linear, [2.0, 3.0, 0.5], [0.0, 1.0, 0.25], 3, input_second_moment=4.0)
+    assert list(forward.q) == [8.0, 25.0, 12.75]
+    with pytest.raises(ValueError, match="one entry per layer"):
+        theory.propagate_forward(linear, [1.0, 2.0], 0.0, 3)
+
+
+def test_relu_he_backward_holds() -> None:
+    relu = act("relu")
+    forward = theory.propagate_forward(relu, 2.0, 0.0, 40)
+    assert list(theory.propagate_backward(relu, 2.0, forward.q, 3.0)) == [3.0] * 40
+
+
+def test_backward_shrinks_by_chi1_per_square_layer() -> None:
+    tanh = act("tanh")
+    forward = theory.propagate_forward(tanh, 0.8, 0.1, 10)
+    grad = theory.propagate_backward(tanh, 0.8, forward.q, 1.0)
+    assert grad[:-1] / grad[1:] == pytest.approx(forward.chi1[:-1], rel=1e-14)
+
+
+def test_backward_uses_the_next_layers_weights_and_this_layers_derivative() -> None:
+    relu = act("relu")
+    # Layer 1's σ_w² and fan ratio act on dL/dx⁰ only, so they cannot change the answer.
+    grad = theory.propagate_backward(relu, [1000.0, 2.0, 0.5], [1.0, 1.0, 1.0], 1.0, fan_ratio=[1000.0, 4.0, 0.25])
+    assert list(grad) == [2.0 * 4.0 * 0.5 * (0.5 * 0.25 * 0.5), 0.5 * 0.25 * 0.5, 1.0]
+
+
+def test_forward_and_backward_predictions_match_a_wide_random_network() -> None:
+    # Theory against measurement: one draw of a wide tanh net with unequal widths and per-layer
+    # scales; a wrong layer index in σ_w² or the fan ratio would be off by 2× or more.
+    generator = torch.Generator().manual_seed(0)
+    widths, sw2, sb2 = [400, 2000, 500, 1500], [1.0, 2.5, 1.5], 0.1
+    x = torch.randn(32, widths[0], generator=generator, dtype=torch.float64)
+    pre_activations, h = [], x
+    for layer, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+        weight = torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * math.sqrt(sw2[layer] / fan_in)
+        bias = torch.randn(fan_out, generator=generator, dtype=torch.float64) * math.sqrt(sb2)
+        h = (x if layer == 0 else torch.tanh(h)) @ weight.T + bias
+        h.retain_grad()
+        pre_activations.append(h)
+    upstream = torch.randn(h.shape, generator=generator, dtype=torch.float64)
+    (h * upstream).sum().backward()
+
+    tanh = act("tanh")
+    forward = theory.propagate_forward(tanh, sw2, sb2, 3, input_second_moment=float(x.pow(2).mean()))
+    ratios = [fan_out / fan_in for fan_in, fan_out in zip(widths[:-1], widths[1:])]
+    backward = theory.propagate_backward(tanh, sw2, forward.q, float(upstream.var()), fan_ratio=ratios)
+    for layer, h in enumerate(pre_activations):
+        assert float(h.var()) == pytest.approx(forward.q[layer], rel=0.05)
+        assert float(torch.tanh(h).std()) == pytest.approx(forward.post_std[layer], rel=0.05)
+        assert float(h.grad.var()) == pytest.approx(backward[layer], rel=0.05)
