@@ -212,9 +212,9 @@ def list_entries(
             options = ", ".join(f"{field.alias or key}={field.default}" for key, field in fields.items())
             header = f"[bold cyan]{name}[/bold cyan]" + (f" (alias {', '.join(aliases)})" if aliases else "")
             stdout.print(header + (f"  [dim]options: {options}[/dim]" if options else ""), highlight=False)
-            stdout.print(f"    {(entry.__doc__ or '').strip().splitlines()[0]}", highlight=False, markup=False)
+            stdout.print(f"    {(entry.__doc__ or '').strip().splitlines()[0]}", highlight=False, markup=False, soft_wrap=True)
             if getattr(entry, "formula", ""):
-                stdout.print(f"    {entry.formula}", highlight=False, markup=False, style="green")
+                stdout.print(f"    {entry.formula}", highlight=False, markup=False, style="green", soft_wrap=True)
 
 
 def main() -> None:

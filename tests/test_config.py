@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from initbench.config import Config, apply_overrides, load_config, validate_config
 from initbench.errors import InitbenchError
-from initbench.registry import parse_scalar, parse_spec
+from initbench.registry import format_spec, parse_scalar, parse_spec
 from tests.conftest import write_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,3 +84,12 @@ def test_defaults_are_a_runnable_config() -> None:
 @pytest.mark.parametrize("path", sorted((REPO / "configs").rglob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path: Path) -> None:
     load_config(path, [])
+
+
+option_keys = st.from_regex(r"[a-z][a-z_]{0,8}", fullmatch=True)
+option_values = st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_nan=False).filter(lambda x: x != int(x)), st.sampled_from(["auto", "fan_out", "relu"]))
+
+
+@given(name=st.from_regex(r"[a-z][a-z_]{0,12}", fullmatch=True), options=st.dictionaries(option_keys, option_values, max_size=4))
+def test_spec_strings_round_trip(name: str, options: dict) -> None:
+    assert parse_spec(format_spec(name, options), "scheme") == (name, options)
