@@ -98,6 +98,26 @@ def check_memory(estimate: int, device: torch.device) -> None:
         )
 
 
+@dataclass(frozen=True)
+class LayerGradient:
+    """Backpropagated gradients at one layer for every run.
+
+    ``grad`` = dLoss/dh^l ``[runs, batch, out]`` and ``weight_grad`` = dLoss/dW^l ``[runs, out, in]``.
+    """
+
+    layer: int  # 1-indexed
+    grad: torch.Tensor
+    weight_grad: torch.Tensor
+
+
+def times_derivative(activation: Activation, pre: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+    """``upstream ⊙ φ'(pre)``, by autograd through the activation itself (works for any φ)."""
+    with torch.enable_grad():
+        leaf = pre.detach().requires_grad_(True)
+        (product,) = torch.autograd.grad(activation(leaf), leaf, grad_outputs=upstream)
+    return product
+
+
 class StackedForward:
     """Runs of one shape, simulated together; iterate :meth:`layers` to get each layer's output.
 
@@ -113,6 +133,9 @@ class StackedForward:
         self.device = device
         self.dtype = dtype
         self.generators = [torch.Generator(device=device).manual_seed(run.seed) for run in runs]
+        #: Each layer's generator states before its draw, kept by :meth:`layers` when asked, so
+        #: :meth:`backward` can redraw the same weights instead of holding every layer's.
+        self.layer_states: list[list[torch.Tensor]] = []
 
     def inputs(self, batch: int, width: int) -> torch.Tensor:
         """x⁰ ~ N(0, 1), ``[runs, batch, width]``; runs with the same seed get the same inputs."""
@@ -130,10 +153,11 @@ class StackedForward:
             if bias is not None and run.bias is not None:
                 run.bias.sample_(bias[index], fan_in, fan_out, generator)
 
-    def layers(self, x: torch.Tensor, widths: list[int], use_bias: bool) -> Iterator[LayerOutput]:
+    def layers(self, x: torch.Tensor, widths: list[int], use_bias: bool, keep_states: bool = False) -> Iterator[LayerOutput]:
         """Propagate ``x`` through layers of the given output ``widths``, yielding each layer's output.
 
         h^l = x^{l−1} W^lᵀ + b^l and x^l = φ(h^l), for all runs at once with one batched matmul.
+        With ``keep_states``, the generators' states before each layer are kept for :meth:`backward`.
         """
         weight: torch.Tensor | None = None
         for layer, fan_out in enumerate(widths, start=1):
@@ -141,6 +165,8 @@ class StackedForward:
             if weight is None or weight.shape[1:] != (fan_out, fan_in):
                 weight = torch.empty(len(self.runs), fan_out, fan_in, device=self.device, dtype=self.dtype)
                 bias = torch.empty(len(self.runs), fan_out, device=self.device, dtype=self.dtype) if use_bias else None
+            if keep_states:
+                self.layer_states.append([generator.get_state() for generator in self.generators])
             self.draw_layer(weight, bias)
             if bias is None:
                 pre = torch.bmm(x, weight.mT)
@@ -149,3 +175,42 @@ class StackedForward:
             post = self.activation(pre)
             yield LayerOutput(layer, pre, post)
             x = post
+
+    def redraw_weight(self, layer: int, fan_in: int, fan_out: int) -> torch.Tensor:
+        """Layer ``layer``'s stacked weight again, from the generator states kept by :meth:`layers`."""
+        weight = torch.empty(len(self.runs), fan_out, fan_in, device=self.device, dtype=self.dtype)
+        for index, (run, state) in enumerate(zip(self.runs, self.layer_states[layer - 1], strict=True)):
+            generator = torch.Generator(device=self.device)
+            generator.set_state(state)
+            run.scheme.sample_(weight[index], fan_in, fan_out, generator)
+        return weight
+
+    def loss_direction(self, batch: int, width: int) -> torch.Tensor:
+        """The fixed N(0, 1) tensor r ``[runs, batch, width]`` of the scalar loss, per seed (see :meth:`backward`)."""
+        r = torch.empty(len(self.runs), batch, width, device=self.device, dtype=self.dtype)
+        for index, run in enumerate(self.runs):
+            stream = torch.Generator(device=self.device).manual_seed(derive_seed(run.seed, "loss"))
+            r[index].normal_(0.0, 1.0, generator=stream)
+        return r
+
+    def backward(self, x: torch.Tensor, pres: list[torch.Tensor]) -> Iterator[LayerGradient]:
+        """Backpropagate the loss L = Σ x^L ⊙ r / √batch from the last layer to the first.
+
+        r ~ N(0, 1) is fixed per seed (:meth:`loss_direction`), so dL/dx^L = r/√batch and the
+        gradients reflect the network, not a task. Going down, with x^{l−1} = φ(h^{l−1}):
+        dL/dW^l = (dL/dh^l)ᵀ x^{l−1}, and dL/dh^{l−1} = (dL/dh^l · W^l) ⊙ φ'(h^{l−1}).
+
+        Args:
+            x: the network's input x⁰.
+            pres: every layer's pre-activation h^l, from a :meth:`layers` pass with ``keep_states``.
+
+        Yields each layer's gradients, last layer first.
+        """
+        batch = x.shape[1]
+        grad = times_derivative(self.activation, pres[-1], self.loss_direction(batch, pres[-1].shape[-1]) / batch**0.5)
+        for layer in range(len(pres), 0, -1):
+            below = self.activation(pres[layer - 2]) if layer > 1 else x
+            weight = self.redraw_weight(layer, below.shape[-1], grad.shape[-1])
+            yield LayerGradient(layer, grad, torch.bmm(grad.mT, below))
+            if layer > 1:
+                grad = times_derivative(self.activation, pres[layer - 2], torch.bmm(grad, weight))

@@ -64,3 +64,35 @@ def test_rerun_is_bit_for_bit() -> None:
     runs = [make_run("he", 3), make_run("random", 4)]
     first, second = collect(runs, 5, 16, 8), collect(runs, 5, 16, 8)
     assert all(torch.equal(a, b) for a, b in zip(first, second))
+
+
+def test_backward_equals_autograd_on_a_tiny_net() -> None:
+    """Gradients of L = Σ x^L ⊙ r / √batch, by the engine and by autograd on the same weights."""
+    widths, batch, seed = [4, 3, 6], 5, 2
+    runs = [make_run("xavier_normal:gain=auto", seed, bias="normal:std=0.2"), make_run("he", seed + 1, bias="normal:std=0.2")]
+    engine = StackedForward(runs, TANH, torch.device("cpu"), torch.float64)
+    x = engine.inputs(batch, 4)
+    pres = [output.pre for output in engine.layers(x, widths, use_bias=True, keep_states=True)]
+    gradients = {gradient.layer: gradient for gradient in engine.backward(x, pres)}
+    direction = engine.loss_direction(batch, widths[-1])
+
+    for index, run in enumerate(runs):
+        generator = torch.Generator().manual_seed(run.seed)
+        weights, pre_activations, fan_in = [], [], 4
+        for fan_out in widths:
+            weight = torch.empty(fan_out, fan_in, dtype=torch.float64)
+            bias = torch.empty(fan_out, dtype=torch.float64)
+            run.scheme.sample_(weight, fan_in, fan_out, generator)
+            run.bias.sample_(bias, fan_in, fan_out, generator)
+            weights.append((weight.requires_grad_(), bias))
+            fan_in = fan_out
+        hidden = x[index]
+        for weight, bias in weights:
+            pre = hidden @ weight.T + bias
+            pre.retain_grad()
+            pre_activations.append(pre)
+            hidden = torch.tanh(pre)
+        ((hidden * direction[index]).sum() / math.sqrt(batch)).backward()
+        for layer in (1, 2, 3):
+            assert torch.allclose(gradients[layer].grad[index], pre_activations[layer - 1].grad, rtol=1e-10, atol=1e-14)
+            assert torch.allclose(gradients[layer].weight_grad[index], weights[layer - 1][0].grad, rtol=1e-10, atol=1e-14)
