@@ -22,6 +22,7 @@ angle where u₁ or u₂ changes sign.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,10 +37,14 @@ from initbench.activations import Activation
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
 Phase = Literal["ordered", "critical", "chaotic"]
 
-#: Gauss–Legendre nodes per half-line (1-D) and per radius and arc (2-D). 128 is converged to
-#: ~1e-14 relative for every registered activation over q ∈ [1e-4, 100]; 64 is not (tanh at
-#: q = 100 is off by 1e-8). Tests check that doubling it changes nothing beyond 1e-10.
+#: Gauss–Legendre nodes per half-line. 128 is converged to ~1e-14 relative for every registered
+#: activation over q ∈ [1e-4, 100]; 64 is not (tanh at q = 100 is off by 1e-8). Tests check that
+#: doubling it changes nothing beyond 1e-10.
 QUADRATURE_DEGREE = 128
+#: Gauss–Legendre nodes per radius and per arc of the 2-D rule: converged to ~2e-11 of E[φ²]
+#: (tested like the 1-D degree), and 88 radii × 4·88 angles stay under torch's 32768-element
+#: grain, so each op runs on one thread (threaded small ops slow down badly on a busy machine).
+BIVARIATE_DEGREE = 88
 #: Truncation radius of the quadrature, in standard deviations.
 TAIL_SIGMAS = 12.0
 #: |χ₁ − 1| up to this counts as critical: well above the ~1e-12 precision of χ₁ at a
@@ -133,7 +138,7 @@ def _standard_bivariate_rule(c: float, degree: int) -> tuple[torch.Tensor, torch
     cuts.append(cuts[0] + 2 * math.pi)
     nodes, weights = _legendre(degree)
     thetas, theta_weights = [], []
-    for start, stop in zip(cuts[:-1], cuts[1:]):
+    for start, stop in itertools.pairwise(cuts):
         # A zero-length arc (c = ±1 makes cuts coincide) gets zero weight, which is harmless.
         thetas.append(start + (stop - start) * (nodes + 1) / 2)
         theta_weights.append((stop - start) / 2 * weights)
@@ -146,7 +151,7 @@ def _standard_bivariate_rule(c: float, degree: int) -> tuple[torch.Tensor, torch
     return v1, v2, torch.outer(radial, w_theta)
 
 
-def bivariate_gaussian_expectation(f: TensorFn, g: TensorFn, q: float, c: float, degree: int = QUADRATURE_DEGREE) -> float:
+def bivariate_gaussian_expectation(f: TensorFn, g: TensorFn, q: float, c: float, degree: int = BIVARIATE_DEGREE) -> float:
     """E[f(u₁)·g(u₂)] for u₁, u₂ ~ N(0, q) with correlation c, by 2-D quadrature.
 
     .. math:: u₁ = √q·z₁,  u₂ = √q·(c·z₁ + √(1−c²)·z₂),  z₁, z₂ ~ N(0, 1) independent
@@ -231,7 +236,9 @@ def _moments_at_zero(activation: Activation) -> GaussianMoments:
     """
     phi0 = float(activation(torch.zeros(1, dtype=_FLOAT)).item())
     _, d1, d2 = _with_derivatives(activation, torch.tensor([-_ONE_SIDE, _ONE_SIDE], dtype=_FLOAT))
-    return GaussianMoments(mean=phi0, second=phi0 * phi0, derivative_sq=float((d1 * d1).mean()), second_derivative_phi=phi0 * float(d2.mean()))
+    return GaussianMoments(
+        mean=phi0, second=phi0 * phi0, derivative_sq=float((d1 * d1).mean()), second_derivative_phi=phi0 * float(d2.mean())
+    )
 
 
 def _second_moment(activation: Activation, q: float) -> float:
@@ -402,27 +409,32 @@ def fixed_point(activation: Activation, sw2: float, sb2: float, start: float = 1
     g_start = excess(start)
     if g_start == 0:
         return start
-    q, g_q = start, g_start
+    # Only a strict sign change closes a bracket: at huge q rounding can make L(q) − q exactly 0
+    # (relu at σ_w² = 2 loses σ_b² next to q ~ 1e16), which is no fixed point.
+    q = start
     if g_start > 0:
-        while True:
-            previous, g_previous = q, g_q
-            q = 4 * q
-            if q > UNBOUNDED_Q:
-                return math.inf
+        lo, g_lo = start, g_start  # the last q with L(q) > q
+        while q <= UNBOUNDED_Q:
+            q *= 4
             g_q = excess(q)
-            if g_q <= 0:
-                return q if g_q == 0 else _root(excess, previous, q, g_previous)
-    collapse_at = length_map(activation, sw2, sb2, 0.0) == 0
+            if g_q < 0:
+                return _root(excess, lo, q, g_lo)
+            if g_q > 0:
+                lo, g_lo = q, g_q
+        return math.inf
+    collapses = length_map(activation, sw2, sb2, 0.0) == 0
+    hi = start  # the last q with L(q) < q
     while True:
-        previous = q
-        q = q / 4
-        if collapse_at and q < COLLAPSED_Q * start:
+        q /= 4
+        if collapses and q < COLLAPSED_Q * start:
             return 0.0
-        if q == 0:  # L(0) > 0, so the root lies in (0, previous)
-            return _root(excess, 0.0, previous, excess(0.0))
+        if q == 0:  # L(0) > 0, so the root lies in (0, hi)
+            return _root(excess, 0.0, hi, excess(0.0))
         g_q = excess(q)
-        if g_q >= 0:
-            return q if g_q == 0 else _root(excess, q, previous, g_q)
+        if g_q > 0:
+            return _root(excess, q, hi, g_q)
+        if g_q < 0:
+            hi = q
 
 
 def _arccos_kernel(c: float) -> float:
@@ -564,11 +576,15 @@ def variance_preserving_gain(activation: Activation, sb2: float = 0.0) -> float 
 def critical_gain(activation: Activation, sb2: float = 0.0) -> float | None:
     """The σ_w at the edge of chaos: χ₁(q*(σ_w²)) = 1, with q* from :func:`fixed_point`.
 
-    Bisects χ₁ − 1 over σ_w² in GAIN_SQ_RANGE (σ_w ∈ [0.01, 100]). An unbounded q* counts as
-    the chaotic side: L(q)/q ≥ 1 all the way up means σ_w²·E[φ'²] ≥ 1 there too, for φ with
-    linear tails. Returns None when χ₁ − 1 has the same sign at both ends of the range. For
-    σ_b² = 0 it is √2 for relu (χ₁ = σ_w²/2 whatever q*), 1 for tanh (q* = 0 and χ₁ = σ_w² up to
-    σ_w² = 1) and 1 for linear.
+    Bisects χ₁ − 1 over σ_w² in GAIN_SQ_RANGE (σ_w ∈ [0.01, 100]). Where q* is unbounded, χ₁ is
+    taken at q = ∞ if it has a closed form there (piecewise-linear φ), and otherwise counts as
+    chaotic: L(q)/q ≥ 1 all the way up means σ_w²·E[φ'²] ≥ 1 there too, for φ with linear tails.
+    For σ_b² = 0 it is √2 for relu (χ₁ = σ_w²/2 whatever q*), 1 for tanh (q* = 0 and χ₁ = σ_w² up
+    to σ_w² = 1) and 1 for linear.
+
+    Returns None when χ₁ − 1 has one sign over the whole range, or when it jumps over 0 instead
+    of passing through it: gelu and silu with σ_b² = 0 go straight from q* = 0 with
+    χ₁ = σ_w²/4 < 1 to an unbounded q*.
     """
 
     def excess(sw2: float) -> float:

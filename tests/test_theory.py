@@ -6,6 +6,7 @@ the code under test.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 
@@ -82,9 +83,9 @@ def test_bivariate_expectation_is_converged_in_degree(name: str) -> None:
     derivative = theory._derivative(activation)
     for q, c in [(1e-4, 0.5), (1.0, -0.9), (1.0, 0.99), (100.0, 0.3)]:
         for f in (activation, derivative):
-            scale = theory.gaussian_expectation(lambda h: f(h) ** 2, q)  # |E[f f]| ≤ E[f²]
+            scale = theory.bivariate_gaussian_expectation(f, f, q, 1.0)  # E[f²] ≥ |E[f(u₁)f(u₂)]|
             base = theory.bivariate_gaussian_expectation(f, f, q, c)
-            doubled = theory.bivariate_gaussian_expectation(f, f, q, c, degree=2 * theory.QUADRATURE_DEGREE)
+            doubled = theory.bivariate_gaussian_expectation(f, f, q, c, degree=2 * theory.BIVARIATE_DEGREE)
             assert abs(base - doubled) <= 1e-10 * scale
 
 
@@ -242,7 +243,9 @@ def test_tanh_at_unit_gain_without_bias_is_exactly_critical() -> None:
 # --- fixed points -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("spec", "sw2", "sb2"), [("tanh", 2.5, 0.1), ("sigmoid", 1.0, 0.0), ("sigmoid", 4.0, 0.5), ("selu", 1.0, 0.0), ("gelu", 1.5, 0.2)])
+@pytest.mark.parametrize(
+    ("spec", "sw2", "sb2"), [("tanh", 2.5, 0.1), ("sigmoid", 1.0, 0.0), ("sigmoid", 4.0, 0.5), ("selu", 1.0, 0.0), ("gelu", 1.5, 0.2)]
+)
 def test_fixed_point_is_a_stable_fixed_point_reached_from_one(spec: str, sw2: float, sb2: float) -> None:
     activation = act(spec)
     q_star = theory.fixed_point(activation, sw2, sb2)
@@ -274,18 +277,28 @@ def test_fixed_point_closed_cases() -> None:
 # --- correlations and depth scales ------------------------------------------------------------
 
 
-def test_chaotic_correlation_fixed_point_is_a_fixed_point_reached_by_iteration() -> None:
+def test_chaotic_correlation_fixed_point_is_stable_and_sets_xi_c() -> None:
     tanh, sw2, sb2 = act("tanh"), 4.0, 0.05
     q_star = theory.fixed_point(tanh, sw2, sb2)
     c_star = theory.correlation_fixed_point(tanh, sw2, sb2)
+
+    def correlation_map(c: float) -> float:
+        return theory.correlation_map(tanh, sw2, sb2, q_star, c)
+
     assert 0 < c_star < 1
-    assert theory.correlation_map(tanh, sw2, sb2, q_star, c_star) == pytest.approx(c_star, abs=1e-13)
-    c = 0.9
-    for _ in range(60):
-        c = theory.correlation_map(tanh, sw2, sb2, q_star, c)
-    assert c == pytest.approx(c_star, abs=1e-9)
-    # c = 1 is always a fixed point of the map, and the 2-D rule agrees with the 1-D one there.
-    assert theory.correlation_map(tanh, sw2, sb2, q_star, 1.0) == pytest.approx(1.0, rel=1e-13)
+    assert correlation_map(c_star) == pytest.approx(c_star, abs=1e-13)
+    # The map's slope at c*, by finite differences of E[φ(u₁)φ(u₂)] (no φ' at all), is e^(−1/ξ_c).
+    step = 1e-4
+    slope = (correlation_map(c_star + step) - correlation_map(c_star - step)) / (2 * step)
+    assert 0 < slope < 1
+    assert theory.depth_scales(tanh, sw2, sb2).xi_c == pytest.approx(-1 / math.log(slope), rel=1e-5)
+    # Iteration from either side closes in on c*.
+    for c in (0.05, 0.9):
+        for _ in range(5):
+            c, previous = correlation_map(c), c
+            assert abs(c - c_star) < abs(previous - c_star)
+    # c = 1 is always a fixed point of the map; there the 2-D rule must agree with the 1-D one.
+    assert correlation_map(1.0) == pytest.approx(1.0, rel=1e-13)
 
 
 def test_odd_activation_without_bias_decorrelates_completely_in_the_chaotic_phase() -> None:
@@ -429,9 +442,9 @@ def test_forward_and_backward_predictions_match_a_wide_random_network() -> None:
     # scales; a wrong layer index in σ_w² or the fan ratio would be off by 2× or more.
     generator = torch.Generator().manual_seed(0)
     widths, sw2, sb2 = [400, 2000, 500, 1500], [1.0, 2.5, 1.5], 0.1
-    x = torch.randn(32, widths[0], generator=generator, dtype=torch.float64)
+    x = torch.randn(32, widths[0], generator=generator, dtype=torch.float64, requires_grad=True)
     pre_activations, h = [], x
-    for layer, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
+    for layer, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
         weight = torch.randn(fan_out, fan_in, generator=generator, dtype=torch.float64) * math.sqrt(sw2[layer] / fan_in)
         bias = torch.randn(fan_out, generator=generator, dtype=torch.float64) * math.sqrt(sb2)
         h = (x if layer == 0 else torch.tanh(h)) @ weight.T + bias
@@ -441,10 +454,10 @@ def test_forward_and_backward_predictions_match_a_wide_random_network() -> None:
     (h * upstream).sum().backward()
 
     tanh = act("tanh")
-    forward = theory.propagate_forward(tanh, sw2, sb2, 3, input_second_moment=float(x.pow(2).mean()))
-    ratios = [fan_out / fan_in for fan_in, fan_out in zip(widths[:-1], widths[1:])]
+    forward = theory.propagate_forward(tanh, sw2, sb2, 3, input_second_moment=float(x.detach().pow(2).mean()))
+    ratios = [fan_out / fan_in for fan_in, fan_out in itertools.pairwise(widths)]
     backward = theory.propagate_backward(tanh, sw2, forward.q, float(upstream.var()), fan_ratio=ratios)
     for layer, h in enumerate(pre_activations):
-        assert float(h.var()) == pytest.approx(forward.q[layer], rel=0.05)
-        assert float(torch.tanh(h).std()) == pytest.approx(forward.post_std[layer], rel=0.05)
+        assert float(h.detach().var()) == pytest.approx(forward.q[layer], rel=0.05)
+        assert float(torch.tanh(h.detach()).std()) == pytest.approx(forward.post_std[layer], rel=0.05)
         assert float(h.grad.var()) == pytest.approx(backward[layer], rel=0.05)
