@@ -101,8 +101,9 @@ def execute_and_report(config: Config, out: Optional[Path], quiet: bool) -> None
     else:
         with RichProgress() as progress:
             directory, result = execute(config, out, progress)
-    if not quiet and result.console_table is not None:
-        stdout.print(result.console_table)
+    if not quiet:
+        for table in result.console_tables:
+            stdout.print(table)
     stdout.print(f"Results: {directory.path}", highlight=False, soft_wrap=True)
 
 
@@ -167,6 +168,7 @@ def compare(
     width: Annotated[Optional[int], typer.Option("--width", help="Units per layer.")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Input rows.")] = None,
     seeds: SeedsOption = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", help="forward, gradients or all (see `initbench list experiments`).")] = None,
     out: OutOption = None,
     device: DeviceOption = None,
     quiet: QuietOption = False,
@@ -185,7 +187,7 @@ def compare(
         raw = read_yaml(config) if config is not None else dict(DEFAULT_COMPARE)
         init = raw.get("init") if isinstance(raw.get("init"), dict) else {}
         raw["init"] = {"schemes": list(schemes), **({"bias": init["bias"]} if "bias" in init else {})}
-        flags = {"model.activation": activation, "model.depth": depth, "model.width": width, "input.batch": batch, "seeds": seeds, "device": device}
+        flags = {"model.activation": activation, "model.depth": depth, "model.width": width, "input.batch": batch, "seeds": seeds, "device": device, "experiment": experiment}
         overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
         execute_and_report(load_config(None, [], base=apply_overrides(raw, overrides)), out, quiet)
 

@@ -76,16 +76,16 @@ def available_memory(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def forward_memory_estimate(runs: int, batch: int, width: int, dtype: torch.dtype) -> int:
-    """Peak bytes of the forward experiment, independent of depth.
+def propagation_memory_estimate(runs: int, batch: int, width: int, kept_layers: int, dtype: torch.dtype) -> int:
+    """Peak bytes of a forward (``kept_layers = 0``) or forward-and-backward pass.
 
     One stacked weight buffer ``runs·width²``, plus per layer the input, pre-activation and
-    post-activation ``runs·batch·width`` each, plus a float64 copy for the statistics and a
-    temporary of the same size for the reductions.
+    post-activation ``runs·batch·width`` each, a float64 copy for the statistics and a temporary of
+    the same size for the reductions; the backward pass also keeps every layer's pre-activation.
     """
     element = torch.finfo(dtype).bits // 8
     activations = runs * batch * width
-    return runs * width * width * element + 3 * activations * element + 2 * activations * 8
+    return runs * width * width * element + (3 + kept_layers) * activations * element + 2 * activations * 8
 
 
 def check_memory(estimate: int, device: torch.device) -> None:

@@ -41,12 +41,12 @@ def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     """A rich table; a column named ``verdict`` is coloured by verdict."""
     table = RichTable(title=title)
     for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index == 0 or column == "verdict" else "right")
+        table.add_column(column, justify="left" if index == 0 or column.endswith("verdict") or column == "χ₁" else "right")
     for row in rows:
         cells = []
         for column, cell in zip(columns, row, strict=True):
             text = format_number(cell)
-            style = VERDICT_STYLES.get(text) if column == "verdict" else None
+            style = VERDICT_STYLES.get(text.split(" ")[0]) if column.endswith("verdict") else None
             cells.append(f"[{style}]{text}[/{style}]" if style else text)
         table.add_row(*cells)
     return table

@@ -112,3 +112,22 @@ def verdict(std_last: float, frac_saturated_last: float, first_nonfinite: int | 
     if std_last < VANISHING_STD:
         return "vanishing"
     return "stable"
+
+
+def gradient_verdict(grad_std_first: float, grad_std_last: float) -> str:
+    """How gradients fare from the last layer back to layer 1.
+
+    ``exploding`` if either std is non-finite or layer 1's is more than ``EXPLODING_STD`` (10)
+    times the last layer's; ``dead`` if the last layer's is exactly 0; ``vanishing`` below
+    ``VANISHING_STD`` (0.1) times; otherwise ``stable``.
+    """
+    if not (math.isfinite(grad_std_first) and math.isfinite(grad_std_last)):
+        return "exploding"
+    if grad_std_last == 0.0:
+        return "dead"
+    ratio = grad_std_first / grad_std_last
+    if ratio > EXPLODING_STD:
+        return "exploding"
+    if ratio < VANISHING_STD:
+        return "vanishing"
+    return "stable"

@@ -42,7 +42,7 @@ def test_run_writes_a_complete_run_directory(cli, tiny: Path, tmp_path: Path) ->
     expected = {"config.yaml", "meta.json", "layer_stats.csv", "histograms.csv", "summary.json", "summary.md", "std_by_layer.png", "histograms.png"}
     assert expected <= {path.name for path in out.iterdir()}
     rows = read_csv(out / "layer_stats.csv")
-    assert list(rows[0]) == ["scheme", "activation", "seed", "layer", "mean", "std", "pre_std", "frac_saturated", "frac_zero"]
+    assert list(rows[0]) == ["scheme", "activation", "seed", "layer", "mean", "std", "pre_std", "frac_saturated", "frac_zero", "theory_std", "theory_pre_std", "chi1"]
     assert len(rows) == 2 * 6
     assert {(row["seed"], row["layer"]) for row in rows} == {(str(s), str(l)) for s in (0, 1) for l in range(1, 7)}
     summary = json.loads((out / "summary.json").read_text())["schemes"]["xavier_uniform:gain=auto"]
@@ -197,12 +197,12 @@ def test_out_never_overwrites(cli, tiny: Path, tmp_path: Path) -> None:
 
 
 def test_interrupted_and_failed_runs_say_so(cli, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from initbench.experiments import forward
+    from initbench.experiments import propagation
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(forward, "measure_forward", interrupt)
+    monkeypatch.setattr(propagation, "measure", interrupt)
     result = cli("run", tiny, "--out", tmp_path / "i")
     assert result.exit_code == 130 and "Interrupted" in result.stderr
     assert json.loads((tmp_path / "i" / "meta.json").read_text())["status"] == "interrupted"
@@ -210,7 +210,7 @@ def test_interrupted_and_failed_runs_say_so(cli, tiny: Path, tmp_path: Path, mon
     def fail(*args, **kwargs):
         raise RuntimeError("out of luck")
 
-    monkeypatch.setattr(forward, "measure_forward", fail)
+    monkeypatch.setattr(propagation, "measure", fail)
     result = cli("run", tiny, "--out", tmp_path / "f")
     assert result.exit_code == 1 and "RuntimeError: out of luck" in result.stderr and "Traceback" not in result.output
     meta = json.loads((tmp_path / "f" / "meta.json").read_text())

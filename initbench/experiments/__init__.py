@@ -54,7 +54,7 @@ class ExperimentResult:
     summary: dict[str, Any]  # summary.json
     figures: dict[str, Figure] = field(default_factory=dict)  # file name -> figure
     report: str = ""  # the Markdown body of summary.md
-    console_table: RichTable | None = None  # shown at the end of the run
+    console_tables: list[RichTable] = field(default_factory=list)  # shown at the end of the run
 
 
 @dataclass(frozen=True)
@@ -82,4 +82,4 @@ EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment")
 
 def load_experiments() -> None:
     """Import the modules that register experiments (deferred: they import torch and matplotlib)."""
-    from initbench.experiments import forward  # noqa: F401
+    from initbench.experiments import propagation  # noqa: F401
