@@ -192,6 +192,110 @@ def compare(
         execute_and_report(load_config(None, [], base=apply_overrides(raw, overrides)), out, quiet)
 
 
+@app.command()
+def gain(
+    activation: Annotated[str, typer.Argument(help="Any registered activation, e.g. gelu or leaky_relu:negative_slope=0.2.")],
+    sb2: Annotated[float, typer.Option("--sb2", help="Bias variance σ_b².", min=0.0)] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+    device: DeviceOption = None,
+) -> None:
+    """The variance-preserving, critical and PyTorch gains of an activation, with a measured check.
+
+    [bold]Examples[/bold]
+
+      initbench gain gelu
+
+      initbench gain tanh --sb2 0.05 --json
+    """
+    with reported_errors():
+        import json
+
+        from initbench.activations import ACTIVATIONS
+        from initbench.engine import resolve_device
+        from initbench.gains import compute_gains, measure_gains
+        from initbench.registry import build_from_spec
+        from initbench.report import rich_table
+
+        function = build_from_spec(ACTIVATIONS, activation)
+        gains = compute_gains(function, sb2)
+        if as_json:
+            stdout.print_json(json.dumps(gains.as_json()))
+            return
+        measured = measure_gains(function, gains.named(), sb2, resolve_device(device or "auto"))
+        labels = {"preserving": "variance-preserving", "critical": "critical (χ₁ = 1)", "torch": "PyTorch calculate_gain"}
+        rows = [(labels[name], value, *measured[name]) for name, value in gains.named().items()]
+        rows += [(labels[name], None, None, None) for name in labels if name not in gains.named()]
+        stdout.print(rich_table(f"Gains for {gains.activation}, σ_b² = {sb2:g}", ("gain", "σ_w", "std L1", "std L100"), rows))
+        stdout.print("Measured: a 100-layer, 256-unit net with weights N(0, σ_w²/256), batch 256, seed 0. – means no such gain exists.", highlight=False)
+
+
+@app.command()
+def phase(
+    activation: Annotated[str, typer.Option("--activation", help="The activation, e.g. tanh.")] = "tanh",
+    sw2: Annotated[str, typer.Option("--sw2", help="σ_w² grid as START:STOP:N.")] = "0.25:4:24",
+    sb2: Annotated[str, typer.Option("--sb2", help="σ_b² grid as START:STOP:N.")] = "0:0.5:11",
+    depth: Annotated[int, typer.Option("--depth", help="Depth of the measured nets.", min=1)] = 100,
+    width: Annotated[int, typer.Option("--width", help="Width of the measured nets.", min=1)] = 256,
+    measure: Annotated[bool, typer.Option("--measure", help="Also measure correlation convergence in real nets.")] = False,
+    out: OutOption = None,
+    device: DeviceOption = None,
+) -> None:
+    """The order–chaos phase diagram over (σ_w², σ_b²): χ₁, depth scales and the common schemes.
+
+    [bold]Examples[/bold]
+
+      initbench phase --activation tanh
+
+      initbench phase --activation relu --sw2 1:3:21 --sb2 0:0.2:5 --measure --depth 50
+    """
+    with reported_errors():
+        import yaml
+
+        from initbench.activations import ACTIVATIONS
+        from initbench.engine import resolve_device
+        from initbench.experiments import Table
+        from initbench.phase import compute_phase_diagram, measure_convergence_depth, parse_grid, scheme_positions
+        from initbench.plots import phase_figure
+        from initbench.registry import build_from_spec
+        from initbench.report import rich_table
+        from initbench.rundir import RunDirectory, command_line
+
+        function = build_from_spec(ACTIVATIONS, activation)
+        sw2_values, sb2_values = parse_grid(sw2, "--sw2"), parse_grid(sb2, "--sb2")
+        torch_device = resolve_device(device or "auto")
+        directory = RunDirectory.create(out, f"phase-{function.registry_name}")
+        settings = {"activation": activation, "sw2": sw2, "sb2": sb2, "depth": depth, "width": width, "measure": measure}
+        directory.begin(yaml.safe_dump(settings, sort_keys=False), str(torch_device), "float64", command_line())
+        try:
+            diagram = compute_phase_diagram(function, sw2_values, sb2_values)
+            if measure:
+                diagram.measured_depth = measure_convergence_depth(diagram, function, depth, width, torch_device)
+            positions = scheme_positions(function)
+            rows = [
+                (float(diagram.sw2[column]), float(diagram.sb2[row]), float(diagram.q_star[row, column]), float(diagram.chi1[row, column]),
+                 float(diagram.xi_c[row, column]), float(diagram.c_star[row, column]), float(diagram.predicted_depth[row, column]),
+                 float(diagram.measured_depth[row, column]) if diagram.measured_depth is not None else "")
+                for row in range(len(diagram.sb2)) for column in range(len(diagram.sw2))
+            ]
+            columns = ("sigma_w2", "sigma_b2", "q_star", "chi1", "xi_c", "c_star", "predicted_depth", "measured_depth")
+            directory.write_csv("phase.csv", Table(columns, rows))
+            figure = phase_figure(diagram, positions, depth if measure else None)
+            directory.write_figure("phase.png", figure)
+        except BaseException as error:
+            directory.finish("interrupted" if isinstance(error, KeyboardInterrupt) else "failed", error=f"{type(error).__name__}: {error}")
+            raise
+        directory.finish("complete")
+        summary_rows = []
+        for label, value in positions.items():
+            q = compute_phase_diagram(function, [value], [0.0])
+            summary_rows.append((label, value, float(q.chi1[0, 0]), float(q.xi_c[0, 0])))
+        stdout.print(rich_table(f"Where the common schemes sit ({function.spec()}, σ_b² = 0)", ("scheme", "σ_w²", "χ₁", "ξ_c"), summary_rows))
+        ordered = int((diagram.chi1 < 1).sum())
+        chaotic = int((diagram.chi1 > 1).sum())
+        stdout.print(f"Grid: {len(sw2_values)} × {len(sb2_values)} points, {ordered} ordered, {chaotic} chaotic.", highlight=False)
+        stdout.print(f"Results: {directory.path}", highlight=False, soft_wrap=True)
+
+
 @app.command("list")
 def list_entries(
     what: Annotated[str, typer.Argument(help="schemes, activations or experiments.")] = "schemes",

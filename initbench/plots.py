@@ -5,11 +5,15 @@ the run directory saves it. Colours follow the order of the schemes, the same in
 from __future__ import annotations
 
 import warnings
+from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
+
+if TYPE_CHECKING:
+    from initbench.phase import PhaseDiagram
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -102,3 +106,49 @@ def histograms_figure(histograms: dict[str, dict[int, tuple[np.ndarray, np.ndarr
     figure.suptitle(title)
     return figure
 
+
+
+def phase_figure(diagram: PhaseDiagram, positions: dict[str, float], depth: int | None) -> Figure:
+    """Heatmaps over (σ_w², σ_b²): χ₁ with its χ₁ = 1 line and the common schemes marked, and
+    the correlation depth scale ξ_c; with measurements (``depth`` given), the predicted and the
+    measured convergence depths side by side on one colour scale.
+    """
+    from matplotlib.colors import LogNorm, TwoSlopeNorm
+
+    panels = 3 if diagram.measured_depth is not None else 2
+    figure = Figure(figsize=(5.2 * panels, 4.6), layout="constrained")
+    grid = figure.subplots(1, panels, squeeze=False)[0]
+    sw2, sb2 = np.meshgrid(diagram.sw2, diagram.sb2)
+    chi = np.ma.masked_invalid(diagram.chi1)
+    finite_chi = chi.compressed()
+    top = max(float(finite_chi.max()) if finite_chi.size else 2.0, 1.01)
+    bottom = min(float(finite_chi.min()) if finite_chi.size else 0.0, 0.99)
+    mesh = grid[0].pcolormesh(sw2, sb2, chi, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=1.0, vmin=bottom, vmax=top), shading="nearest")
+    figure.colorbar(mesh, ax=grid[0], label="χ₁ at q*")
+    if finite_chi.size and finite_chi.min() < 1 < finite_chi.max() and min(sw2.shape) > 1:
+        grid[0].contour(sw2, sb2, chi.filled(np.nan), levels=[1.0], colors="black", linewidths=2)
+    grid[0].set_title(f"Order (blue) and chaos (red): {diagram.activation}")
+    for index, (label, value) in enumerate(positions.items()):
+        grid[0].plot([value], [0.0], marker="o^sD"[index % 4], color="gold", mec="black", ms=9, ls="none", label=label, clip_on=False)
+    grid[0].plot([], [], color="black", lw=2, label="χ₁ = 1 (edge of chaos)")
+    grid[0].legend(fontsize=8, loc="upper left")
+
+    def depth_panel(axes, values: np.ndarray, title: str, label: str, vmax: float | None) -> None:
+        shown = np.ma.masked_invalid(np.where(values > 0, values, np.nan))
+        if shown.count():
+            norm = LogNorm(vmin=max(float(shown.min()), 0.1), vmax=vmax or float(shown.max()))
+            mesh = axes.pcolormesh(sw2, sb2, shown, cmap="viridis", norm=norm, shading="nearest")
+            figure.colorbar(mesh, ax=axes, label=label)
+        axes.set_title(title)
+
+    if diagram.measured_depth is None:
+        depth_panel(grid[1], diagram.xi_c, "Correlation depth scale ξ_c (theory)", "ξ_c (layers)", None)
+    else:
+        assert depth is not None
+        limit = float(depth)
+        depth_panel(grid[1], np.minimum(diagram.predicted_depth, limit), "Predicted convergence depth", "layers", limit)
+        depth_panel(grid[2], diagram.measured_depth, f"Measured convergence depth (blank: > {depth})", "layers", limit)
+    for axes in grid:
+        axes.set_xlabel("σ_w²")
+        axes.set_ylabel("σ_b²")
+    return figure

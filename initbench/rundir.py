@@ -21,11 +21,14 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from initbench import __version__
 from initbench.errors import InitbenchError
 from initbench.experiments import ExperimentResult, Table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 RESULTS_ROOT = Path("results")
 UMASK = os.umask(0)
@@ -112,6 +115,11 @@ class RunDirectory:
         writer.writerows(table.rows)
         return self.write_text(name, buffer.getvalue())
 
+    def write_figure(self, name: str, figure: Figure) -> Path:
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=120)
+        return self.write_bytes(name, buffer.getvalue())
+
     def begin(self, config_yaml: str, device: str, dtype: str, command: list[str]) -> None:
         """Write the resolved config and a ``running`` meta.json before any work starts."""
         import torch
@@ -141,9 +149,7 @@ class RunDirectory:
             self.write_csv(name, table)
         self.write_json("summary.json", result.summary)
         for name, figure in result.figures.items():
-            buffer = io.BytesIO()
-            figure.savefig(buffer, format="png", dpi=120)
-            self.write_bytes(name, buffer.getvalue())
+            self.write_figure(name, figure)
         self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
 
     def finish(self, status: str, error: str | None = None) -> None:

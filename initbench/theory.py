@@ -378,8 +378,31 @@ def _bisect(g: Callable[[float], float], lo: float, hi: float, g_lo: float, xtol
 
 
 def _root(g: Callable[[float], float], lo: float, hi: float, g_lo: float, xtol: float = 0.0) -> float:
-    """The midpoint of :func:`_bisect`'s final bracket."""
-    lo, hi = _bisect(g, lo, hi, g_lo, xtol)
+    """A root of g in the bracket [lo, hi] (g(lo) = g_lo and g(hi) of opposite signs).
+
+    The Illinois variant of regula falsi: it keeps the bracket like bisection but converges
+    superlinearly, which matters because every g here is a quadrature (the phase diagram solves
+    hundreds of these). It stops when the bracket is ``xtol`` wide or a few ulps wide.
+    """
+    g_hi = g(hi)
+    stale_side = 0
+    while hi - lo > max(xtol, 4 * math.ulp(max(abs(lo), abs(hi)))):
+        guess = (lo * g_hi - hi * g_lo) / (g_hi - g_lo)
+        if not lo < guess < hi:
+            guess = (lo + hi) / 2
+        g_guess = g(guess)
+        if g_guess == 0:
+            return guess
+        if (g_guess > 0) == (g_lo > 0):
+            lo, g_lo = guess, g_guess
+            if stale_side == -1:  # lo moved twice in a row: halve g_hi so hi moves next
+                g_hi /= 2
+            stale_side = -1
+        else:
+            hi, g_hi = guess, g_guess
+            if stale_side == 1:
+                g_lo /= 2
+            stale_side = 1
     return (lo + hi) / 2
 
 
@@ -507,10 +530,12 @@ def correlation_fixed_point(activation: Activation, sw2: float, sb2: float) -> f
 
 
 class DepthScales(NamedTuple):
-    """Depths over which the length (ξ_q) and the correlation (ξ_c) approach their fixed points."""
+    """Depths over which the length (ξ_q) and the correlation (ξ_c) approach their fixed points,
+    with the correlation fixed point c* they were taken at."""
 
     xi_q: float
     xi_c: float
+    c_star: float
 
 
 def _depth_scale(rate: float) -> float:
@@ -530,22 +555,22 @@ def depth_scales(activation: Activation, sw2: float, sb2: float) -> DepthScales:
         ξ_q⁻¹ = −ln(χ₁ + σ_w²·E[φ''(z)φ(z)]),   ξ_c⁻¹ = −ln(σ_w²·E[φ'(u₁)φ'(u₂)]) at c*
 
     The first log's argument is the slope L'(q*) of the length map. With c* = 1 the second is
-    ξ_c = −1/ln χ₁. Returns inf at criticality (χ₁ = 1), and DepthScales(nan, nan) when q* is
+    ξ_c = −1/ln χ₁. Returns inf at criticality (χ₁ = 1), and nan for all three when q* is
     infinite. At q* = 0 (e.g. tanh, σ_b² = 0, σ_w² < 1) the values are those at q* → 0, which are
     the limits as σ_b² → 0⁺: ξ_q = ξ_c = −1/ln(σ_w²·φ'(0)²).
     """
     q_star = fixed_point(activation, sw2, sb2)
     if not math.isfinite(q_star):
-        return DepthScales(math.nan, math.nan)
+        return DepthScales(math.nan, math.nan, math.nan)
     moments = gaussian_moments(activation, q_star)
     chi = sw2 * moments.derivative_sq
     xi_q = _depth_scale(chi + sw2 * moments.second_derivative_phi)
     c_star = _correlation_fixed_point(activation, sw2, sb2, q_star)
     if c_star == 1:
-        return DepthScales(xi_q, _depth_scale(chi))
+        return DepthScales(xi_q, _depth_scale(chi), c_star)
     derivative = _derivative(activation)
     chi_c = sw2 * bivariate_gaussian_expectation(derivative, derivative, q_star, c_star)
-    return DepthScales(xi_q, _depth_scale(chi_c))
+    return DepthScales(xi_q, _depth_scale(chi_c), c_star)
 
 
 def phase(chi: float, tol: float = PHASE_TOL) -> Phase:

@@ -191,7 +191,7 @@ def test_he_init_is_critical_for_relu() -> None:
     q_star = theory.fixed_point(relu, 2.0, 0.0)
     assert q_star == 1.0  # every q is a fixed point; the one reached from q = 1 is 1
     assert theory.phase(theory.chi1(relu, 2.0, q_star)) == "critical"
-    assert theory.depth_scales(relu, 2.0, 0.0) == (math.inf, math.inf)
+    assert theory.depth_scales(relu, 2.0, 0.0)[:2] == (math.inf, math.inf)
     assert theory.phase(theory.chi1(relu, 1.0, 0.0)) == "ordered"  # Xavier on square layers
 
 
@@ -233,7 +233,7 @@ def test_tanh_at_unit_gain_without_bias_is_exactly_critical() -> None:
     assert theory.fixed_point(tanh, 1.0, 0.0) == 0.0
     assert theory.chi1(tanh, 1.0, 0.0) == 1.0
     assert theory.phase(1.0) == "critical"
-    assert theory.depth_scales(tanh, 1.0, 0.0) == (math.inf, math.inf)
+    assert theory.depth_scales(tanh, 1.0, 0.0)[:2] == (math.inf, math.inf)
     # At criticality the length map q ↦ q − 2q² + O(q³) decays like a power law, q^l ≈ 1/(2l),
     # not geometrically: "tanh with N(0, 1/n) decays slowly".
     q = theory.propagate_forward(tanh, 1.0, 0.0, 100).q

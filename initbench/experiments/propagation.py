@@ -144,7 +144,7 @@ def scheme_theory(run: Run, activation: Activation, config: Config) -> SchemeThe
         chi1, chi1_at = theory.chi1(activation, sigma_w2, q_star), "fixed point"
     else:
         chi1, chi1_at = float(prediction.chi1[-1]), "last layer"
-    xi_q, xi_c = theory.depth_scales(activation, sigma_w2, sigma_b2)
+    xi_q, xi_c, _ = theory.depth_scales(activation, sigma_w2, sigma_b2)
     phase = "undefined" if math.isnan(chi1) else theory.phase(chi1)
     return SchemeTheory(sigma_w2, sigma_b2, prediction, grad_std, q_star, chi1, chi1_at, xi_q, xi_c, phase)
 

@@ -1,0 +1,134 @@
+"""The order–chaos phase diagram over (σ_w², σ_b²), from theory and, optionally, from real nets.
+
+For each grid point mean-field theory gives χ₁ at the fixed point q* (χ₁ = 1 is the edge of
+chaos) and the correlation depth scale ξ_c (how many layers two inputs' correlation takes to
+reach its fixed point c*). With measurement, every grid point also becomes a real network (all
+stacked in one engine pass) fed pairs of inputs of correlation ``START_CORRELATION``; the depth
+after which their mean correlation stays within ``CONVERGED`` of c* is set beside the linearized prediction
+ξ_c·ln(|c⁰ − c*| / CONVERGED).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from initbench import theory
+from initbench.activations import Activation
+from initbench.engine import Run, StackedForward, derive_seed
+from initbench.errors import InitbenchError
+from initbench.schemes import Normal, resolve_gain
+
+START_CORRELATION = 0.2
+CONVERGED = 0.05
+PAIRS = 16
+
+
+def parse_grid(text: str, option: str) -> np.ndarray:
+    """``START:STOP:N`` → N evenly spaced values from START to STOP inclusive (N ≥ 2, values ≥ 0)."""
+    parts = text.split(":")
+    try:
+        start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+        if len(parts) != 3:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise InitbenchError(f"{option} '{text}' is not START:STOP:N.", hint=f"For example {option} 0.5:4:36.") from None
+    if count < 2 or start < 0 or stop <= start:
+        raise InitbenchError(f"{option} '{text}' needs 0 ≤ START < STOP and N ≥ 2.")
+    return np.linspace(start, stop, count)
+
+
+@dataclass
+class PhaseDiagram:
+    """Theory (and measurements) on a grid; 2-D arrays are ``[len(sb2), len(sw2)]``."""
+
+    activation: str
+    sw2: np.ndarray
+    sb2: np.ndarray
+    q_star: np.ndarray
+    chi1: np.ndarray
+    xi_c: np.ndarray
+    c_star: np.ndarray
+    predicted_depth: np.ndarray  # ξ_c·ln(|c⁰ − c*| / CONVERGED)
+    measured_depth: np.ndarray | None = None  # NaN where not converged within the measured depth
+
+
+def predicted_convergence_depth(xi_c: float, c_star: float) -> float:
+    """Layers for |cˡ − c*| to shrink from |c⁰ − c*| to CONVERGED, if it shrinks like e^(−l/ξ_c)."""
+    distance = abs(START_CORRELATION - c_star)
+    if not (math.isfinite(c_star) and math.isfinite(xi_c)) or distance <= CONVERGED:
+        return 0.0 if distance <= CONVERGED else math.inf if math.isfinite(c_star) else math.nan
+    return xi_c * math.log(distance / CONVERGED)
+
+
+def compute_phase_diagram(activation: Activation, sw2_values: np.ndarray, sb2_values: np.ndarray) -> PhaseDiagram:
+    """χ₁ at q*, ξ_c and c* at every (σ_w², σ_b²). χ₁ is NaN where q* is unbounded and χ₁ depends on q."""
+    shape = (len(sb2_values), len(sw2_values))
+    q_star, chi, xi_c, c_star, predicted = (np.full(shape, math.nan) for _ in range(5))
+    for row, sb2 in enumerate(sb2_values):
+        for column, sw2 in enumerate(sw2_values):
+            q = theory.fixed_point(activation, float(sw2), float(sb2))
+            q_star[row, column] = q
+            chi[row, column] = theory.chi1(activation, float(sw2), q)
+            if math.isfinite(q):
+                scales = theory.depth_scales(activation, float(sw2), float(sb2))
+                xi_c[row, column], c_star[row, column] = scales.xi_c, scales.c_star
+            predicted[row, column] = predicted_convergence_depth(xi_c[row, column], c_star[row, column])
+    return PhaseDiagram(activation.spec(), sw2_values, sb2_values, q_star, chi, xi_c, c_star, predicted)
+
+
+def measure_convergence_depth(diagram: PhaseDiagram, activation: Activation, depth: int, width: int, device: torch.device) -> np.ndarray:
+    """Measured depth after which two inputs' pre-activation correlation stays within CONVERGED of c*.
+
+    Every grid point is one run (weights N(0, σ_w²/width), biases N(0, σ_b²), seed 0), all stacked.
+    At finite width a single pair's correlation random-walks by about 1/√width per layer, so we
+    average ``PAIRS`` pairs of inputs (each of correlation START_CORRELATION) and count a layer as
+    converged only if every later layer is too. cˡ = ⟨h_a, h_b⟩ / (|h_a|·|h_b|). The result is
+    the last layer that was off by more than CONVERGED (0 if none), NaN if the last layer was.
+    """
+    points = [(row, column) for row in range(len(diagram.sb2)) for column in range(len(diagram.sw2))]
+    runs = [
+        Run(
+            label=f"{diagram.sw2[column]:g},{diagram.sb2[row]:g}",
+            seed=0,
+            scheme=Normal(std=math.sqrt(diagram.sw2[column] / width)),
+            bias=Normal(std=math.sqrt(diagram.sb2[row])),
+        )
+        for row, column in points
+    ]
+    generator = torch.Generator(device=device).manual_seed(derive_seed(0, "phase-inputs"))
+    first, second = torch.randn(2, PAIRS, width, generator=generator, device=device, dtype=torch.float64)
+    partner = START_CORRELATION * first + math.sqrt(1 - START_CORRELATION**2) * second
+    pairs = torch.stack([first, partner], dim=1).reshape(2 * PAIRS, width)  # rows a₀, b₀, a₁, b₁, ...
+    x = pairs.to(torch.float32).expand(len(runs), 2 * PAIRS, width).contiguous()
+    target = torch.tensor([diagram.c_star[row, column] for row, column in points], dtype=torch.float64, device=device)
+    last_off = torch.zeros(len(runs), dtype=torch.float64, device=device)
+    engine = StackedForward(runs, activation, device, torch.float32)
+    with torch.no_grad():
+        for output in engine.layers(x, [width] * depth, use_bias=True):
+            h = output.pre.to(torch.float64)
+            a, b = h[:, 0::2], h[:, 1::2]
+            correlation = ((a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))).mean(-1)
+            off = ~((correlation - target).abs() <= CONVERGED)  # NaN targets count as off
+            last_off[off] = float(output.layer)
+    measured = torch.where(last_off == depth, math.nan, last_off).cpu().numpy()
+    result = np.full(diagram.chi1.shape, math.nan)
+    for index, (row, column) in enumerate(points):
+        result[row, column] = measured[index]
+    return result
+
+
+def scheme_positions(activation: Activation) -> dict[str, float]:
+    """Where the common schemes put σ_w² (square layers, σ_b² = 0), labelled for the plot.
+
+    On square layers Xavier and He with ``gain: auto`` both give σ_w² = gain², and LeCun gives 1,
+    as Xavier with gain 1 does; points that coincide share one label.
+    """
+    gain = resolve_gain("auto", activation)
+    positions: dict[float, list[str]] = {}
+    positions.setdefault(round(gain**2, 12), []).append(f"Xavier = He (gain auto = {gain:.3g})")
+    positions.setdefault(1.0, []).append("LeCun = Xavier (gain 1)")
+    return {" = ".join(labels) if len(labels) > 1 else labels[0]: sw2 for sw2, labels in positions.items()}
