@@ -168,7 +168,10 @@ def compare(
     width: Annotated[Optional[int], typer.Option("--width", help="Units per layer.")] = None,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Input rows.")] = None,
     seeds: SeedsOption = None,
-    experiment: Annotated[Optional[str], typer.Option("--experiment", help="forward, gradients or all (see `initbench list experiments`).")] = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", help="forward, gradients, all or train (see `initbench list experiments`).")] = None,
+    dataset: Annotated[Optional[str], typer.Option("--dataset", help="train: the dataset, e.g. moons or digits.")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="train: optimizer steps.")] = None,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="train: learning rate.")] = None,
     out: OutOption = None,
     device: DeviceOption = None,
     quiet: QuietOption = False,
@@ -180,14 +183,26 @@ def compare(
       initbench compare zeros random xavier he
 
       initbench compare normal:std=0.01 xavier_uniform:gain=auto he --activation tanh --depth 100 --width 256
+
+      initbench compare zeros normal:std=10 he --config configs/circles_dlai.yaml --seeds 3
+
+      initbench compare zeros he --experiment train --dataset moons --steps 2000
     """
     with reported_errors():
-        from initbench.config import DEFAULT_COMPARE, apply_overrides, load_config, read_yaml
+        from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, apply_overrides, load_config, read_yaml
 
-        raw = read_yaml(config) if config is not None else dict(DEFAULT_COMPARE)
+        if config is not None:
+            raw = read_yaml(config)
+        else:
+            raw = dict(DEFAULT_TRAIN_COMPARE if experiment == "train" else DEFAULT_COMPARE)
         init = raw.get("init") if isinstance(raw.get("init"), dict) else {}
         raw["init"] = {"schemes": list(schemes), **({"bias": init["bias"]} if "bias" in init else {})}
-        flags = {"model.activation": activation, "model.depth": depth, "model.width": width, "input.batch": batch, "seeds": seeds, "device": device, "experiment": experiment}
+        if (depth is not None or width is not None) and isinstance(raw.get("model"), dict):
+            raw["model"] = {key: value for key, value in raw["model"].items() if key != "hidden"}  # --depth/--width replace hidden
+        flags = {
+            "model.activation": activation, "model.depth": depth, "model.width": width, "input.batch": batch, "seeds": seeds, "device": device,
+            "experiment": experiment, "train.dataset": dataset, "train.steps": steps, "train.lr": lr,
+        }
         overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
         execute_and_report(load_config(None, [], base=apply_overrides(raw, overrides)), out, quiet)
 

@@ -25,7 +25,7 @@ Example config (every key optional except where noted)::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -41,12 +41,27 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    """The network: ``depth`` fully connected layers of ``width`` units."""
+    """The network: ``depth`` fully connected layers of ``width`` units, or explicit ``hidden`` widths.
+
+    For training, ``depth`` counts hidden layers and an output layer sized by the dataset follows;
+    ``hidden: [10, 5]`` lists the hidden widths instead (input and output come from the dataset).
+    """
 
     depth: int = Field(default=100, ge=1)
     width: int = Field(default=256, ge=1)
+    hidden: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1)
     activation: str = "relu"
     bias: bool = False
+
+    @model_validator(mode="after")
+    def _hidden_or_depth(self) -> ModelConfig:
+        if self.hidden is not None and {"depth", "width"} & self.model_fields_set:
+            raise InitbenchError("model: give either 'hidden' or 'depth' and 'width', not both.")
+        return self
+
+    def hidden_widths(self) -> list[int]:
+        """The hidden layers' widths: ``hidden``, or ``depth`` layers of ``width``."""
+        return list(self.hidden) if self.hidden is not None else [self.width] * self.depth
 
     @field_validator("activation", mode="before")
     @classmethod
@@ -112,6 +127,32 @@ class InitConfig(BaseModel):
         return build_from_spec(SCHEMES, self.bias)
 
 
+class TrainConfig(Section):
+    """Short training runs: dataset, optimizer and schedule (``experiment: train``)."""
+
+    dataset: str = "circles"  # a registered dataset spec ("moons:noise=0.2"), or a path to a .npz
+    data_seed: int = Field(default=0, ge=0)  # the dataset's draw, separate from the init seeds
+    steps: int = Field(default=1000, ge=1)
+    lr: float = Field(default=0.01, gt=0)
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    momentum: float = Field(default=0.0, ge=0, lt=1)  # sgd only
+    weight_decay: float = Field(default=0.0, ge=0)  # L2 penalty, as torch.optim's weight_decay
+    batch_size: int | None = Field(default=None, ge=1)  # None: full batch (gradient descent)
+    eval_every: int = Field(default=100, ge=1)
+    target_accuracy: float | None = Field(default=0.9, gt=0, le=1)  # for "steps to reach"
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_spec(cls, value: Any) -> Any:
+        """Accept ``{name: moons, noise: 0.2}`` as ``moons:noise=0.2``."""
+        if isinstance(value, dict):
+            options = dict(value)
+            if "name" not in options:
+                raise InitbenchError("train.dataset: a mapping needs a 'name' key.", hint="For example {name: moons, noise: 0.2}.")
+            return format_spec(str(options.pop("name")), options)
+        return value
+
+
 class InputConfig(Section):
     """The inputs: ``batch`` rows of i.i.d. N(0, 1) features."""
 
@@ -130,13 +171,26 @@ class Config(Section):
     model: ModelConfig = ModelConfig()
     init: InitConfig = InitConfig(scheme="kaiming_normal")
     input: InputConfig = InputConfig()
+    train: TrainConfig | None = None
+
+    @model_validator(mode="after")
+    def _train_section(self) -> Config:
+        """A training run records the training settings it used, defaults included."""
+        if self.experiment == "train" and self.train is None:
+            self.train = TrainConfig()
+        if self.experiment != "train" and self.model.hidden is not None:
+            raise InitbenchError("model.hidden is for experiment: train; the forward and gradients experiments use depth and width.")
+        return self
 
     def seed_list(self) -> list[int]:
         return list(range(self.seed, self.seed + self.seeds))
 
     def to_yaml(self) -> str:
         """The resolved config as YAML; loading it gives back an equal config."""
-        return yaml.safe_dump(self.model_dump(mode="json", exclude_none=True), sort_keys=False)
+        data = self.model_dump(mode="json", exclude_none=True)
+        if self.model.hidden is not None:  # hidden replaces depth and width; writing both is an error
+            del data["model"]["depth"], data["model"]["width"]
+        return yaml.safe_dump(data, sort_keys=False)
 
 
 #: Used by ``initbench compare`` without ``--config``: the classic 100-layer, 256-unit ReLU net.
@@ -146,16 +200,27 @@ DEFAULT_COMPARE: dict[str, Any] = {
     "input": {"batch": 1024},
 }
 
+#: Used by ``initbench compare --experiment train`` without ``--config``: the deeplearning.ai
+#: [2, 10, 5, 1] ReLU net on circles, trained by full-batch gradient descent.
+DEFAULT_TRAIN_COMPARE: dict[str, Any] = {
+    "name": "compare-train",
+    "experiment": "train",
+    "model": {"hidden": [10, 5], "activation": "relu", "bias": True},
+    "train": {"dataset": "circles", "steps": 2000, "lr": 0.1, "eval_every": 50},
+}
+
 
 def _valid_keys(location: tuple[Any, ...]) -> list[str]:
     """The keys valid at ``location`` in the config (for "did you mean" suggestions)."""
     model: type[BaseModel] = Config
     for part in location:
         field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        # A section may be optional (``TrainConfig | None``): look through the union.
+        candidates = get_args(field.annotation) or (field.annotation,) if field else ()
+        sections = [candidate for candidate in candidates if isinstance(candidate, type) and issubclass(candidate, BaseModel)]
+        if not sections:
             return []
-        model = annotation
+        model = sections[0]
     return list(model.model_fields)
 
 

@@ -152,3 +152,60 @@ def phase_figure(diagram: PhaseDiagram, positions: dict[str, float], depth: int 
         axes.set_xlabel("σ_w²")
         axes.set_ylabel("σ_b²")
     return figure
+
+
+def training_curves_figure(steps: np.ndarray, curves: dict[str, dict[str, np.ndarray]], title: str) -> Figure:
+    """Training loss (log scale) and, for classification, test accuracy against step.
+
+    Args:
+        steps: the evaluation steps.
+        curves: label → metric ("loss", "test_acc") → ``[seeds, len(steps)]`` (NaN after a run diverged).
+
+    Median over seeds as a line, min–max as a band, as in :func:`std_by_layer_figure`.
+    """
+    metrics = [metric for metric in ("loss", "test_acc") if any(metric in per_label for per_label in curves.values())]
+    figure = Figure(figsize=(6 * len(metrics), 4.5), layout="constrained")
+    grid = figure.subplots(1, len(metrics), squeeze=False)[0]
+    for axes, metric in zip(grid, metrics, strict=True):
+        for index, (label, per_label) in enumerate(curves.items()):
+            values = per_label[metric]
+            with warnings.catch_warnings():  # steps where every seed has diverged are all-NaN
+                warnings.simplefilter("ignore", RuntimeWarning)
+                median, low, high = np.nanmedian(values, axis=0), np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+            axes.plot(steps, median, color=color(index), lw=2, label=label)
+            if values.shape[0] > 1:
+                axes.fill_between(steps, low, high, color=color(index), alpha=0.2, lw=0)
+        if metric == "loss":
+            axes.set_yscale("log")
+            axes.set_ylabel("training loss (whole training set)")
+        else:
+            axes.set_ylabel("test accuracy")
+            axes.set_ylim(-0.02, 1.02)
+        axes.set_xlabel("step")
+        axes.grid(True, alpha=0.3)
+        axes.legend(fontsize=9)
+    figure.suptitle(title)
+    return figure
+
+
+def decision_boundary_figure(
+    points: np.ndarray, labels: np.ndarray, grid_x: np.ndarray, grid_y: np.ndarray, regions: dict[str, np.ndarray], title: str
+) -> Figure:
+    """One panel per scheme: the predicted class over a grid, with the training points on top.
+
+    Args:
+        points, labels: training inputs ``[n, 2]`` and their classes.
+        grid_x, grid_y: the mesh (``numpy.meshgrid`` output).
+        regions: label → predicted class per mesh point, shaped like ``grid_x``.
+    """
+    figure = Figure(figsize=(4.2 * len(regions), 4.3), layout="constrained")
+    grid = figure.subplots(1, len(regions), squeeze=False)[0]
+    classes = int(max(labels.max(), max(int(region.max()) for region in regions.values()))) + 1
+    for axes, (label, region) in zip(grid, regions.items(), strict=True):
+        axes.contourf(grid_x, grid_y, region, levels=np.arange(classes + 1) - 0.5, cmap="coolwarm" if classes == 2 else "tab10", alpha=0.35)
+        axes.scatter(points[:, 0], points[:, 1], c=labels, cmap="coolwarm" if classes == 2 else "tab10", s=10, edgecolors="black", linewidths=0.3)
+        axes.set_title(label, fontsize=10)
+        axes.set_xticks([])
+        axes.set_yticks([])
+    figure.suptitle(title)
+    return figure

@@ -50,6 +50,8 @@ TAIL_SIGMAS = 12.0
 #: |χ₁ − 1| up to this counts as critical: well above the ~1e-12 precision of χ₁ at a
 #: root-found gain, far below any deliberate departure from criticality.
 PHASE_TOL = 1e-6
+#: |L(q) − q| ≤ FIXED_POINT_RTOL·q counts as a fixed point (rounding in σ_w² = fan_in·Var(W)).
+FIXED_POINT_RTOL = 1e-12
 #: fixed_point reports a variance that grows past this as unbounded (math.inf) ...
 UNBOUNDED_Q = 1e300
 #: ... and, where q = 0 is a fixed point, one that shrinks below COLLAPSED_Q·start as 0.0.
@@ -430,7 +432,9 @@ def fixed_point(activation: Activation, sw2: float, sb2: float, start: float = 1
         return length_map(activation, sw2, sb2, q) - q
 
     g_start = excess(start)
-    if g_start == 0:
+    # A relative excess at rounding level is a fixed point: He's σ_w² = fan_in·(2/fan_in) comes out
+    # as 2.0000000000000004, and that one ulp must not turn relu's critical line into "unbounded".
+    if abs(g_start) <= FIXED_POINT_RTOL * start:
         return start
     # Only a strict sign change closes a bracket: at huge q rounding can make L(q) − q exactly 0
     # (relu at σ_w² = 2 loses σ_b² next to q ~ 1e16), which is no fixed point.

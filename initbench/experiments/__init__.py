@@ -17,7 +17,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from rich.table import Table as RichTable
 
+    from initbench.activations import Activation
     from initbench.config import Config
+    from initbench.engine import Run
 
 
 class Progress(Protocol):
@@ -80,6 +82,18 @@ class Experiment(Protocol):
 EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment")
 
 
+def build_runs(config: Config, activation: Activation) -> list[Run]:
+    """One run per (scheme, seed), schemes first, with options like ``gain: auto`` resolved."""
+    from initbench.engine import Run
+
+    bias = config.init.build_bias().resolve(activation) if config.model.bias else None
+    return [
+        Run(label=label, seed=seed, scheme=scheme.resolve(activation), bias=bias)
+        for label, scheme in config.init.build_schemes()
+        for seed in config.seed_list()
+    ]
+
+
 def load_experiments() -> None:
     """Import the modules that register experiments (deferred: they import torch and matplotlib)."""
-    from initbench.experiments import propagation  # noqa: F401
+    from initbench.experiments import propagation, train  # noqa: F401

@@ -20,7 +20,7 @@ from initbench import theory
 from initbench.activations import Activation
 from initbench.config import Config
 from initbench.engine import Run, StackedForward, check_memory, propagation_memory_estimate, resolve_dtype
-from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table
+from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
 from initbench.plots import histograms_figure, std_by_layer_figure
 from initbench.report import display_layers, format_number, markdown_table, rich_table
 from initbench.stats import FORWARD_COLUMNS, first_nonfinite_layer, gradient_verdict, histogram, layer_statistics, median_layer, verdict
@@ -28,16 +28,6 @@ from initbench.stats import FORWARD_COLUMNS, first_nonfinite_layer, gradient_ver
 HISTOGRAM_BINS = 50
 GRADIENT_COLUMNS = ("grad_std", "weight_grad_std")
 THEORY_COLUMNS = ("theory_std", "theory_pre_std", "chi1")
-
-
-def build_runs(config: Config, activation: Activation) -> list[Run]:
-    """One run per (scheme, seed), schemes first, with options like ``gain: auto`` resolved."""
-    bias = config.init.build_bias().resolve(activation) if config.model.bias else None
-    return [
-        Run(label=label, seed=seed, scheme=scheme.resolve(activation), bias=bias)
-        for label, scheme in config.init.build_schemes()
-        for seed in config.seed_list()
-    ]
 
 
 @dataclass

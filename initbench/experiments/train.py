@@ -1,0 +1,183 @@
+"""Short training runs: what an init does to learning, for many schemes and seeds at once.
+
+All runs (schemes × seeds) train together as one stacked model (:mod:`initbench.training`), so a
+comparison of many runs costs about as much as one. The classic case is the deeplearning.ai
+"Initialization" exercise (``configs/circles_dlai.yaml``): zeros never breaks symmetry and stays
+at chance, large random weights train slowly, He fits the circles.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from initbench.config import Config, TrainConfig
+from initbench.datasets import Dataset, load_dataset
+from initbench.engine import resolve_dtype
+from initbench.errors import InitbenchError
+from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
+from initbench.plots import decision_boundary_figure, training_curves_figure
+from initbench.report import markdown_table, rich_table
+from initbench.stats import median_layer
+from initbench.training import Evaluation, StackedTrainer
+
+BOUNDARY_RESOLUTION = 200
+
+
+def evaluation_steps(steps: int, every: int) -> list[int]:
+    """Steps at which metrics are recorded: 0, every ``every`` steps, and the last."""
+    return sorted({*range(0, steps, every), steps})
+
+
+def nan_stats(values: list[float]) -> dict[str, float]:
+    """Median, min and max over seeds, ignoring NaN seeds (NaN only when all are)."""
+    finite = np.array([value for value in values if not math.isnan(value)])
+    if finite.size == 0:
+        return {"median": math.nan, "min": math.nan, "max": math.nan}
+    return {"median": float(np.median(finite)), "min": float(finite.min()), "max": float(finite.max())}
+
+
+@EXPERIMENTS.register("train")
+class TrainExperiment:
+    """Short training runs of every scheme × seed, batched: curves, final accuracy, decision boundaries."""
+
+    def settings(self, config: Config) -> TrainConfig:
+        assert config.train is not None  # Config fills it in for experiment: train
+        return config.train
+
+    def load(self, config: Config) -> Dataset:
+        dataset = load_dataset(self.settings(config).dataset, self.settings(config).data_seed)
+        batch_size = self.settings(config).batch_size
+        if batch_size is not None and batch_size > len(dataset.x_train):
+            raise InitbenchError(
+                f"train.batch_size {batch_size} is larger than the training set ({len(dataset.x_train)} examples).",
+                hint="Use a smaller batch_size, or null for full-batch gradient descent.",
+            )
+        return dataset
+
+    def check(self, config: Config, device: torch.device) -> None:
+        self.load(config)
+
+    def run(self, context: RunContext) -> ExperimentResult:
+        config = context.config
+        settings = self.settings(config)
+        dataset = self.load(config)
+        activation = config.model.build_activation()
+        runs = build_runs(config, activation)
+        trainer = StackedTrainer(
+            runs, dataset, config.model.hidden_widths(), activation, config.model.bias, context.device, resolve_dtype(config.dtype),
+            settings.optimizer, settings.lr, settings.momentum, settings.weight_decay, settings.batch_size,
+        )
+        checkpoints = evaluation_steps(settings.steps, settings.eval_every)
+        evaluations: list[Evaluation] = []
+        context.progress.start(f"training {len(runs)} runs", total=settings.steps)
+        for step in range(settings.steps + 1):
+            if step in checkpoints:
+                evaluations.append(trainer.evaluate(step))
+            if step < settings.steps:
+                trainer.step(step)
+                context.progress.advance()
+        return self.result(config, dataset, trainer, evaluations)
+
+    def result(self, config: Config, dataset: Dataset, trainer: StackedTrainer, evaluations: list[Evaluation]) -> ExperimentResult:
+        settings = self.settings(config)
+        runs = trainer.runs
+        labels = list(dict.fromkeys(run.label for run in runs))
+        classify = dataset.task != "regression"
+
+        def value(evaluation: Evaluation, metric: str, index: int) -> float:
+            tensor = getattr(evaluation, metric)
+            return math.nan if tensor is None else float(tensor[index])
+
+        def recorded(index: int, evaluation: Evaluation) -> bool:
+            """A diverged run's curve ends at the first evaluation after it diverged."""
+            diverged = trainer.diverged_at[index]
+            previous = max((e.step for e in evaluations if e.step < evaluation.step), default=-1)
+            return diverged is None or diverged > previous
+
+        rows = [
+            (run.label, run.seed, evaluation.step, value(evaluation, "loss", index),
+             *((value(evaluation, "train_acc", index), value(evaluation, "test_acc", index)) if classify else ("", "")))
+            for evaluation in evaluations
+            for index, run in enumerate(runs)
+            if recorded(index, evaluation)
+        ]
+        final = evaluations[-1]
+        steps = np.array([evaluation.step for evaluation in evaluations])
+        schemes: dict[str, dict[str, Any]] = {}
+        curves: dict[str, dict[str, np.ndarray]] = {}
+        for label in labels:
+            indices = [index for index, run in enumerate(runs) if run.label == label]
+            entry: dict[str, Any] = {
+                "loss": nan_stats([value(final, "loss", index) for index in indices]),
+                "diverged": sum(trainer.diverged_at[index] is not None for index in indices),
+                "diverged_at_step": [trainer.diverged_at[index] for index in indices],
+                "resolved_scheme": runs[indices[0]].scheme.spec(),
+            }
+            curve = {"loss": np.array([[value(e, "loss", i) if recorded(i, e) else math.nan for e in evaluations] for i in indices])}
+            if classify:
+                entry["train_acc"] = nan_stats([value(final, "train_acc", index) for index in indices])
+                entry["test_acc"] = nan_stats([value(final, "test_acc", index) for index in indices])
+                curve["test_acc"] = np.array([[value(e, "test_acc", i) if recorded(i, e) else math.nan for e in evaluations] for i in indices])
+                if settings.target_accuracy is not None:
+                    reached = [
+                        next((e.step for e in evaluations if value(e, "test_acc", i) >= settings.target_accuracy), None) for i in indices
+                    ]
+                    entry["target_accuracy"] = settings.target_accuracy
+                    entry["steps_to_target"] = median_layer(reached)
+                    entry["steps_to_target_per_seed"] = reached
+            schemes[label] = entry
+            curves[label] = curve
+
+        title = f"{dataset.name}: hidden {config.model.hidden_widths()}, {config.model.activation}, {settings.optimizer} lr {settings.lr}, {settings.steps} steps"
+        figures = {"training_curves.png": training_curves_figure(steps, curves, title)}
+        if dataset.input_dim == 2 and classify:
+            figures["decision_boundary.png"] = self.boundary_figure(dataset, trainer, labels, schemes, title)
+
+        columns = ("scheme", "train acc", "test acc", "loss", "steps to target", "diverged") if classify else ("scheme", "loss", "diverged")
+        table_rows = [
+            (label, entry["train_acc"]["median"], entry["test_acc"]["median"], entry["loss"]["median"], entry.get("steps_to_target"), f"{entry['diverged']}/{config.seeds}")
+            if classify
+            else (label, entry["loss"]["median"], f"{entry['diverged']}/{config.seeds}")
+            for label, entry in schemes.items()
+        ]
+        seeds = f"median over {config.seeds} seeds" if config.seeds > 1 else f"seed {config.seed}"
+        target = f" (test accuracy ≥ {settings.target_accuracy})" if classify and settings.target_accuracy is not None else ""
+        report = "\n\n".join(
+            [
+                f"Training on {dataset.name} ({len(dataset.x_train)} train, {len(dataset.x_test)} test, {dataset.task}); "
+                f"final metrics at step {settings.steps} ({seeds}); steps to target{target}.",
+                markdown_table(columns, table_rows),
+                "![Training curves](training_curves.png)",
+                *(["![Decision boundaries](decision_boundary.png)"] if "decision_boundary.png" in figures else []),
+            ]
+        )
+        return ExperimentResult(
+            tables={"train_metrics.csv": Table(columns=("scheme", "seed", "step", "loss", "train_acc", "test_acc"), rows=rows)},
+            summary={"experiment": "train", "dataset": dataset.name, "task": dataset.task, "schemes": schemes},
+            figures=figures,
+            report=report,
+            console_tables=[rich_table(f"After {settings.steps} steps ({seeds})", columns, table_rows)],
+        )
+
+    def boundary_figure(self, dataset: Dataset, trainer: StackedTrainer, labels: list[str], schemes: dict[str, dict[str, Any]], title: str):
+        """Decision regions of each scheme's median seed (by final test accuracy) over the data."""
+        points = np.concatenate([dataset.x_train, dataset.x_test])
+        low, high = points.min(axis=0), points.max(axis=0)
+        margin = 0.1 * (high - low)
+        grid_x, grid_y = np.meshgrid(
+            np.linspace(low[0] - margin[0], high[0] + margin[0], BOUNDARY_RESOLUTION), np.linspace(low[1] - margin[1], high[1] + margin[1], BOUNDARY_RESOLUTION)
+        )
+        predictions = trainer.predict_grid(torch.as_tensor(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1))).cpu().numpy()
+        final_accuracy = trainer.evaluate(-1).test_acc
+        assert final_accuracy is not None
+        regions = {}
+        for label in labels:
+            indices = [index for index, run in enumerate(trainer.runs) if run.label == label]
+            ranked = sorted(indices, key=lambda index: float(final_accuracy[index]))
+            median_run = ranked[(len(ranked) - 1) // 2]
+            regions[f"{label} (seed {trainer.runs[median_run].seed}, test acc {float(final_accuracy[median_run]):.2f})"] = predictions[median_run].reshape(grid_x.shape)
+        return decision_boundary_figure(dataset.x_train, dataset.y_train, grid_x, grid_y, regions, title)

@@ -1,0 +1,193 @@
+"""The stacked trainer: every run of one architecture trained together as one batched model.
+
+A run is one (scheme, seed). Per layer the model holds a weight tensor ``[runs, out, in]`` and a
+bias ``[runs, out]``, applied with batched matmuls; one optimizer steps the whole stack. Each
+run's initial weights come from its own generator, in the same order as the forward engine
+(layer by layer, weight then bias), and each run's minibatch order from its own seeded stream, so
+a run trains exactly as it would alone: the stack only shares the arithmetic, never the numbers.
+Every optimizer here (SGD with momentum and weight decay, Adam) acts elementwise, which is what
+keeps the runs independent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from initbench.activations import Activation
+from initbench.datasets import Dataset
+from initbench.engine import Run, derive_seed
+
+
+class StackedMLP(torch.nn.Module):
+    """``len(runs)`` MLPs of the same ``sizes`` (input, hidden..., output), stacked on a leading axis.
+
+    Hidden layers apply φ; the output layer is linear (logits or regression outputs).
+    """
+
+    def __init__(self, runs: list[Run], sizes: list[int], activation: Activation, use_bias: bool, device: torch.device, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.activation = activation
+        self.weights = torch.nn.ParameterList()
+        self.biases = torch.nn.ParameterList()
+        generators = [torch.Generator(device=device).manual_seed(run.seed) for run in runs]
+        with torch.no_grad():
+            for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+                weight = torch.empty(len(runs), fan_out, fan_in, device=device, dtype=dtype)
+                bias = torch.zeros(len(runs), fan_out, device=device, dtype=dtype) if use_bias else None
+                for index, (run, generator) in enumerate(zip(runs, generators, strict=True)):
+                    run.scheme.sample_(weight[index], fan_in, fan_out, generator)
+                    if bias is not None and run.bias is not None:
+                        run.bias.sample_(bias[index], fan_in, fan_out, generator)
+                self.weights.append(torch.nn.Parameter(weight))
+                if bias is not None:
+                    self.biases.append(torch.nn.Parameter(bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [runs, batch, in]`` → outputs ``[runs, batch, out]``."""
+        last = len(self.weights) - 1
+        for layer, weight in enumerate(self.weights):
+            x = torch.baddbmm(self.biases[layer].unsqueeze(1), x, weight.mT) if self.biases else torch.bmm(x, weight.mT)
+            if layer < last:
+                x = self.activation(x)
+        return x
+
+
+def per_run_loss(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
+    """Mean loss over the batch for each run, ``[runs]``: logistic, cross-entropy or squared error."""
+    if task == "binary":
+        return F.binary_cross_entropy_with_logits(outputs[..., 0], targets.to(outputs.dtype), reduction="none").mean(-1)
+    if task == "multiclass":
+        runs, batch, classes = outputs.shape
+        return F.cross_entropy(outputs.reshape(runs * batch, classes), targets.reshape(-1), reduction="none").view(runs, batch).mean(-1)
+    return (outputs - targets).pow(2).mean(dim=(1, 2))
+
+
+def per_run_accuracy(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor | None:
+    """Fraction correct per run (logit > 0, or the arg-max class); None for regression."""
+    if task == "binary":
+        return ((outputs[..., 0] > 0).long() == targets).double().mean(-1)
+    if task == "multiclass":
+        return (outputs.argmax(-1) == targets).double().mean(-1)
+    return None
+
+
+@dataclass
+class Evaluation:
+    """Metrics of every run at one step: ``[runs]`` tensors (accuracies None for regression)."""
+
+    step: int
+    loss: torch.Tensor
+    train_acc: torch.Tensor | None
+    test_acc: torch.Tensor | None
+
+
+class StackedTrainer:
+    """Trains the runs of one architecture together on one dataset.
+
+    Args:
+        runs: the runs (resolved schemes and seeds).
+        dataset: the data; its task decides the output size and the loss.
+        hidden: hidden-layer widths.
+        activation: φ of the hidden layers.
+        use_bias: whether layers have biases (drawn from each run's bias scheme).
+        optimizer: "sgd" (with ``momentum``) or "adam"; ``weight_decay`` is the L2 coefficient.
+        batch_size: minibatch size, or None for full-batch gradient descent.
+    """
+
+    def __init__(
+        self,
+        runs: list[Run],
+        dataset: Dataset,
+        hidden: list[int],
+        activation: Activation,
+        use_bias: bool,
+        device: torch.device,
+        dtype: torch.dtype,
+        optimizer: str,
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+        batch_size: int | None,
+    ) -> None:
+        self.runs, self.dataset, self.device = runs, dataset, device
+        sizes = [dataset.input_dim, *hidden, dataset.output_dim]
+        self.model = StackedMLP(runs, sizes, activation, use_bias, device, dtype)
+        if optimizer == "adam":
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=weight_decay)
+        else:
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+        target_dtype = dtype if dataset.task == "regression" else torch.long
+        self.x_train = torch.as_tensor(dataset.x_train, device=device, dtype=dtype)
+        self.y_train = torch.as_tensor(dataset.y_train, device=device, dtype=target_dtype)
+        self.x_test = torch.as_tensor(dataset.x_test, device=device, dtype=dtype)
+        self.y_test = torch.as_tensor(dataset.y_test, device=device, dtype=target_dtype)
+        self.batch_size = batch_size
+        self.batch_streams = [torch.Generator(device=device).manual_seed(derive_seed(run.seed, "batches")) for run in runs]
+        self.orders: list[torch.Tensor] = []
+        self.position = 0
+        #: Step at which each run's loss became non-finite (None: still training).
+        self.diverged_at: list[int | None] = [None] * len(runs)
+        self._frozen: dict[int, list[torch.Tensor]] = {}
+
+    def stacked(self, x: torch.Tensor) -> torch.Tensor:
+        """The same inputs for every run, as a view ``[runs, n, d]`` (no copy)."""
+        return x.unsqueeze(0).expand(len(self.runs), *x.shape)
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each run's next minibatch, ``[runs, batch, d]``: a fresh permutation per epoch per run."""
+        n = self.x_train.shape[0]
+        if self.batch_size is None:
+            return self.stacked(self.x_train), self.stacked(self.y_train)
+        if not self.orders or self.position + self.batch_size > n:
+            self.orders = [torch.randperm(n, generator=stream, device=self.device) for stream in self.batch_streams]
+            self.position = 0
+        indices = torch.stack([order[self.position : self.position + self.batch_size] for order in self.orders])
+        self.position += self.batch_size
+        return self.x_train[indices], self.y_train[indices]
+
+    def step(self, step: int) -> None:
+        """One optimizer step for every run still training; marks newly diverged runs."""
+        x, y = self.next_batch()
+        losses = per_run_loss(self.model(x), y, self.dataset.task)
+        for index in torch.nonzero(~torch.isfinite(losses.detach())).flatten().tolist():
+            if self.diverged_at[index] is None:
+                self.diverged_at[index] = step
+                # Keep the last finite parameters; the stack keeps computing on them, but they
+                # are put back after every step, so a diverged run stops updating.
+                self._frozen[index] = [parameter[index].detach().clone() for parameter in self.model.parameters()]
+        active = torch.tensor([at is None for at in self.diverged_at], device=self.device)
+        if not active.any():
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        # Each run's gradient depends on its own loss only: d(sum)/d(loss_r) = 1.
+        losses[active].sum().backward()
+        self.optimizer.step()
+        if self._frozen:
+            with torch.no_grad():
+                for index, saved in self._frozen.items():
+                    for parameter, value in zip(self.model.parameters(), saved, strict=True):
+                        parameter[index] = value
+
+    @torch.no_grad()
+    def evaluate(self, step: int) -> Evaluation:
+        """Loss and accuracy on the whole training set, and accuracy on the test set."""
+        train_outputs = self.model(self.stacked(self.x_train))
+        test_outputs = self.model(self.stacked(self.x_test))
+        return Evaluation(
+            step=step,
+            loss=per_run_loss(train_outputs, self.stacked(self.y_train), self.dataset.task).double(),
+            train_acc=per_run_accuracy(train_outputs, self.stacked(self.y_train), self.dataset.task),
+            test_acc=per_run_accuracy(test_outputs, self.stacked(self.y_test), self.dataset.task),
+        )
+
+    @torch.no_grad()
+    def predict_grid(self, points: torch.Tensor) -> torch.Tensor:
+        """Each run's predicted class at ``points [n, 2]``, ``[runs, n]`` (for decision boundaries)."""
+        outputs = self.model(self.stacked(points.to(device=self.device, dtype=self.x_train.dtype)))
+        if self.dataset.task == "binary":
+            return (outputs[..., 0] > 0).long()
+        return outputs.argmax(-1)
+
