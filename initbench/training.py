@@ -152,18 +152,20 @@ class StackedTrainer:
         """One optimizer step for every run still training; marks newly diverged runs."""
         x, y = self.next_batch()
         losses = per_run_loss(self.model(x), y, self.dataset.task)
-        for index in torch.nonzero(~torch.isfinite(losses.detach())).flatten().tolist():
-            if self.diverged_at[index] is None:
-                self.diverged_at[index] = step
-                # Keep the last finite parameters; the stack keeps computing on them, but they
-                # are put back after every step, so a diverged run stops updating.
-                self._frozen[index] = [parameter[index].detach().clone() for parameter in self.model.parameters()]
-        active = torch.tensor([at is None for at in self.diverged_at], device=self.device)
-        if not active.any():
+        if not bool(torch.isfinite(losses).all()):  # one check per step; the details only on divergence
+            for index in torch.nonzero(~torch.isfinite(losses.detach())).flatten().tolist():
+                if self.diverged_at[index] is None:
+                    self.diverged_at[index] = step
+                    # Keep the last finite parameters; the stack keeps computing on them, but
+                    # they are put back after every step, so a diverged run stops updating.
+                    self._frozen[index] = [parameter[index].detach().clone() for parameter in self.model.parameters()]
+        if len(self._frozen) == len(self.runs):
             return
         self.optimizer.zero_grad(set_to_none=True)
-        # Each run's gradient depends on its own loss only: d(sum)/d(loss_r) = 1.
-        losses[active].sum().backward()
+        # Each run's gradient depends on its own loss only: d(sum)/d(loss_r) = 1. Diverged runs'
+        # losses are left out, so a NaN cannot reach the sum.
+        active = losses if not self._frozen else losses[[index not in self._frozen for index in range(len(self.runs))]]
+        active.sum().backward()
         self.optimizer.step()
         if self._frozen:
             with torch.no_grad():
