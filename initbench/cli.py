@@ -313,17 +313,18 @@ def phase(
 
 @app.command("list")
 def list_entries(
-    what: Annotated[str, typer.Argument(help="schemes, activations or experiments.")] = "schemes",
+    what: Annotated[str, typer.Argument(help="schemes, activations, datasets or experiments.")] = "schemes",
 ) -> None:
-    """List the registered schemes, activations or experiments, with their formulas."""
+    """List the registered schemes, activations, datasets or experiments, with their formulas and options."""
     with reported_errors():
         from initbench.activations import ACTIVATIONS
+        from initbench.datasets import DATASETS
         from initbench.experiments import EXPERIMENTS, load_experiments
         from initbench.registry import unknown_name_error
         from initbench.schemes import SCHEMES
 
         load_experiments()
-        registries = {"schemes": SCHEMES, "activations": ACTIVATIONS, "experiments": EXPERIMENTS}
+        registries = {"schemes": SCHEMES, "activations": ACTIVATIONS, "datasets": DATASETS, "experiments": EXPERIMENTS}
         if what not in registries:
             raise unknown_name_error("list", what, list(registries))
         registry = registries[what]
