@@ -1,8 +1,9 @@
-"""initbench's benchmarks: each one times initbench against a baseline in the same process and
-prints the ratio (medians over repeats). Not a test: speed goals live here, not in the suite.
+"""initbench's benchmarks: each times initbench against a baseline measured in the same process
+and prints the ratio (medians over repeats). Not a test: speed goals live here, not in the suite.
 
-    python bench/run.py                 # every benchmark
-    python bench/run.py train --repeats 5
+    python bench/run.py                          # every benchmark, on the CPU
+    python bench/run.py forward train --repeats 5
+    python bench/run.py forward train --device cuda
 
 Results, with the machine they ran on, are recorded in bench/RESULTS.md.
 """
@@ -12,40 +13,125 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import shutil
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
 from initbench.activations import ACTIVATIONS
+from initbench.config import Config, validate_config
 from initbench.datasets import load_dataset
 from initbench.engine import Run
+from initbench.experiments import RunContext, SilentProgress, build_runs
+from initbench.experiments.propagation import measure
 from initbench.registry import build_from_spec
 from initbench.schemes import SCHEMES
 from initbench.training import StackedTrainer
 
 
-def median_seconds(function: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls, after one warm-up call."""
-    function()
-    times = []
-    for _ in range(repeats):
+@dataclass(frozen=True)
+class Result:
+    """One comparison: ``ratio`` = initbench ÷ baseline (time or memory), and the target for it."""
+
+    name: str
+    baseline: float
+    initbench: float
+    target: str
+    unit: str = "s"
+
+    @property
+    def ratio(self) -> float:
+        return self.initbench / self.baseline
+
+
+def median_seconds(function: Callable[[], object], repeats: int, device: torch.device) -> float:
+    """Median wall time of ``repeats`` calls, after one warm-up call (synchronizing CUDA)."""
+
+    def timed() -> float:
         start = time.perf_counter()
         function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+    timed()
+    return statistics.median(timed() for _ in range(repeats))
 
 
-def train_benchmark(repeats: int, runs: int = 16, steps: int = 500) -> list[tuple[str, float, float]]:
-    """The circles net ([2, 10, 5, 1], ReLU, He, full-batch SGD): ``runs`` runs trained
-    sequentially as one nn.Module each (as a tutorial would), with torch.func's vmap ensembling,
-    and with initbench's stacked trainer."""
+def forward_config(depth: int, width: int, batch: int, device: torch.device) -> Config:
+    """The issue's forward benchmark: ``compare`` of 4 schemes × 2 seeds, relu."""
+    raw = {
+        "name": "bench", "device": device.type, "seeds": 2,
+        "model": {"depth": depth, "width": width, "activation": "relu"},
+        "init": {"schemes": ["xavier_normal", "he", "orthogonal", "normal:std=0.03"]},
+        "input": {"batch": batch},
+    }
+    return validate_config(raw, "bench")
+
+
+def run_forward(config: Config, device: torch.device) -> None:
+    """initbench's forward experiment without the file output: engine plus statistics."""
+    activation = config.model.build_activation()
+    context = RunContext(config=config, device=device, dtype=torch.float32, progress=SilentProgress())
+    measure(build_runs(config, activation), config, activation, context, backward=False)
+
+
+def forward_benchmark(repeats: int, device: torch.device, depth: int = 100, width: int = 1024, batch: int = 1024) -> list[Result]:
+    """The forward engine against (1) its floor: torch drawing the same number of random weights
+    and doing the same batched matmuls, and (2) the tutorials' way: an nn.ModuleList of nn.Linear
+    layers re-initialized per scheme and seed, one network at a time, with ``.std().item()`` per layer."""
+    config = forward_config(depth, width, batch, device)
+    runs = 8
+
+    def floor() -> None:
+        generator = torch.Generator(device=device).manual_seed(0)
+        x = torch.randn(runs, batch, width, device=device)
+        weight = torch.empty(runs, width, width, device=device)
+        for _ in range(depth):
+            weight.normal_(0.0, 0.03, generator=generator)
+            x = torch.bmm(x, weight.mT)
+
+    initializers = {
+        "xavier": torch.nn.init.xavier_normal_,
+        "he": lambda weight: torch.nn.init.kaiming_normal_(weight, nonlinearity="relu"),
+        "orthogonal": torch.nn.init.orthogonal_,
+        "normal": lambda weight: torch.nn.init.normal_(weight, std=0.03),
+    }
+
+    def naive() -> None:
+        for initialize in initializers.values():
+            for seed in range(2):
+                torch.manual_seed(seed)
+                layers = torch.nn.ModuleList(torch.nn.Linear(width, width, bias=False, device=device) for _ in range(depth))
+                for layer in layers:
+                    initialize(layer.weight)
+                x = torch.randn(batch, width, device=device)
+                with torch.no_grad():
+                    for layer in layers:
+                        x = torch.relu(layer(x))
+                        x.std().item()
+
+    ours = median_seconds(lambda: run_forward(config, device), repeats, device)
+    shape = f"{depth} layers × {width}, batch {batch}, 4 schemes × 2 seeds"
+    return [
+        Result(f"forward ({shape}) vs torch floor (draws + bmm)", median_seconds(floor, repeats, device), ours, "≤ 1.3"),
+        Result(f"forward ({shape}) vs tutorial ModuleList loop", median_seconds(naive, max(1, repeats // 2), device), ours, "< 1"),
+    ]
+
+
+def train_benchmark(repeats: int, device: torch.device, runs: int = 16, steps: int = 500) -> list[Result]:
+    """The circles net ([2, 10, 5, 1], ReLU, He, full-batch SGD): ``runs`` runs trained one
+    nn.Module at a time (as a tutorial would), as a torch.func vmap ensemble, and stacked."""
     dataset = load_dataset("circles", 0)
-    x = torch.as_tensor(dataset.x_train)
-    y = torch.as_tensor(dataset.y_train, dtype=torch.float32)
+    x = torch.as_tensor(dataset.x_train, device=device)
+    y = torch.as_tensor(dataset.y_train, dtype=torch.float32, device=device)
     relu = ACTIVATIONS.get("relu")()
-    he = build_from_spec(SCHEMES, "he").resolve(relu)
+    he, zeros = build_from_spec(SCHEMES, "he").resolve(relu), build_from_spec(SCHEMES, "zeros")
 
     def module(seed: int) -> torch.nn.Module:
         torch.manual_seed(seed)
@@ -54,7 +140,10 @@ def train_benchmark(repeats: int, runs: int = 16, steps: int = 500) -> list[tupl
             if isinstance(layer, torch.nn.Linear):
                 torch.nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
                 torch.nn.init.zeros_(layer.bias)
-        return net
+        return net.to(device)
+
+    def loss(net: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        return torch.nn.functional.binary_cross_entropy_with_logits(net(x)[:, 0], y)
 
     def sequential() -> None:
         for seed in range(runs):
@@ -62,7 +151,7 @@ def train_benchmark(repeats: int, runs: int = 16, steps: int = 500) -> list[tupl
             optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
             for _ in range(steps):
                 optimizer.zero_grad()
-                torch.nn.functional.binary_cross_entropy_with_logits(net(x)[:, 0], y).backward()
+                loss(net).backward()
                 optimizer.step()
 
     def vmapped() -> None:
@@ -71,45 +160,78 @@ def train_benchmark(repeats: int, runs: int = 16, steps: int = 500) -> list[tupl
         nets = [module(seed) for seed in range(runs)]
         params, buffers = stack_module_state(nets)
         base = nets[0]
-
-        def loss(parameters: dict, buffers: dict) -> torch.Tensor:
-            return torch.nn.functional.binary_cross_entropy_with_logits(functional_call(base, (parameters, buffers), (x,))[:, 0], y)
-
-        gradient = vmap(grad(loss))
+        gradient = vmap(grad(lambda parameters, buffers: loss(lambda inputs: functional_call(base, (parameters, buffers), (inputs,)))))
         for _ in range(steps):
             grads = gradient(params, buffers)
             params = {name: value - 0.1 * grads[name] for name, value in params.items()}
 
     def stacked() -> None:
         trainer = StackedTrainer(
-            [Run("he", seed, he, build_from_spec(SCHEMES, "zeros")) for seed in range(runs)],
-            dataset, [10, 5], relu, True, torch.device("cpu"), torch.float32, "sgd", 0.1, 0.0, 0.0, None,
+            [Run("he", seed, he, zeros) for seed in range(runs)], dataset, [10, 5], relu, True, device, torch.float32, "sgd", 0.1, 0.0, 0.0, None
         )
         for step in range(steps):
             trainer.step(step)
 
-    baseline = median_seconds(sequential, repeats)
-    vmap_time = median_seconds(vmapped, repeats)
-    ours = median_seconds(stacked, repeats)
+    ours = median_seconds(stacked, repeats, device)
+    shape = f"{runs} circles runs × {steps} steps"
     return [
-        (f"train {runs} circles runs × {steps} steps: sequential nn.Module loop", baseline, ours),
-        (f"train {runs} circles runs × {steps} steps: torch.func vmap ensemble", vmap_time, ours),
+        Result(f"train ({shape}) vs one nn.Module per run, sequential", median_seconds(sequential, repeats, device), ours, "≤ 0.1 (≥ 10× faster)"),
+        Result(f"train ({shape}) vs torch.func vmap ensemble", median_seconds(vmapped, repeats, device), ours, "≤ 0.33 (≥ 3× faster)"),
     ]
 
 
-BENCHMARKS = {"train": train_benchmark}
+def peak_memory(depth: int, device: torch.device) -> int:
+    """Peak memory of a fresh process running the forward experiment at ``depth`` (width and
+    batch 512): resident set size on the CPU, the allocator's peak on CUDA."""
+    measure_peak = (
+        "torch.cuda.max_memory_allocated()" if device.type == "cuda" else "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024"
+    )
+    code = (
+        "import resource, sys, torch; sys.path.insert(0, 'bench'); import run; "
+        f"device = torch.device('{device.type}'); "
+        f"run.run_forward(run.forward_config({depth}, 512, 512, device), device); print({measure_peak})"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    return int(output.split()[-1])
+
+
+def memory_benchmark(repeats: int, device: torch.device) -> list[Result]:
+    """Peak memory at depth 1000 against depth 100: the engine holds one layer at a time."""
+    return [Result("forward peak memory, depth 1000 vs depth 100 (width, batch 512)", peak_memory(100, device) / 2**20, peak_memory(1000, device) / 2**20, "≤ 1.2", "MiB")]
+
+
+def startup_benchmark(repeats: int, device: torch.device) -> list[Result]:
+    """``initbench --help`` against the interpreter's own start (``python -c pass``)."""
+    executable = shutil.which("initbench") or "initbench"
+    cpu = torch.device("cpu")
+    bare = median_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeats, cpu)
+    help_time = median_seconds(lambda: subprocess.run([executable, "--help"], capture_output=True, check=True), repeats, cpu)
+    return [Result("initbench --help wall time vs python -c pass", bare, help_time, "initbench < 0.5 s")]
+
+
+BENCHMARKS = {"forward": forward_benchmark, "train": train_benchmark, "memory": memory_benchmark, "startup": startup_benchmark}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], help="benchmarks to run (default: all)")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"benchmarks to run, of {', '.join(BENCHMARKS)} (default: all)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     arguments = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'benchmark':<72} {'baseline s':>11} {'initbench s':>12} {'speed-up':>9}")
+    unknown = set(arguments.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmarks {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    device = torch.device(arguments.device)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    print(f"{'benchmark':<78} {'baseline':>10} {'initbench':>10} {'ratio':>7}  target")
     for name in arguments.names or BENCHMARKS:
-        for label, baseline, ours in BENCHMARKS[name](arguments.repeats):
-            print(f"{label:<72} {baseline:>11.3f} {ours:>12.3f} {baseline / ours:>8.1f}×")
+        for result in BENCHMARKS[name](arguments.repeats, device):
+            print(
+                f"{result.name:<78} {result.baseline:>9.3f}{result.unit:<1} {result.initbench:>9.3f}{result.unit:<1} {result.ratio:>7.2f}  {result.target}"
+                if result.unit == "s"
+                else f"{result.name:<78} {result.baseline:>7.0f}{result.unit} {result.initbench:>7.0f}{result.unit} {result.ratio:>7.2f}  {result.target}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 A *run* is one (scheme, seed) pair. For each layer, each run's weights are drawn on the fly from
 that run's own ``torch.Generator`` into one slice of a stacked ``[runs, out, in]`` buffer, and one
-batched matmul applies all of them. Only one layer's weights and activations exist at a time, so
+batched matmul applies all of them. Every random number comes from a CPU generator, whatever the
+device: CUDA's generators produce other streams, and a seed must mean the same network on every
+device (the draws are then copied to the device, one layer at a time). Only one layer's weights and activations exist at a time, so
 memory does not grow with depth, and a run's numbers do not depend on which other runs share the
 stack: its draws come from its own generator in the same order either way.
 """
@@ -47,6 +49,11 @@ def derive_seed(seed: int, stream: str) -> int:
     """
     digest = hashlib.blake2b(f"{seed}:{stream}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def host_buffer(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """A CPU tensor to draw into, pinned when it will be copied to a GPU (faster transfers)."""
+    return torch.empty(shape, dtype=dtype, pin_memory=device.type == "cuda")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -132,18 +139,18 @@ class StackedForward:
         self.activation = activation
         self.device = device
         self.dtype = dtype
-        self.generators = [torch.Generator(device=device).manual_seed(run.seed) for run in runs]
+        self.generators = [torch.Generator().manual_seed(run.seed) for run in runs]
         #: Each layer's generator states before its draw, kept by :meth:`layers` when asked, so
         #: :meth:`backward` can redraw the same weights instead of holding every layer's.
         self.layer_states: list[list[torch.Tensor]] = []
 
     def inputs(self, batch: int, width: int) -> torch.Tensor:
         """x⁰ ~ N(0, 1), ``[runs, batch, width]``; runs with the same seed get the same inputs."""
-        x = torch.empty(len(self.runs), batch, width, device=self.device, dtype=self.dtype)
+        x = host_buffer((len(self.runs), batch, width), self.device, self.dtype)
         for index, run in enumerate(self.runs):
-            stream = torch.Generator(device=self.device).manual_seed(derive_seed(run.seed, "input"))
+            stream = torch.Generator().manual_seed(derive_seed(run.seed, "input"))
             x[index].normal_(0.0, 1.0, generator=stream)
-        return x
+        return x.to(self.device)
 
     def draw_layer(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         """Fill each run's slice of the stacked ``weight [runs, out, in]`` (and ``bias [runs, out]``)."""
@@ -159,15 +166,18 @@ class StackedForward:
         h^l = x^{l−1} W^lᵀ + b^l and x^l = φ(h^l), for all runs at once with one batched matmul.
         With ``keep_states``, the generators' states before each layer are kept for :meth:`backward`.
         """
-        weight: torch.Tensor | None = None
+        host_weight: torch.Tensor | None = None
         for layer, fan_out in enumerate(widths, start=1):
             fan_in = x.shape[-1]
-            if weight is None or weight.shape[1:] != (fan_out, fan_in):
-                weight = torch.empty(len(self.runs), fan_out, fan_in, device=self.device, dtype=self.dtype)
-                bias = torch.empty(len(self.runs), fan_out, device=self.device, dtype=self.dtype) if use_bias else None
+            if host_weight is None or host_weight.shape[1:] != (fan_out, fan_in):
+                host_weight = host_buffer((len(self.runs), fan_out, fan_in), self.device, self.dtype)
+                host_bias = host_buffer((len(self.runs), fan_out), self.device, self.dtype) if use_bias else None
             if keep_states:
                 self.layer_states.append([generator.get_state() for generator in self.generators])
-            self.draw_layer(weight, bias)
+            self.draw_layer(host_weight, host_bias)
+            # A blocking copy: the host buffer is drawn into again for the next layer.
+            weight = host_weight.to(self.device)
+            bias = None if host_bias is None else host_bias.to(self.device)
             if bias is None:
                 pre = torch.bmm(x, weight.mT)
             else:
@@ -178,20 +188,20 @@ class StackedForward:
 
     def redraw_weight(self, layer: int, fan_in: int, fan_out: int) -> torch.Tensor:
         """Layer ``layer``'s stacked weight again, from the generator states kept by :meth:`layers`."""
-        weight = torch.empty(len(self.runs), fan_out, fan_in, device=self.device, dtype=self.dtype)
+        weight = host_buffer((len(self.runs), fan_out, fan_in), self.device, self.dtype)
         for index, (run, state) in enumerate(zip(self.runs, self.layer_states[layer - 1], strict=True)):
-            generator = torch.Generator(device=self.device)
+            generator = torch.Generator()
             generator.set_state(state)
             run.scheme.sample_(weight[index], fan_in, fan_out, generator)
-        return weight
+        return weight.to(self.device)
 
     def loss_direction(self, batch: int, width: int) -> torch.Tensor:
         """The fixed N(0, 1) tensor r ``[runs, batch, width]`` of the scalar loss, per seed (see :meth:`backward`)."""
-        r = torch.empty(len(self.runs), batch, width, device=self.device, dtype=self.dtype)
+        r = host_buffer((len(self.runs), batch, width), self.device, self.dtype)
         for index, run in enumerate(self.runs):
-            stream = torch.Generator(device=self.device).manual_seed(derive_seed(run.seed, "loss"))
+            stream = torch.Generator().manual_seed(derive_seed(run.seed, "loss"))
             r[index].normal_(0.0, 1.0, generator=stream)
-        return r
+        return r.to(self.device)
 
     def backward(self, x: torch.Tensor, pres: list[torch.Tensor]) -> Iterator[LayerGradient]:
         """Backpropagate the loss L = Σ x^L ⊙ r / √batch from the last layer to the first.

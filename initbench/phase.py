@@ -99,8 +99,8 @@ def measure_convergence_depth(diagram: PhaseDiagram, activation: Activation, dep
         )
         for row, column in points
     ]
-    generator = torch.Generator(device=device).manual_seed(derive_seed(0, "phase-inputs"))
-    first, second = torch.randn(2, PAIRS, width, generator=generator, device=device, dtype=torch.float64)
+    generator = torch.Generator().manual_seed(derive_seed(0, "phase-inputs"))
+    first, second = torch.randn(2, PAIRS, width, generator=generator, dtype=torch.float64).to(device)
     partner = START_CORRELATION * first + math.sqrt(1 - START_CORRELATION**2) * second
     pairs = torch.stack([first, partner], dim=1).reshape(2 * PAIRS, width)  # rows a₀, b₀, a₁, b₁, ...
     x = pairs.to(torch.float32).expand(len(runs), 2 * PAIRS, width).contiguous()

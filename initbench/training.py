@@ -32,18 +32,19 @@ class StackedMLP(torch.nn.Module):
         self.activation = activation
         self.weights = torch.nn.ParameterList()
         self.biases = torch.nn.ParameterList()
-        generators = [torch.Generator(device=device).manual_seed(run.seed) for run in runs]
+        # CPU generators on every device, as in the forward engine: a seed is the same network anywhere.
+        generators = [torch.Generator().manual_seed(run.seed) for run in runs]
         with torch.no_grad():
             for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
-                weight = torch.empty(len(runs), fan_out, fan_in, device=device, dtype=dtype)
-                bias = torch.zeros(len(runs), fan_out, device=device, dtype=dtype) if use_bias else None
+                weight = torch.empty(len(runs), fan_out, fan_in, dtype=dtype)
+                bias = torch.zeros(len(runs), fan_out, dtype=dtype) if use_bias else None
                 for index, (run, generator) in enumerate(zip(runs, generators, strict=True)):
                     run.scheme.sample_(weight[index], fan_in, fan_out, generator)
                     if bias is not None and run.bias is not None:
                         run.bias.sample_(bias[index], fan_in, fan_out, generator)
-                self.weights.append(torch.nn.Parameter(weight))
+                self.weights.append(torch.nn.Parameter(weight.to(device)))
                 if bias is not None:
-                    self.biases.append(torch.nn.Parameter(bias))
+                    self.biases.append(torch.nn.Parameter(bias.to(device)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [runs, batch, in]`` → outputs ``[runs, batch, out]``."""
@@ -125,7 +126,7 @@ class StackedTrainer:
         self.x_test = torch.as_tensor(dataset.x_test, device=device, dtype=dtype)
         self.y_test = torch.as_tensor(dataset.y_test, device=device, dtype=target_dtype)
         self.batch_size = batch_size
-        self.batch_streams = [torch.Generator(device=device).manual_seed(derive_seed(run.seed, "batches")) for run in runs]
+        self.batch_streams = [torch.Generator().manual_seed(derive_seed(run.seed, "batches")) for run in runs]
         self.orders: list[torch.Tensor] = []
         self.position = 0
         #: Step at which each run's loss became non-finite (None: still training).
@@ -142,7 +143,7 @@ class StackedTrainer:
         if self.batch_size is None:
             return self.stacked(self.x_train), self.stacked(self.y_train)
         if not self.orders or self.position + self.batch_size > n:
-            self.orders = [torch.randperm(n, generator=stream, device=self.device) for stream in self.batch_streams]
+            self.orders = [torch.randperm(n, generator=stream).to(self.device) for stream in self.batch_streams]
             self.position = 0
         indices = torch.stack([order[self.position : self.position + self.batch_size] for order in self.orders])
         self.position += self.batch_size
