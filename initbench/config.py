@@ -182,15 +182,31 @@ class Config(Section):
             raise InitbenchError("model.hidden is for experiment: train; the forward and gradients experiments use depth and width.")
         return self
 
+    @model_validator(mode="after")
+    def _schemes_resolve(self) -> Config:
+        """Settle ``gain: auto|preserving|critical`` now, so an impossible one is refused before any run."""
+        self.resolved_schemes()
+        return self
+
+    def resolved_schemes(self) -> list[tuple[str, str]]:
+        """``(label, resolved spec)`` per scheme: the numbers behind ``gain: auto`` and the like."""
+        activation = self.model.build_activation()
+        return [(label, scheme.resolve(activation).spec()) for label, scheme in self.init.build_schemes()]
+
     def seed_list(self) -> list[int]:
         return list(range(self.seed, self.seed + self.seeds))
 
     def to_yaml(self) -> str:
-        """The resolved config as YAML; loading it gives back an equal config."""
+        """The resolved config as YAML; loading it gives back an equal config.
+
+        Comment lines on top record the number each network-dependent option resolved to
+        (``# xavier_uniform:gain=auto → xavier_uniform:gain=1.6666666666666667``).
+        """
         data = self.model_dump(mode="json", exclude_none=True)
         if self.model.hidden is not None:  # hidden replaces depth and width; writing both is an error
             del data["model"]["depth"], data["model"]["width"]
-        return yaml.safe_dump(data, sort_keys=False)
+        notes = "".join(f"# {label} → {resolved}\n" for label, resolved in self.resolved_schemes() if resolved != label)
+        return notes + yaml.safe_dump(data, sort_keys=False)
 
 
 #: Used by ``initbench compare`` without ``--config``: the classic 100-layer, 256-unit ReLU net.

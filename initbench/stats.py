@@ -1,7 +1,7 @@
 """Pure statistics of activations, and the verdict on how a signal fared with depth.
 
-Everything is reduced in float64, so float32 activations that are huge but finite (up to ~3e38)
-still give a finite std; a layer with any non-finite activation gets NaN statistics, recorded as
+Everything is accumulated in float64, so float32 activations that are huge but finite (up to
+~3e38) still give a finite std; a layer with any non-finite activation gets NaN statistics, recorded as
 a result rather than raised.
 """
 
@@ -22,6 +22,19 @@ VANISHING_STD = 0.1
 SATURATED_FRACTION = 0.5
 
 
+def std_mean_float64(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Population std and mean of each row of ``values [runs, n]``, accumulated in float64.
+
+    torch's CPU reductions of float32 already accumulate in float64 (``at::acc_type``), so there
+    the float32 tensor is reduced as it is, without a float64 copy: that copy cost more than the
+    matmul's own share of a layer. CUDA accumulates float32 in float32, so there we copy.
+    """
+    if values.device.type != "cpu":
+        values = values.to(torch.float64)
+    std, mean = torch.std_mean(values, dim=1, correction=0)
+    return std.to(torch.float64), mean.to(torch.float64)
+
+
 def layer_statistics(pre: torch.Tensor, post: torch.Tensor, saturated: torch.Tensor | None) -> dict[str, torch.Tensor]:
     """Statistics of one layer for every run, each a float64 tensor ``[runs]``.
 
@@ -35,18 +48,17 @@ def layer_statistics(pre: torch.Tensor, post: torch.Tensor, saturated: torch.Ten
         ``pre_std`` of h, ``frac_saturated``, ``frac_zero`` (exact zeros), and ``finite`` (bool).
         Runs whose h or φ(h) hold a non-finite value get NaN for every statistic.
     """
-    post64 = post.flatten(1).to(torch.float64)
-    pre64 = pre.flatten(1).to(torch.float64)
-    std, mean = torch.std_mean(post64, dim=1, correction=0)
-    pre_std, pre_mean = torch.std_mean(pre64, dim=1, correction=0)
-    # A float64 mean is non-finite exactly when the float32 values hold an inf or a NaN (their sum
-    # cannot overflow float64), which saves a separate isfinite pass over the activations.
+    std, mean = std_mean_float64(post.flatten(1))
+    pre_std, pre_mean = std_mean_float64(pre.flatten(1))
+    # A mean accumulated in float64 is non-finite exactly when the values hold an inf or a NaN
+    # (a float64 sum of float32 values cannot overflow), which saves an isfinite pass.
     finite = torch.isfinite(mean) & torch.isfinite(pre_mean)
-    frac_zero = (post64 == 0).mean(dim=1, dtype=torch.float64)
+    count = post[0].numel()
+    frac_zero = (count - torch.count_nonzero(post.flatten(1), dim=1)).to(torch.float64) / count
     if saturated is None:
         frac_saturated = torch.zeros_like(std)
     else:
-        frac_saturated = saturated.flatten(1).mean(dim=1, dtype=torch.float64)
+        frac_saturated = torch.count_nonzero(saturated.flatten(1), dim=1).to(torch.float64) / count
     stats = {"mean": mean, "std": std, "pre_std": pre_std, "frac_saturated": frac_saturated, "frac_zero": frac_zero}
     nan = torch.tensor(math.nan, dtype=torch.float64, device=std.device)
     stats = {key: torch.where(finite, value, nan) for key, value in stats.items()}

@@ -26,6 +26,10 @@ from initbench.report import display_layers, format_number, markdown_table, rich
 from initbench.stats import FORWARD_COLUMNS, first_nonfinite_layer, gradient_verdict, histogram, layer_statistics, median_layer, verdict
 
 HISTOGRAM_BINS = 50
+#: Histograms use the first rows of the batch: 128 × width values draw the same shape as the whole
+#: batch, at a fraction of the cost (a full-batch histogram per run and layer cost as much as the
+#: layer's matmul).
+HISTOGRAM_ROWS = 128
 GRADIENT_COLUMNS = ("grad_std", "weight_grad_std")
 THEORY_COLUMNS = ("theory_std", "theory_pre_std", "chi1")
 
@@ -49,6 +53,20 @@ class Measurement:
         """label → ``[seeds, depth]`` array of one column."""
         return {label: self.stats[column][self.run_indices(label)] for label in self.labels()}
 
+    def subset(self, labels: list[str]) -> Measurement:
+        """The runs of ``labels`` only, in this measurement's order: what measuring them alone gives.
+
+        A sweep measures several points' schemes in one stacked pass and splits the result per
+        point with this; runs keep their order (schemes first, then seeds), as in a run of their own.
+        """
+        indices = [index for index, run in enumerate(self.runs) if run.label in set(labels)]
+        return Measurement(
+            runs=[self.runs[index] for index in indices],
+            stats={name: values[indices] for name, values in self.stats.items()},
+            finite=self.finite[indices],
+            histograms=[self.histograms[index] for index in indices],
+        )
+
 
 def global_std(tensor: torch.Tensor) -> torch.Tensor:
     """Population std over everything but the run axis, in float64: ``[runs, ...]`` → ``[runs]``."""
@@ -71,7 +89,7 @@ def measure(runs: list[Run], config: Config, activation: Activation, context: Ru
                 columns[name].append(values)
             finite = stats["finite"].tolist()
             for index in range(len(runs)):
-                histograms[index].append(histogram(output.post[index], HISTOGRAM_BINS, finite=finite[index]))
+                histograms[index].append(histogram(output.post[index, :HISTOGRAM_ROWS], HISTOGRAM_BINS, finite=finite[index]))
             if backward:
                 pres.append(output.pre)
             context.progress.advance()
@@ -272,8 +290,16 @@ class Propagation:
         config = context.config
         activation = config.model.build_activation()
         runs = build_runs(config, activation)
-        measurement = measure(runs, config, activation, context, self.backward)
-        theories = {label: scheme_theory(runs[measurement.run_indices(label)[0]], activation, config) for label in measurement.labels()}
+        return self.analyse(config, measure(runs, config, activation, context, self.backward))
+
+    def analyse(self, config: Config, measurement: Measurement) -> ExperimentResult:
+        """Theory, summary, tables and figures of a measurement of ``config``'s runs.
+
+        Split from :meth:`run` so that a sweep can measure many points in one stacked pass and
+        then analyse each point's :meth:`Measurement.subset` exactly as its own run would.
+        """
+        activation = config.model.build_activation()
+        theories = {label: scheme_theory(measurement.runs[measurement.run_indices(label)[0]], activation, config) for label in measurement.labels()}
         schemes = summarize(measurement, theories, config)
         return self.result(config, measurement, theories, schemes)
 
