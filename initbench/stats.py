@@ -83,8 +83,9 @@ def histogram(values: torch.Tensor, bins: int, finite: bool = True) -> tuple[np.
     if flat.numel() == 0:
         return np.full(bins + 1, math.nan), np.zeros(bins, dtype=np.int64)
     if flat.device.type == "cpu":
-        # numpy's histogram is ~4× faster here than torch.histc, whose threads only contend.
-        counts, edges = np.histogram(flat.numpy(), bins=bins)  # a constant gets [v − 0.5, v + 0.5]
+        # numpy's histogram is ~4× faster here than torch.histc, whose threads only contend. In
+        # float64, because vanishing activations (1e-40) leave float32 no room for 50 distinct edges.
+        counts, edges = np.histogram(flat.numpy().astype(np.float64), bins=bins)  # a constant gets [v − 0.5, v + 0.5]
         return edges, counts.astype(np.int64)
     low, high = (bound.item() for bound in torch.aminmax(flat))
     if low == high:

@@ -59,6 +59,13 @@ def test_histogram_counts_every_finite_value() -> None:
     assert counts[0] == 1 and counts[-1] == 2  # the last bin is closed: it holds the maximum
 
 
+def test_histogram_of_vanishing_values() -> None:
+    """Values near float32's smallest (1e-40, denormal) still get 50 distinct bins."""
+    values = torch.tensor([0.0, 1e-42, 5e-41, 1e-40], dtype=torch.float32)
+    edges, counts = histogram(values, bins=50)
+    assert counts.sum() == 4 and np.all(np.diff(edges) > 0)
+
+
 def test_histogram_of_a_constant_and_of_nothing() -> None:
     edges, counts = histogram(torch.zeros(100), bins=4)
     assert (edges[0], edges[-1]) == (-0.5, 0.5) and counts.sum() == 100
