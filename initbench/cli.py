@@ -23,12 +23,14 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from initbench import __version__
 from initbench.errors import InitbenchError
 
 if TYPE_CHECKING:
     from initbench.config import Config
+    from initbench.sweep import Shard, Sweep
 
 app = typer.Typer(
     name="initbench",
@@ -51,9 +53,11 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except InitbenchError as error:
-        stderr.print(f"[bold red]Error:[/bold red] {error.message}", highlight=False)
+        # Messages quote user values and commands ("init.schemes=[zeros, he]", "initbench[cluster]"):
+        # printed as markup, rich would swallow the brackets.
+        stderr.print("[bold red]Error:[/bold red]", escape(error.message), highlight=False)
         if error.hint:
-            stderr.print(error.hint, highlight=False)
+            stderr.print(error.hint, highlight=False, markup=False)
         raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
         stderr.print("[yellow]Interrupted.[/yellow] The run directory's meta.json records status 'interrupted'.")
@@ -154,7 +158,9 @@ def run(
     """
     with reported_errors():
         from initbench.config import load_config
+        from initbench.sweep import check_no_sweep_section
 
+        check_no_sweep_section(config)
         flags = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None)
         execute_and_report(load_config(config, [*(overrides or []), *flags]), out, quiet)
 
@@ -192,6 +198,9 @@ def compare(
         from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, apply_overrides, load_config, read_yaml
 
         if config is not None:
+            from initbench.sweep import check_no_sweep_section
+
+            check_no_sweep_section(config)
             raw = read_yaml(config)
         else:
             raw = dict(DEFAULT_TRAIN_COMPARE if experiment == "train" else DEFAULT_COMPARE)
@@ -205,6 +214,190 @@ def compare(
         }
         overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
         execute_and_report(load_config(None, [], base=apply_overrides(raw, overrides)), out, quiet)
+
+
+SweepOutOption = Annotated[
+    Optional[Path], typer.Option("--out", help="The sweep directory, shared by shards and reruns. Default: results/<name>-sweep-<time>/.")
+]
+LauncherOption = Annotated[
+    str,
+    typer.Option(
+        "--launcher", help="local (this process), submitit (a job array: SLURM where there is one) or submitit-local (local processes)."
+    ),
+]
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(help="A YAML config (its sweep: section gives axes), or a sweep directory to resume.")],
+    axes: Annotated[
+        Optional[list[str]], typer.Argument(help="Axes KEY=V1,V2,... (';' between values that contain commas).", show_default=False)
+    ] = None,
+    out: SweepOutOption = None,
+    shard: Annotated[Optional[str], typer.Option("--shard", help="Run only shard I/N: points I, I+N, I+2N, ... (0 ≤ I < N).")] = None,
+    launcher: LauncherOption = "local",
+    jobs: Annotated[Optional[int], typer.Option("--jobs", help="submitit: array size, one shard each (default: one per stack).", min=1)] = None,
+    partition: Annotated[Optional[str], typer.Option("--partition", help="submitit: the SLURM partition.")] = None,
+    timeout_min: Annotated[Optional[int], typer.Option("--timeout-min", help="submitit: each job's time limit in minutes.", min=1)] = None,
+    gpus: Annotated[Optional[int], typer.Option("--gpus", help="submitit: GPUs per job.", min=0)] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="submitit: wait for the jobs and say how they ended.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the points, their stacks and status; run and write nothing.")] = False,
+    device: DeviceOption = None,
+    seeds: SeedsOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Run a grid of configs: one run directory per point, in one sweep directory shards can share.
+
+    [bold]Examples[/bold]
+
+      initbench sweep configs/relu_kaiming.yaml model.depth=10,30,100 init.scheme=xavier,he --out results/depth
+
+      initbench sweep base.yaml model.activation=tanh,relu --out /shared/sw --shard $SLURM_ARRAY_TASK_ID/8
+
+      initbench sweep base.yaml model.depth=10,100 --launcher submitit --partition gpu --gpus 1
+
+      initbench sweep results/depth        [dim]# resume: run the points not complete yet[/dim]
+    """
+    with reported_errors():
+        from initbench import sweep as sweeps
+
+        if launcher not in sweeps.LAUNCHERS:
+            raise InitbenchError(f"Unknown launcher '{launcher}'.", hint=f"Valid launchers: {', '.join(sweeps.LAUNCHERS)}.")
+        selected = sweeps.Shard.parse(shard) if shard is not None else sweeps.Shard()
+        if shard is not None and launcher != "local":
+            raise InitbenchError("--shard goes with --launcher local: the submitit launcher makes the shards itself.", hint="Give --jobs N.")
+        if launcher != "local":
+            sweeps.require_submitit()
+        if config.is_dir():
+            if axes or device is not None or seeds is not None:
+                raise InitbenchError(
+                    f"{config} is a sweep directory: its grid is fixed, so it takes no axes, --device or --seeds.",
+                    hint="To change the grid, start a new sweep from a config.",
+                )
+            if out is not None and out.resolve() != config.resolve():
+                raise InitbenchError(f"{config} is a sweep directory; it resumes in place, not in --out {out}.")
+            definition, out = sweeps.Sweep.load(config), config
+        else:
+            fixed = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None)
+            definition = sweeps.Sweep.from_config(config, axes or [], fixed)
+        if selected.count > 1 and out is None:
+            raise InitbenchError(
+                "--shard needs --out: every shard must write into the same sweep directory.",
+                hint="For example --out /shared/results/my-sweep on every machine.",
+            )
+        configs = definition.configs()
+        if dry_run:
+            show_points(definition, configs, out, selected)
+            return
+        directory = sweeps.open_sweep_directory(definition, out)
+        if launcher == "local":
+            run_sweep_here(directory.path, selected, quiet)
+        else:
+            count = min(jobs or len(sweeps.stacks(configs, range(len(configs)))), len(configs))
+            cluster = "local" if launcher == "submitit-local" else None
+            submitted = sweeps.submit(directory.path, count, cluster, partition, timeout_min, gpus)
+            ids = ", ".join(job.job_id for job in submitted[:3]) + (", ..." if count > 3 else "")
+            stdout.print(f"Submitted {count} jobs ({ids}); logs in {directory.path / 'submitit'}.", highlight=False, soft_wrap=True)
+            if wait:
+                wait_for_jobs(submitted)
+        stdout.print(f"Sweep: {directory.path}  (merge with: initbench report {directory.path})", highlight=False, soft_wrap=True)
+
+
+def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
+    """Run ``shard`` of the sweep in this process, with a progress bar on a terminal; exit 1 if a point failed."""
+    from initbench.sweep import run_shard
+
+    def log(message: str) -> None:
+        if not quiet:
+            stdout.print(message, highlight=False, markup=False, soft_wrap=True)
+
+    if quiet or not stderr.is_terminal:
+        outcome = run_shard(path, shard, log=log)
+    else:
+        with RichProgress() as progress:
+            outcome = run_shard(path, shard, progress, log)
+    counts = f"{len(outcome.ran)} ran, {len(outcome.skipped)} already complete, {len(outcome.busy)} busy elsewhere, {len(outcome.failed)} failed"
+    stdout.print(f"Shard {shard}: {counts}." if shard.count > 1 else f"Points: {counts}.", highlight=False)
+    if outcome.failed:
+        stderr.print(
+            f"[bold red]Failed:[/bold red] {', '.join(outcome.failed)}; their meta.json has the error. Rerun the sweep to retry them.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def wait_for_jobs(jobs: list[Any]) -> None:
+    """Wait for submitit ``jobs``; say how many succeeded, and exit 1 if any failed."""
+    failures = []
+    for job in jobs:
+        try:
+            job.result()
+        except Exception as error:  # submitit raises the job's failure here, its traceback in the message
+            failures.append(f"job {job.job_id}: {str(error).strip().splitlines()[-1]}")
+    stdout.print(f"{len(jobs) - len(failures)} of {len(jobs)} jobs succeeded.", highlight=False)
+    if failures:
+        stderr.print("[bold red]Failed:[/bold red]", escape("; ".join(failures)), highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def show_points(definition: Sweep, configs: list[Config], out: Optional[Path], shard: Shard) -> None:
+    """The ``--dry-run`` table: every point of the shard, its stack, status and overrides."""
+    from initbench.report import rich_table
+    from initbench.rundir import SweepDirectory
+    from initbench.sweep import point_status, stacks
+
+    selected = shard.select(len(definition.points))
+    stack_of = {index: number for number, group in enumerate(stacks(configs, selected), start=1) for index in group}
+    directory = SweepDirectory(out) if out is not None and SweepDirectory.is_sweep(out) else None
+    rows = [
+        (
+            escape(point.name),
+            stack_of[index],
+            point_status(directory, point.name) if directory else "missing",
+            escape(" ".join(point.overrides)),
+        )
+        for index in selected
+        for point in [definition.points[index]]
+    ]
+    title = f"Sweep {definition.name}: {len(selected)} of {len(definition.points)} points"
+    stdout.print(rich_table(title, ("point", "stack", "status", "overrides"), rows))
+
+
+@app.command()
+def report(
+    sweep_dir: Annotated[Path, typer.Argument(help="A sweep directory (the --out of initbench sweep).")],
+    out: Annotated[Optional[Path], typer.Option("--out", help="Write the report here (new or empty). Default: SWEEP_DIR/report-<time>/.")] = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Merge a sweep's finished points into one table, plots and report.md, and list what is missing.
+
+    [bold]Examples[/bold]
+
+      initbench report results/depth
+
+      initbench report /shared/sw --out reports/sw-today
+    """
+    with reported_errors():
+        from initbench.report import rich_table
+        from initbench.sweep import collect, write_report
+
+        merged = collect(sweep_dir)
+        directory = write_report(merged, out)
+        total = len(merged.sweep.points)
+        if not quiet and merged.rows:
+            hidden = ("point", "experiment", "seeds", "std_first", "theory_std_last", "chi1", "phase", "grad_std_first")  # all in the CSV
+            shown = [column for column in merged.columns if column not in hidden]
+            rows = [[escape(cell) if isinstance(cell := row.get(column), str) else cell for column in shown] for row in merged.rows]
+            stdout.print(rich_table(f"Sweep {merged.sweep.name}: {merged.complete} of {total} points", shown, rows))
+        if merged.missing:
+            stdout.print(f"Missing {len(merged.missing)} of {total} points:", highlight=False)
+            for point, status in merged.missing:
+                stdout.print(f"  {point.name} ({status})", highlight=False, markup=False, soft_wrap=True)
+            stdout.print(f"Once no shard is running any more, run them with: initbench sweep {sweep_dir}", highlight=False, soft_wrap=True)
+        else:
+            stdout.print(f"All {total} points complete.", highlight=False)
+        stdout.print(f"Report: {directory.path}", highlight=False, soft_wrap=True)
 
 
 @app.command()

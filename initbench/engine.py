@@ -11,9 +11,11 @@ stack: its draws come from its own generator in the same order either way.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +51,31 @@ def derive_seed(seed: int, stream: str) -> int:
     """
     digest = hashlib.blake2b(f"{seed}:{stream}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, where there is one (Linux with glibc)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+MALLOC_TRIM = _malloc_trim()
+
+
+def release_freed_memory(device: torch.device) -> None:
+    """Hand memory freed on the CPU back to the OS, so peak memory does not grow with depth.
+
+    glibc keeps freed heap memory when small long-lived allocations (a layer's statistics) sit
+    between the big freed ones (its activations); measured without this, the forward pass's peak
+    RSS grew by about 14 MB per layer (4.2 GB at depth 300 against 0.35 GB with it), for about 5%
+    of the run time.
+    """
+    if device.type == "cpu" and MALLOC_TRIM is not None:
+        MALLOC_TRIM(0)
 
 
 def host_buffer(shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
@@ -174,6 +201,8 @@ class StackedForward:
                 host_bias = host_buffer((len(self.runs), fan_out), self.device, self.dtype) if use_bias else None
             if keep_states:
                 self.layer_states.append([generator.get_state() for generator in self.generators])
+            else:  # the backward pass keeps every layer anyway: nothing to give back
+                release_freed_memory(self.device)
             self.draw_layer(host_weight, host_bias)
             # A blocking copy: the host buffer is drawn into again for the next layer.
             weight = host_weight.to(self.device)

@@ -120,8 +120,11 @@ class RunDirectory:
         figure.savefig(buffer, format="png", dpi=120)
         return self.write_bytes(name, buffer.getvalue())
 
-    def begin(self, config_yaml: str, device: str, dtype: str, command: list[str]) -> None:
-        """Write the resolved config and a ``running`` meta.json before any work starts."""
+    def begin(self, config_yaml: str, device: str, dtype: str, command: list[str], extra: dict[str, Any] | None = None) -> None:
+        """Write the resolved config and a ``running`` meta.json before any work starts.
+
+        ``extra`` adds keys to meta.json (a sweep records the point's name and sweep there).
+        """
         import torch
 
         self._started = time.perf_counter()
@@ -140,6 +143,7 @@ class RunDirectory:
             "ended": None,
             "wall_seconds": None,
             "status": "running",
+            **(extra or {}),
         }
         self.write_json("meta.json", self.meta)
 
@@ -167,3 +171,110 @@ class RunDirectory:
 def command_line() -> list[str]:
     """The command as typed, for meta.json."""
     return [Path(sys.argv[0]).name, *sys.argv[1:]]
+
+
+class SweepDirectory:
+    """A sweep's folder, shared by all its shards and reruns: ``sweep.json``, ``base.yaml``, ``points/``.
+
+    Unlike a run directory it may already exist: that is how shards on machines sharing a
+    filesystem, and reruns after a crash, meet. Nothing in it is ever overwritten:
+
+    - the index files are created only if absent (written to a temporary name, then hard-linked
+      into place, which fails instead of replacing); a shard that finds them compares them with
+      its own and refuses to mix two different sweeps in one folder;
+    - a point's directory ``points/<name>/`` is claimed with an exclusive ``mkdir``, so two
+      processes can never run into the same one;
+    - an unfinished point (status ``running``, ``interrupted`` or ``failed``, or no meta.json) is
+      renamed to ``points/<name>.<status>-<n>`` before the point runs again, keeping what it wrote.
+    """
+
+    INDEX = "sweep.json"
+    BASE = "base.yaml"
+    POINTS = "points"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def is_sweep(cls, path: Path) -> bool:
+        return (path / cls.INDEX).is_file()
+
+    @classmethod
+    def create(cls, out: Path | None, name: str, root: Path = RESULTS_ROOT) -> SweepDirectory:
+        """``out`` (new, empty, or already this kind of folder), or a fresh ``root/<name>-sweep-<timestamp>``."""
+        if out is None:
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            return cls(_claim_new(root / f"{name}-sweep-{stamp}"))
+        if out.exists() and (not out.is_dir() or (not cls.is_sweep(out) and cls._foreign(out))):
+            raise InitbenchError(
+                f"--out {out} already exists and is not a sweep directory; initbench never overwrites results.",
+                hint="Give a new directory, or the directory of the same sweep to resume it or add a shard.",
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        return cls(out)
+
+    @classmethod
+    def _foreign(cls, path: Path) -> list[str]:
+        """Entries of ``path`` that no sweep writes.
+
+        Hidden names are allowed: a shard that started at the same moment may have made the folder
+        and be writing its temporary index file when this one looks.
+        """
+        layout = {cls.INDEX, cls.BASE, cls.POINTS, "submitit"}
+        return [entry.name for entry in path.iterdir() if entry.name not in layout and not entry.name.startswith(".")]
+
+    def write_once(self, name: str, text: str) -> bool:
+        """Create ``name`` with ``text`` unless it exists; True if this call created it.
+
+        Racing shards write identical text, so whichever link wins, the file is the same. On a
+        filesystem without hard links the file is created exclusively and then written.
+        """
+        handle, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+        try:
+            os.chmod(temporary, 0o666 & ~UMASK)
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(text.encode())
+            os.link(temporary, self.path / name)
+            return True
+        except FileExistsError:
+            return False
+        except OSError:  # no hard links here
+            try:
+                with (self.path / name).open("x") as stream:
+                    stream.write(text)
+            except FileExistsError:
+                return False
+            return True
+        finally:
+            Path(temporary).unlink(missing_ok=True)
+
+    def point_path(self, name: str) -> Path:
+        return self.path / self.POINTS / name
+
+    def set_aside(self, name: str, status: str) -> Path:
+        """Rename an unfinished point's directory to ``<name>.<status>-<n>`` (first free n)."""
+        source = self.point_path(name)
+        number = 1
+        while True:
+            target = source.with_name(f"{name}.{status}-{number}")
+            try:
+                target.mkdir()  # claims the name: a rename onto an existing empty directory would replace it
+            except FileExistsError:
+                number += 1
+                continue
+            try:
+                os.replace(source, target)
+            except BaseException:
+                target.rmdir()
+                raise
+            return target
+
+    def claim_point(self, name: str) -> RunDirectory | None:
+        """The point's new run directory, or None if another process claimed it first."""
+        path = self.point_path(name)
+        path.parent.mkdir(exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            return None
+        return RunDirectory(path)

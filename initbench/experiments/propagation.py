@@ -59,7 +59,8 @@ class Measurement:
         A sweep measures several points' schemes in one stacked pass and splits the result per
         point with this; runs keep their order (schemes first, then seeds), as in a run of their own.
         """
-        indices = [index for index, run in enumerate(self.runs) if run.label in set(labels)]
+        wanted = set(labels)
+        indices = [index for index, run in enumerate(self.runs) if run.label in wanted]
         return Measurement(
             runs=[self.runs[index] for index in indices],
             stats={name: values[indices] for name, values in self.stats.items()},
