@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -204,7 +205,9 @@ def memory_benchmark(repeats: int, device: torch.device) -> list[Result]:
 
 def startup_benchmark(repeats: int, device: torch.device) -> list[Result]:
     """``initbench --help`` against the interpreter's own start (``python -c pass``)."""
-    executable = shutil.which("initbench") or "initbench"
+    # The console script beside this interpreter: a version manager's shim (pyenv) would add its own start-up.
+    beside = Path(sys.executable).with_name("initbench")
+    executable = str(beside) if beside.exists() else shutil.which("initbench") or "initbench"
     cpu = torch.device("cpu")
     bare = median_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeats, cpu)
     help_time = median_seconds(lambda: subprocess.run([executable, "--help"], capture_output=True, check=True), repeats, cpu)

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -95,7 +95,7 @@ class RichProgress:
         self._progress.advance(self._task, steps)
 
 
-def execute_and_report(config: Config, out: Optional[Path], quiet: bool) -> None:
+def execute_and_report(config: Config, out: Path | None, quiet: bool) -> None:
     """Run ``config`` with a progress bar when on a terminal, then print the table and the path."""
     from initbench.experiments import SilentProgress
     from initbench.runner import execute
@@ -119,7 +119,7 @@ def version_callback(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version and exit.")] = None,
+    version: Annotated[bool | None, typer.Option("--version", callback=version_callback, is_eager=True, help="Show the version and exit.")] = None,
 ) -> None:
     """Experiments on neural-network weight initialization: per-layer statistics beside theory.
 
@@ -133,16 +133,16 @@ def main_options(
     """
 
 
-OutOption = Annotated[Optional[Path], typer.Option("--out", help="Write exactly here (must be new or empty). Default: results/<name>-<time>/.")]
-DeviceOption = Annotated[Optional[str], typer.Option("--device", help="auto, cpu or cuda.")]
-SeedsOption = Annotated[Optional[int], typer.Option("--seeds", help="Number of seeds per scheme (seeds seed..seed+N-1).")]
+OutOption = Annotated[Path | None, typer.Option("--out", help="Write exactly here (must be new or empty). Default: results/<name>-<time>/.")]
+DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
+SeedsOption = Annotated[int | None, typer.Option("--seeds", help="Number of seeds per scheme (seeds seed..seed+N-1).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table; print only the run directory.")]
 
 
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="A YAML config, e.g. configs/relu_kaiming.yaml or a run's config.yaml.")],
-    overrides: Annotated[Optional[list[str]], typer.Argument(help="KEY=VALUE overrides, e.g. model.depth=50 init.gain=auto.", show_default=False)] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. model.depth=50 init.gain=auto.", show_default=False)] = None,
     out: OutOption = None,
     device: DeviceOption = None,
     seeds: SeedsOption = None,
@@ -168,16 +168,16 @@ def run(
 @app.command()
 def compare(
     schemes: Annotated[list[str], typer.Argument(help="Schemes as NAME or NAME:key=value,key=value; each string labels its run.")],
-    config: Annotated[Optional[Path], typer.Option("--config", help="Base config (default: 100 layers × 256 relu units, batch 1024).")] = None,
-    activation: Annotated[Optional[str], typer.Option("--activation", help="Activation, e.g. tanh or leaky_relu:negative_slope=0.2.")] = None,
-    depth: Annotated[Optional[int], typer.Option("--depth", help="Number of layers.")] = None,
-    width: Annotated[Optional[int], typer.Option("--width", help="Units per layer.")] = None,
-    batch: Annotated[Optional[int], typer.Option("--batch", help="Input rows.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="Base config (default: 100 layers × 256 relu units, batch 1024).")] = None,
+    activation: Annotated[str | None, typer.Option("--activation", help="Activation, e.g. tanh or leaky_relu:negative_slope=0.2.")] = None,
+    depth: Annotated[int | None, typer.Option("--depth", help="Number of layers.")] = None,
+    width: Annotated[int | None, typer.Option("--width", help="Units per layer.")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Input rows.")] = None,
     seeds: SeedsOption = None,
-    experiment: Annotated[Optional[str], typer.Option("--experiment", help="forward, gradients, all or train (see `initbench list experiments`).")] = None,
-    dataset: Annotated[Optional[str], typer.Option("--dataset", help="train: the dataset, e.g. moons or digits.")] = None,
-    steps: Annotated[Optional[int], typer.Option("--steps", help="train: optimizer steps.")] = None,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="train: learning rate.")] = None,
+    experiment: Annotated[str | None, typer.Option("--experiment", help="forward, gradients, all or train (see `initbench list experiments`).")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="train: the dataset, e.g. moons or digits.")] = None,
+    steps: Annotated[int | None, typer.Option("--steps", help="train: optimizer steps.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="train: learning rate.")] = None,
     out: OutOption = None,
     device: DeviceOption = None,
     quiet: QuietOption = False,
@@ -217,7 +217,7 @@ def compare(
 
 
 SweepOutOption = Annotated[
-    Optional[Path], typer.Option("--out", help="The sweep directory, shared by shards and reruns. Default: results/<name>-sweep-<time>/.")
+    Path | None, typer.Option("--out", help="The sweep directory, shared by shards and reruns. Default: results/<name>-sweep-<time>/.")
 ]
 LauncherOption = Annotated[
     str,
@@ -231,15 +231,15 @@ LauncherOption = Annotated[
 def sweep(
     config: Annotated[Path, typer.Argument(help="A YAML config (its sweep: section gives axes), or a sweep directory to resume.")],
     axes: Annotated[
-        Optional[list[str]], typer.Argument(help="Axes KEY=V1,V2,... (';' between values that contain commas).", show_default=False)
+        list[str] | None, typer.Argument(help="Axes KEY=V1,V2,... (';' between values that contain commas).", show_default=False)
     ] = None,
     out: SweepOutOption = None,
-    shard: Annotated[Optional[str], typer.Option("--shard", help="Run only shard I/N: points I, I+N, I+2N, ... (0 ≤ I < N).")] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="Run only shard I/N: points I, I+N, I+2N, ... (0 ≤ I < N).")] = None,
     launcher: LauncherOption = "local",
-    jobs: Annotated[Optional[int], typer.Option("--jobs", help="submitit: array size, one shard each (default: one per stack).", min=1)] = None,
-    partition: Annotated[Optional[str], typer.Option("--partition", help="submitit: the SLURM partition.")] = None,
-    timeout_min: Annotated[Optional[int], typer.Option("--timeout-min", help="submitit: each job's time limit in minutes.", min=1)] = None,
-    gpus: Annotated[Optional[int], typer.Option("--gpus", help="submitit: GPUs per job.", min=0)] = None,
+    jobs: Annotated[int | None, typer.Option("--jobs", help="submitit: array size, one shard each (default: one per stack).", min=1)] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="submitit: the SLURM partition.")] = None,
+    timeout_min: Annotated[int | None, typer.Option("--timeout-min", help="submitit: each job's time limit in minutes.", min=1)] = None,
+    gpus: Annotated[int | None, typer.Option("--gpus", help="submitit: GPUs per job.", min=0)] = None,
     wait: Annotated[bool, typer.Option("--wait", help="submitit: wait for the jobs and say how they ended.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the points, their stacks and status; run and write nothing.")] = False,
     device: DeviceOption = None,
@@ -341,7 +341,7 @@ def wait_for_jobs(jobs: list[Any]) -> None:
         raise typer.Exit(EXIT_FAILURE)
 
 
-def show_points(definition: Sweep, configs: list[Config], out: Optional[Path], shard: Shard) -> None:
+def show_points(definition: Sweep, configs: list[Config], out: Path | None, shard: Shard) -> None:
     """The ``--dry-run`` table: every point of the shard, its stack, status and overrides."""
     from initbench.report import rich_table
     from initbench.rundir import SweepDirectory
@@ -367,7 +367,7 @@ def show_points(definition: Sweep, configs: list[Config], out: Optional[Path], s
 @app.command()
 def report(
     sweep_dir: Annotated[Path, typer.Argument(help="A sweep directory (the --out of initbench sweep).")],
-    out: Annotated[Optional[Path], typer.Option("--out", help="Write the report here (new or empty). Default: SWEEP_DIR/report-<time>/.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write the report here (new or empty). Default: SWEEP_DIR/report-<time>/.")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Merge a sweep's finished points into one table, plots and report.md, and list what is missing.

@@ -36,6 +36,16 @@ from initbench.registry import build, build_from_spec, format_spec, parse_scalar
 from initbench.schemes import SCHEMES, InitScheme
 
 
+def spec_from_mapping(value: Any, key: str, example: str) -> Any:
+    """Accept ``{name: moons, noise: 0.2}`` for ``key`` as the spec string ``moons:noise=0.2``."""
+    if not isinstance(value, dict):
+        return value
+    options = dict(value)
+    if "name" not in options:
+        raise InitbenchError(f"{key}: a mapping needs a 'name' key.", hint=f"For example {example}.")
+    return format_spec(str(options.pop("name")), options)
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -66,13 +76,7 @@ class ModelConfig(Section):
     @field_validator("activation", mode="before")
     @classmethod
     def _activation_spec(cls, value: Any) -> Any:
-        """Accept ``{name: leaky_relu, negative_slope: 0.2}`` as ``leaky_relu:negative_slope=0.2``."""
-        if isinstance(value, dict):
-            options = dict(value)
-            if "name" not in options:
-                raise InitbenchError("model.activation: a mapping needs a 'name' key.", hint="For example {name: leaky_relu, negative_slope: 0.2}.")
-            return format_spec(str(options.pop("name")), options)
-        return value
+        return spec_from_mapping(value, "model.activation", "{name: leaky_relu, negative_slope: 0.2}")
 
     @field_validator("activation")
     @classmethod
@@ -144,13 +148,7 @@ class TrainConfig(Section):
     @field_validator("dataset", mode="before")
     @classmethod
     def _dataset_spec(cls, value: Any) -> Any:
-        """Accept ``{name: moons, noise: 0.2}`` as ``moons:noise=0.2``."""
-        if isinstance(value, dict):
-            options = dict(value)
-            if "name" not in options:
-                raise InitbenchError("train.dataset: a mapping needs a 'name' key.", hint="For example {name: moons, noise: 0.2}.")
-            return format_spec(str(options.pop("name")), options)
-        return value
+        return spec_from_mapping(value, "train.dataset", "{name: moons, noise: 0.2}")
 
 
 class InputConfig(Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,11 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         return runner.invoke(app, [str(arg) for arg in args])
 
     return invoke
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open() as stream:
+        return list(csv.DictReader(stream))
 
 
 def write_config(path: Path, text: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 import torch
 
 from initbench.schemes import SCHEMES
-from tests.conftest import write_config
+from tests.conftest import read_csv, write_config
 
 TINY = """
 name: tiny
@@ -29,11 +28,6 @@ def tiny(tmp_path: Path) -> Path:
     return write_config(tmp_path / "tiny.yaml", TINY)
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open() as stream:
-        return list(csv.DictReader(stream))
-
-
 def test_run_writes_a_complete_run_directory(cli, tiny: Path, tmp_path: Path) -> None:
     result = cli("run", tiny, "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
@@ -44,7 +38,7 @@ def test_run_writes_a_complete_run_directory(cli, tiny: Path, tmp_path: Path) ->
     rows = read_csv(out / "layer_stats.csv")
     assert list(rows[0]) == ["scheme", "activation", "seed", "layer", "mean", "std", "pre_std", "frac_saturated", "frac_zero", "theory_std", "theory_pre_std", "chi1"]
     assert len(rows) == 2 * 6
-    assert {(row["seed"], row["layer"]) for row in rows} == {(str(s), str(l)) for s in (0, 1) for l in range(1, 7)}
+    assert {(row["seed"], row["layer"]) for row in rows} == {(str(seed), str(layer)) for seed in (0, 1) for layer in range(1, 7)}
     summary = json.loads((out / "summary.json").read_text())["schemes"]["xavier_uniform:gain=auto"]
     assert summary["first_nonfinite_layer"] is None and summary["first_nonfinite_layer_per_seed"] == [None, None]
     assert summary["verdict"] in {"stable", "vanishing", "exploding", "saturated", "dead"}

@@ -29,7 +29,7 @@ def numbers(path: Path, column: str) -> list[float]:
 )
 def test_cuda_matches_cpu(cli, tmp_path: Path, config: str, table: str, columns: tuple[str, ...]) -> None:
     for device in ("cpu", "cuda"):
-        result = cli("run", REPO / "configs" / config, f"--device", device, "--out", tmp_path / device, "-q", "experiment=gradients" if config == "tiny/forward.yaml" else "seeds=2")
+        result = cli("run", REPO / "configs" / config, "--device", device, "--out", tmp_path / device, "-q", "experiment=gradients" if config == "tiny/forward.yaml" else "seeds=2")
         assert result.exit_code == 0, result.output
     for column in columns:
         cpu, gpu = numbers(tmp_path / "cpu" / table, column), numbers(tmp_path / "cuda" / table, column)

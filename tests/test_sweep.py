@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -15,7 +14,7 @@ from hypothesis import strategies as st
 
 from initbench.errors import InitbenchError
 from initbench.sweep import MAX_NAME, Axis, Shard, Sweep, parse_axis, point_names, section_axes, stacks
-from tests.conftest import write_config
+from tests.conftest import read_csv, write_config
 
 BASE = """
 name: tiny
@@ -32,11 +31,6 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9._+-]+")
 @pytest.fixture
 def base(tmp_path: Path) -> Path:
     return write_config(tmp_path / "base.yaml", BASE)
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open() as stream:
-        return list(csv.DictReader(stream))
 
 
 def points_on_disk(out: Path) -> set[str]:
