@@ -41,7 +41,7 @@ def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     """A rich table; a column named ``verdict`` is coloured by verdict."""
     table = RichTable(title=title)
     for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index == 0 or column.endswith("verdict") or column == "χ₁" else "right")
+        table.add_column(column, justify="left" if index == 0 or column.endswith("verdict") or column.startswith(("χ₁", "ξ")) else "right")
     for row in rows:
         cells = []
         for column, cell in zip(columns, row, strict=True):

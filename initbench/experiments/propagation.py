@@ -257,10 +257,11 @@ def describe(config: Config) -> str:
 
 
 def terminal_rows(schemes: dict[str, dict[str, Any]], depth: int, gradients: bool = False) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-    """A narrow table for the terminal: std at the first, middle and last layer, theory and verdict."""
+    """A narrow table for the terminal: std at the first, middle and last layer, the theory (its
+    prediction, χ₁ and phase at the fixed point, the depth scales) and the verdict."""
     layers = sorted({1, max(1, depth // 2), depth})
     key = "grad_std_median_by_layer" if gradients else "std_median_by_layer"
-    columns = ("scheme", *(f"L{layer}" for layer in layers), "theory" + (" L1" if gradients else f" L{depth}"), "χ₁", "verdict")
+    columns = ("scheme", *(f"L{layer}" for layer in layers), "theory" + (" L1" if gradients else f" L{depth}"), "χ₁", "ξ_q / ξ_c", "verdict")
     rows = []
     for label, entry in schemes.items():
         prediction = entry["theory"]
@@ -272,7 +273,8 @@ def terminal_rows(schemes: dict[str, dict[str, Any]], depth: int, gradients: boo
             first = entry["first_nonfinite_layer"]
             judged = entry["verdict"] + ("" if first is None else f" (non-finite at {first})")
         chi = "–" if prediction is None else f"{format_number(prediction['chi1'])} {prediction['phase']}"
-        rows.append((label, *(entry[key][layer - 1] for layer in layers), expected, chi, judged))
+        scales = "–" if prediction is None else f"{format_number(prediction['xi_q'])} / {format_number(prediction['xi_c'])}"
+        rows.append((label, *(entry[key][layer - 1] for layer in layers), expected, chi, scales, judged))
     return columns, rows
 
 
