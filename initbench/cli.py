@@ -60,7 +60,7 @@ def reported_errors() -> Iterator[None]:
             stderr.print(error.hint, highlight=False, markup=False)
         raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
-        stderr.print("[yellow]Interrupted.[/yellow] The run directory's meta.json records status 'interrupted'.")
+        stderr.print("[yellow]Interrupted.[/yellow] A run directory already started records status 'interrupted' in its meta.json.")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as error:
         if os.environ.get("INITBENCH_FULL_ERROR") == "1":
@@ -334,7 +334,7 @@ def wait_for_jobs(jobs: list[Any]) -> None:
         try:
             job.result()
         except Exception as error:  # submitit raises the job's failure here, its traceback in the message
-            failures.append(f"job {job.job_id}: {str(error).strip().splitlines()[-1]}")
+            failures.append(f"job {job.job_id}: {(str(error).strip().splitlines() or [type(error).__name__])[-1]}")
     stdout.print(f"{len(jobs) - len(failures)} of {len(jobs)} jobs succeeded.", highlight=False)
     if failures:
         stderr.print("[bold red]Failed:[/bold red]", escape("; ".join(failures)), highlight=False, soft_wrap=True)

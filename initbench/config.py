@@ -24,6 +24,7 @@ Example config (every key optional except where noted)::
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -276,7 +277,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     Setting ``init.scheme`` replaces the scheme *with its options*: option keys the file gave the
     old scheme are dropped, since they rarely fit the new one; options given as overrides stay.
     """
-    result = {key: dict(value) if isinstance(value, dict) else value for key, value in raw.items()}
+    result = copy.deepcopy(raw)  # nested mappings too: callers (a sweep's base) reuse ``raw``
     for override in overrides:
         key, sep, text = override.partition("=")
         if not sep or not key:

@@ -184,8 +184,11 @@ class StackedForward:
         fan_out, fan_in = weight.shape[1:]
         for index, (run, generator) in enumerate(zip(self.runs, self.generators, strict=True)):
             run.scheme.sample_(weight[index], fan_in, fan_out, generator)
-            if bias is not None and run.bias is not None:
-                run.bias.sample_(bias[index], fan_in, fan_out, generator)
+            if bias is not None:
+                if run.bias is None:
+                    bias[index].zero_()  # the buffer is uninitialized; a run without a bias scheme adds 0
+                else:
+                    run.bias.sample_(bias[index], fan_in, fan_out, generator)
 
     def layers(self, x: torch.Tensor, widths: list[int], use_bias: bool, keep_states: bool = False) -> Iterator[LayerOutput]:
         """Propagate ``x`` through layers of the given output ``widths``, yielding each layer's output.

@@ -83,9 +83,21 @@ class RunDirectory:
         if out is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
             return cls(_claim_new(root / f"{name}-{stamp}"))
+        refused = InitbenchError(
+            f"--out {out} already exists and is not empty; initbench never overwrites results.",
+            hint="Choose a new directory, or leave --out out to get a fresh one under results/.",
+        )
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise InitbenchError(f"--out {out} already exists and is not empty; initbench never overwrites results.", hint="Choose a new directory, or leave --out out to get a fresh one under results/.")
-        out.mkdir(parents=True, exist_ok=True)
+            raise refused
+        try:
+            out.mkdir(parents=True)  # exclusive: of two runs racing for a new --out, one wins
+        except FileExistsError:
+            # An existing empty directory is claimed by creating meta.json exclusively; a second
+            # run given the same --out at the same moment finds it taken.
+            try:
+                (out / "meta.json").open("x").close()
+            except FileExistsError:
+                raise refused from None
         return cls(out)
 
     def write_bytes(self, name: str, data: bytes) -> Path:

@@ -105,9 +105,10 @@ def first_nonfinite_layer(finite_by_layer: Sequence[bool]) -> int | None:
 
 
 def median_layer(layers: Sequence[int | None]) -> int | None:
-    """Median over seeds of a layer index where None means "never" (beyond every layer).
+    """Lower median over seeds of a layer (or step) where None means "never" (beyond every one).
 
-    With None ranked last, the median is None exactly when at least half the seeds never got there.
+    With None ranked last, the median is None exactly when more than half the seeds never got there
+    (``[3, None]`` gives 3).
     """
     ranked = sorted(layers, key=lambda layer: math.inf if layer is None else layer)
     middle = ranked[(len(ranked) - 1) // 2]

@@ -853,7 +853,7 @@ def heatmap_figure(report: SweepReport) -> Figure:
     """Scheme × activation, coloured by log10 std at the last layer (or test accuracy, or loss).
 
     One panel per combination of the other keys that vary (depth, width, ...). Each cell shows its
-    value and verdict; non-finite cells are hatched grey and say so.
+    value and verdict; non-finite cells are grey and say so.
     """
     import numpy as np
     from matplotlib.figure import Figure

@@ -157,8 +157,8 @@ class StackedTrainer:
             for index in torch.nonzero(~torch.isfinite(losses.detach())).flatten().tolist():
                 if self.diverged_at[index] is None:
                     self.diverged_at[index] = step
-                    # Keep the last finite parameters; the stack keeps computing on them, but
-                    # they are put back after every step, so a diverged run stops updating.
+                    # Keep the parameters it diverged with; the stack keeps computing on them,
+                    # but they are put back after every step, so a diverged run stops updating.
                     self._frozen[index] = [parameter[index].detach().clone() for parameter in self.model.parameters()]
         if len(self._frozen) == len(self.runs):
             return

@@ -187,7 +187,10 @@ def test_out_never_overwrites(cli, tiny: Path, tmp_path: Path) -> None:
     result = cli("run", tiny, "--out", out)
     assert result.exit_code == 2 and "never overwrites" in result.stderr
     assert [path.name for path in out.iterdir()] == ["precious.csv"]
-    assert cli("run", tiny, "--out", tmp_path / "empty_is_fine").exit_code == 0
+    empty = tmp_path / "empty_is_fine"
+    empty.mkdir()
+    assert cli("run", tiny, "--out", empty).exit_code == 0
+    assert json.loads((empty / "meta.json").read_text())["status"] == "complete"
 
 
 def test_interrupted_and_failed_runs_say_so(cli, tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

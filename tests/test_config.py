@@ -93,3 +93,10 @@ option_values = st.one_of(st.integers(-1000, 1000), st.floats(-1e6, 1e6, allow_n
 @given(name=st.from_regex(r"[a-z][a-z_]{0,12}", fullmatch=True), options=st.dictionaries(option_keys, option_values, max_size=4))
 def test_spec_strings_round_trip(name: str, options: dict) -> None:
     assert parse_spec(format_spec(name, options), "scheme") == (name, options)
+
+
+def test_overrides_never_change_the_callers_config() -> None:
+    """A sweep applies every point's overrides to one base; none may leak into the next point."""
+    base = {"model": {"activation": {"name": "leaky_relu", "negative_slope": 0.1}}}
+    apply_overrides(base, ["model.activation.negative_slope=0.3"])
+    assert base["model"]["activation"]["negative_slope"] == 0.1

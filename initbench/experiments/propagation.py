@@ -193,13 +193,13 @@ def summarize(measurement: Measurement, theories: dict[str, SchemeTheory | str],
             entry.update(
                 grad_std_first=grad_first,
                 grad_std_last=grad_last,
-                grad_ratio=grad_first / grad_last if grad_last not in (0.0,) and math.isfinite(grad_last) else math.nan,
+                grad_ratio=grad_first / grad_last if grad_last != 0.0 and math.isfinite(grad_last) else math.nan,
                 grad_verdict=gradient_verdict(grad_first, grad_last),
                 grad_std_median_by_layer=[nan_median(grad[:, layer]) for layer in range(depth)],
             )
-            prediction = theories[label]
-            entry["theory_grad_std_first"] = None if isinstance(prediction, str) else float(prediction.grad_std[0])
         prediction = theories[label]
+        if "grad_std" in measurement.stats:
+            entry["theory_grad_std_first"] = None if isinstance(prediction, str) else float(prediction.grad_std[0])
         if isinstance(prediction, str):
             entry["theory"] = None
             entry["theory_note"] = f"no mean-field prediction: {prediction}"

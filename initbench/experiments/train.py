@@ -33,8 +33,8 @@ def evaluation_steps(steps: int, every: int) -> list[int]:
 
 
 def nan_stats(values: list[float]) -> dict[str, float]:
-    """Median, min and max over seeds, ignoring NaN seeds (NaN only when all are)."""
-    finite = np.array([value for value in values if not math.isnan(value)])
+    """Median, min and max over seeds, ignoring non-finite (diverged) seeds; NaN only when all are."""
+    finite = np.array([value for value in values if math.isfinite(value)])
     if finite.size == 0:
         return {"median": math.nan, "min": math.nan, "max": math.nan}
     return {"median": float(np.median(finite)), "min": float(finite.min()), "max": float(finite.max())}
@@ -92,6 +92,12 @@ class TrainExperiment:
             tensor = getattr(evaluation, metric)
             return math.nan if tensor is None else float(tensor[index])
 
+        def final_value(metric: str, index: int) -> float:
+            """The final metric of a run that finished; NaN for a diverged one (its parameters
+            are those it diverged with, so its predictions mean nothing): the summary's medians
+            are over the runs that finished, and ``diverged`` counts the others."""
+            return math.nan if trainer.diverged_at[index] is not None else value(evaluations[-1], metric, index)
+
         def recorded(index: int, evaluation: Evaluation) -> bool:
             """A diverged run's curve ends at the first evaluation after it diverged."""
             diverged = trainer.diverged_at[index]
@@ -105,26 +111,26 @@ class TrainExperiment:
             for index, run in enumerate(runs)
             if recorded(index, evaluation)
         ]
-        final = evaluations[-1]
         steps = np.array([evaluation.step for evaluation in evaluations])
         schemes: dict[str, dict[str, Any]] = {}
         curves: dict[str, dict[str, np.ndarray]] = {}
         for label in labels:
             indices = [index for index, run in enumerate(runs) if run.label == label]
             entry: dict[str, Any] = {
-                "loss": nan_stats([value(final, "loss", index) for index in indices]),
+                "loss": nan_stats([final_value("loss", index) for index in indices]),
                 "diverged": sum(trainer.diverged_at[index] is not None for index in indices),
                 "diverged_at_step": [trainer.diverged_at[index] for index in indices],
                 "resolved_scheme": runs[indices[0]].scheme.spec(),
             }
             curve = {"loss": np.array([[value(e, "loss", i) if recorded(i, e) else math.nan for e in evaluations] for i in indices])}
             if classify:
-                entry["train_acc"] = nan_stats([value(final, "train_acc", index) for index in indices])
-                entry["test_acc"] = nan_stats([value(final, "test_acc", index) for index in indices])
+                entry["train_acc"] = nan_stats([final_value("train_acc", index) for index in indices])
+                entry["test_acc"] = nan_stats([final_value("test_acc", index) for index in indices])
                 curve["test_acc"] = np.array([[value(e, "test_acc", i) if recorded(i, e) else math.nan for e in evaluations] for i in indices])
                 if settings.target_accuracy is not None:
                     reached = [
-                        next((e.step for e in evaluations if value(e, "test_acc", i) >= settings.target_accuracy), None) for i in indices
+                        next((e.step for e in evaluations if recorded(i, e) and value(e, "test_acc", i) >= settings.target_accuracy), None)
+                        for i in indices
                     ]
                     entry["target_accuracy"] = settings.target_accuracy
                     entry["steps_to_target"] = median_layer(reached)
