@@ -474,7 +474,7 @@ def phase(
         directory = RunDirectory.create(out, f"phase-{function.registry_name}")
         settings = {"activation": activation, "sw2": sw2, "sb2": sb2, "depth": depth, "width": width, "measure": measure}
         directory.begin(yaml.safe_dump(settings, sort_keys=False), str(torch_device), "float64", command_line())
-        try:
+        with directory.recording():
             diagram = compute_phase_diagram(function, sw2_values, sb2_values)
             if measure:
                 diagram.measured_depth = measure_convergence_depth(diagram, function, depth, width, torch_device)
@@ -489,10 +489,6 @@ def phase(
             directory.write_csv("phase.csv", Table(columns, rows))
             figure = phase_figure(diagram, positions, depth if measure else None)
             directory.write_figure("phase.png", figure)
-        except BaseException as error:
-            directory.finish("interrupted" if isinstance(error, KeyboardInterrupt) else "failed", error=f"{type(error).__name__}: {error}")
-            raise
-        directory.finish("complete")
         summary_rows = []
         for label, value in positions.items():
             q = compute_phase_diagram(function, [value], [0.0])

@@ -132,6 +132,23 @@ def check_memory(estimate: int, device: torch.device) -> None:
         )
 
 
+def draw_stacked(runs: list[Run], generators: list[torch.Generator], weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """Fill each run's slice of the stacked ``weight [runs, out, in]`` (and ``bias [runs, out]``).
+
+    The one place that fixes the order of draws: per layer and run, the weight, then the bias, from
+    the run's generator. The forward engine and the trainer both draw through here, so a seed gives
+    the same network in both.
+    """
+    fan_out, fan_in = weight.shape[1:]
+    for index, (run, generator) in enumerate(zip(runs, generators, strict=True)):
+        run.scheme.sample_(weight[index], fan_in, fan_out, generator)
+        if bias is not None:
+            if run.bias is None:
+                bias[index].zero_()  # the buffer may be uninitialized; a run without a bias scheme adds 0
+            else:
+                run.bias.sample_(bias[index], fan_in, fan_out, generator)
+
+
 @dataclass(frozen=True)
 class LayerGradient:
     """Backpropagated gradients at one layer for every run.
@@ -180,15 +197,7 @@ class StackedForward:
         return x.to(self.device)
 
     def draw_layer(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        """Fill each run's slice of the stacked ``weight [runs, out, in]`` (and ``bias [runs, out]``)."""
-        fan_out, fan_in = weight.shape[1:]
-        for index, (run, generator) in enumerate(zip(self.runs, self.generators, strict=True)):
-            run.scheme.sample_(weight[index], fan_in, fan_out, generator)
-            if bias is not None:
-                if run.bias is None:
-                    bias[index].zero_()  # the buffer is uninitialized; a run without a bias scheme adds 0
-                else:
-                    run.bias.sample_(bias[index], fan_in, fan_out, generator)
+        draw_stacked(self.runs, self.generators, weight, bias)
 
     def layers(self, x: torch.Tensor, widths: list[int], use_bias: bool, keep_states: bool = False) -> Iterator[LayerOutput]:
         """Propagate ``x`` through layers of the given output ``widths``, yielding each layer's output.

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -167,6 +169,20 @@ class RunDirectory:
         for name, figure in result.figures.items():
             self.write_figure(name, figure)
         self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        """Wrap the work done after :meth:`begin`: meta.json ends ``complete``, ``interrupted``
+        (Ctrl-C) or ``failed`` (with the error), and the exception still propagates."""
+        try:
+            yield
+        except KeyboardInterrupt:
+            self.finish("interrupted")
+            raise
+        except BaseException as error:
+            self.finish("failed", error=f"{type(error).__name__}: {error}")
+            raise
+        self.finish("complete")
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Record how the run ended: ``complete``, ``interrupted`` or ``failed`` (with the error)."""

@@ -24,14 +24,7 @@ def execute(config: Config, out: Path | None, progress: Progress, root: Path = R
     directory = RunDirectory.create(out, config.name, root)
     directory.begin(config.to_yaml(), str(device), config.dtype, command_line())
     context = RunContext(config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress)
-    try:
+    with directory.recording():
         result = experiment.run(context)
         directory.save(result, title=f"initbench {config.experiment}: {config.name}")
-    except KeyboardInterrupt:
-        directory.finish("interrupted")
-        raise
-    except BaseException as error:
-        directory.finish("failed", error=f"{type(error).__name__}: {error}")
-        raise
-    directory.finish("complete")
     return directory, result

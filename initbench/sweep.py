@@ -948,7 +948,7 @@ def write_report(report: SweepReport, out: Path | None) -> RunDirectory:
         command_line(),
         {"complete": report.complete, "missing": len(report.missing)},
     )
-    try:
+    with directory.recording():
         directory.write_csv(
             "sweep_results.csv",
             Table(report.columns, [tuple(csv_cell(row.get(column)) for column in report.columns) for row in report.rows]),
@@ -962,10 +962,6 @@ def write_report(report: SweepReport, out: Path | None) -> RunDirectory:
             figures.append("heatmap.png")
             directory.write_figure(figures[-1], heatmap_figure(report))
         directory.write_text("report.md", report_markdown(report, figures))
-    except BaseException as error:
-        directory.finish("interrupted" if isinstance(error, KeyboardInterrupt) else "failed", error=f"{type(error).__name__}: {error}")
-        raise
-    directory.finish("complete")
     return directory
 
 

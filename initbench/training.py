@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from initbench.activations import Activation
 from initbench.datasets import Dataset
-from initbench.engine import Run, derive_seed
+from initbench.engine import Run, derive_seed, draw_stacked
 
 
 class StackedMLP(torch.nn.Module):
@@ -37,11 +37,8 @@ class StackedMLP(torch.nn.Module):
         with torch.no_grad():
             for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
                 weight = torch.empty(len(runs), fan_out, fan_in, dtype=dtype)
-                bias = torch.zeros(len(runs), fan_out, dtype=dtype) if use_bias else None
-                for index, (run, generator) in enumerate(zip(runs, generators, strict=True)):
-                    run.scheme.sample_(weight[index], fan_in, fan_out, generator)
-                    if bias is not None and run.bias is not None:
-                        run.bias.sample_(bias[index], fan_in, fan_out, generator)
+                bias = torch.empty(len(runs), fan_out, dtype=dtype) if use_bias else None
+                draw_stacked(runs, generators, weight, bias)
                 self.weights.append(torch.nn.Parameter(weight.to(device)))
                 if bias is not None:
                     self.biases.append(torch.nn.Parameter(bias.to(device)))
