@@ -188,16 +188,16 @@ class StackedForward:
         #: :meth:`backward` can redraw the same weights instead of holding every layer's.
         self.layer_states: list[list[torch.Tensor]] = []
 
+    def seeded_normal(self, stream: str, batch: int, width: int) -> torch.Tensor:
+        """N(0, 1) ``[runs, batch, width]`` from each run's named stream (:func:`derive_seed`)."""
+        values = host_buffer((len(self.runs), batch, width), self.device, self.dtype)
+        for index, run in enumerate(self.runs):
+            values[index].normal_(0.0, 1.0, generator=torch.Generator().manual_seed(derive_seed(run.seed, stream)))
+        return values.to(self.device)
+
     def inputs(self, batch: int, width: int) -> torch.Tensor:
         """x⁰ ~ N(0, 1), ``[runs, batch, width]``; runs with the same seed get the same inputs."""
-        x = host_buffer((len(self.runs), batch, width), self.device, self.dtype)
-        for index, run in enumerate(self.runs):
-            stream = torch.Generator().manual_seed(derive_seed(run.seed, "input"))
-            x[index].normal_(0.0, 1.0, generator=stream)
-        return x.to(self.device)
-
-    def draw_layer(self, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-        draw_stacked(self.runs, self.generators, weight, bias)
+        return self.seeded_normal("input", batch, width)
 
     def layers(self, x: torch.Tensor, widths: list[int], use_bias: bool, keep_states: bool = False) -> Iterator[LayerOutput]:
         """Propagate ``x`` through layers of the given output ``widths``, yielding each layer's output.
@@ -215,7 +215,7 @@ class StackedForward:
                 self.layer_states.append([generator.get_state() for generator in self.generators])
             else:  # the backward pass keeps every layer anyway: nothing to give back
                 release_freed_memory(self.device)
-            self.draw_layer(host_weight, host_bias)
+            draw_stacked(self.runs, self.generators, host_weight, host_bias)
             # A blocking copy: the host buffer is drawn into again for the next layer.
             weight = host_weight.to(self.device)
             bias = None if host_bias is None else host_bias.to(self.device)
@@ -238,11 +238,7 @@ class StackedForward:
 
     def loss_direction(self, batch: int, width: int) -> torch.Tensor:
         """The fixed N(0, 1) tensor r ``[runs, batch, width]`` of the scalar loss, per seed (see :meth:`backward`)."""
-        r = host_buffer((len(self.runs), batch, width), self.device, self.dtype)
-        for index, run in enumerate(self.runs):
-            stream = torch.Generator().manual_seed(derive_seed(run.seed, "loss"))
-            r[index].normal_(0.0, 1.0, generator=stream)
-        return r.to(self.device)
+        return self.seeded_normal("loss", batch, width)
 
     def backward(self, x: torch.Tensor, pres: list[torch.Tensor]) -> Iterator[LayerGradient]:
         """Backpropagate the loss L = Σ x^L ⊙ r / √batch from the last layer to the first.
