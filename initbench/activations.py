@@ -27,6 +27,15 @@ class Activation(Component):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def apply_(self, h: torch.Tensor) -> torch.Tensor:
+        """φ(h) written over ``h`` and returned, in place where torch has an in-place φ.
+
+        The forward engine applies φ to a buffer it reuses across layers; a new tensor per layer
+        would cost its page faults every layer. Activations without an in-place form compute φ(h)
+        and copy it back.
+        """
+        return h.copy_(self(h))
+
     def torch_gain(self) -> float | None:
         """``torch.nn.init.calculate_gain`` for this activation, or None where torch has none."""
         if self.torch_gain_name is None:
@@ -63,6 +72,9 @@ class Linear(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return h
 
+    def apply_(self, h: torch.Tensor) -> torch.Tensor:
+        return h
+
     def piecewise_linear_slopes(self) -> tuple[float, float] | None:
         return (1.0, 1.0)
 
@@ -78,6 +90,9 @@ class Tanh(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(h)
 
+    def apply_(self, h: torch.Tensor) -> torch.Tensor:
+        return h.tanh_()
+
 
 @ACTIVATIONS.register("sigmoid")
 class Sigmoid(Activation):
@@ -88,6 +103,9 @@ class Sigmoid(Activation):
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(h)
+
+    def apply_(self, h: torch.Tensor) -> torch.Tensor:
+        return h.sigmoid_()
 
     def saturated(self, y: torch.Tensor) -> torch.Tensor | None:
         # |y − 0.5| > 0.49 is the same as y < 0.01 or y > 0.99, in one pass.
@@ -104,6 +122,9 @@ class ReLU(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return torch.relu(h)
 
+    def apply_(self, h: torch.Tensor) -> torch.Tensor:
+        return h.relu_()
+
     def piecewise_linear_slopes(self) -> tuple[float, float] | None:
         return (1.0, 0.0)
 
@@ -118,6 +139,9 @@ class LeakyReLU(Activation):
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(h, self.negative_slope)
+
+    def apply_(self, h: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu_(h, self.negative_slope)
 
     def _gain_param(self) -> float | None:
         return self.negative_slope
@@ -136,6 +160,9 @@ class ELU(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return F.elu(h, self.alpha)
 
+    def apply_(self, h: torch.Tensor) -> torch.Tensor:
+        return F.elu_(h, self.alpha)
+
 
 @ACTIVATIONS.register("selu")
 class SELU(Activation):
@@ -146,6 +173,9 @@ class SELU(Activation):
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return F.selu(h)
+
+    def apply_(self, h: torch.Tensor) -> torch.Tensor:
+        return F.selu_(h)
 
 
 @ACTIVATIONS.register("gelu")
@@ -166,6 +196,9 @@ class SiLU(Activation):
 
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return F.silu(h)
+
+    def apply_(self, h: torch.Tensor) -> torch.Tensor:
+        return F.silu(h, inplace=True)
 
 
 @ACTIVATIONS.register("softsign")

@@ -113,13 +113,14 @@ def available_memory(device: torch.device) -> int:
 def propagation_memory_estimate(runs: int, batch: int, width: int, kept_layers: int, dtype: torch.dtype) -> int:
     """Peak bytes of a forward (``kept_layers = 0``) or forward-and-backward pass.
 
-    One stacked weight buffer ``runs·width²``, plus per layer the input, pre-activation and
-    post-activation ``runs·batch·width`` each, a float64 copy for the statistics and a temporary of
-    the same size for the reductions; the backward pass also keeps every layer's pre-activation.
+    One stacked weight buffer ``runs·width²``, plus four tensors of ``runs·batch·width``: the
+    input, h and two φ(h) buffers (see :meth:`StackedForward.layers`), and room for two float64
+    tensors of that size (on CUDA the statistics' float64 copy and its temporary; on the CPU,
+    masks and temporaries); the backward pass also keeps every layer's pre-activation.
     """
     element = torch.finfo(dtype).bits // 8
     activations = runs * batch * width
-    return runs * width * width * element + (3 + kept_layers) * activations * element + 2 * activations * 8
+    return runs * width * width * element + (4 + kept_layers) * activations * element + 2 * activations * 8
 
 
 def check_memory(estimate: int, device: torch.device) -> None:
@@ -203,27 +204,37 @@ class StackedForward:
         """Propagate ``x`` through layers of the given output ``widths``, yielding each layer's output.
 
         h^l = x^{l−1} W^lᵀ + b^l and x^l = φ(h^l), for all runs at once with one batched matmul.
-        With ``keep_states``, the generators' states before each layer are kept for :meth:`backward`.
+        With ``keep_states``, the generators' states before each layer are kept for :meth:`backward`,
+        and every layer's tensors are new. Without it, h is written into one buffer and φ(h) (in
+        place, :meth:`Activation.apply_`) into two taken in turn, so a layer's tensors are only
+        valid until the next layer is asked for: fresh tensors cost their page faults again every
+        layer (~25 ms a layer at width and batch 1024, 8 runs).
         """
         host_weight: torch.Tensor | None = None
+        buffers: list[torch.Tensor] = []  # h^l, then φ(h) of odd and of even layers
         for layer, fan_out in enumerate(widths, start=1):
             fan_in = x.shape[-1]
             if host_weight is None or host_weight.shape[1:] != (fan_out, fan_in):
                 host_weight = host_buffer((len(self.runs), fan_out, fan_in), self.device, self.dtype)
                 host_bias = host_buffer((len(self.runs), fan_out), self.device, self.dtype) if use_bias else None
+            shape = (*x.shape[:-1], fan_out)
             if keep_states:
                 self.layer_states.append([generator.get_state() for generator in self.generators])
             else:  # the backward pass keeps every layer anyway: nothing to give back
                 release_freed_memory(self.device)
+                if not buffers or buffers[0].shape != shape:
+                    buffers = [torch.empty(shape, device=self.device, dtype=self.dtype) for _ in range(3)]
             draw_stacked(self.runs, self.generators, host_weight, host_bias)
             # A blocking copy: the host buffer is drawn into again for the next layer.
             weight = host_weight.to(self.device)
             bias = None if host_bias is None else host_bias.to(self.device)
+            pre = None if keep_states else buffers[0]
             if bias is None:
-                pre = torch.bmm(x, weight.mT)
+                pre = torch.bmm(x, weight.mT, out=pre)
             else:
-                pre = torch.baddbmm(bias.unsqueeze(1), x, weight.mT)
-            post = self.activation(pre)
+                pre = torch.baddbmm(bias.unsqueeze(1), x, weight.mT, out=pre)
+            # x^{l−1} is the other φ(h) buffer, so x^l may be written while it is read.
+            post = self.activation(pre) if keep_states else self.activation.apply_(buffers[1 + layer % 2].copy_(pre))
             yield LayerOutput(layer, pre, post)
             x = post
 

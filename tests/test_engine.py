@@ -96,3 +96,19 @@ def test_backward_equals_autograd_on_a_tiny_net() -> None:
         for layer in (1, 2, 3):
             assert torch.allclose(gradients[layer].grad[index], pre_activations[layer - 1].grad, rtol=1e-10, atol=1e-14)
             assert torch.allclose(gradients[layer].weight_grad[index], weights[layer - 1][0].grad, rtol=1e-10, atol=1e-14)
+
+
+def test_reused_buffers_give_the_same_layers_as_fresh_tensors() -> None:
+    """Without keep_states the engine writes h and φ(h) into reused buffers (φ in place); every
+    layer must equal the fresh-tensor pass, including φ = identity, where x is a φ(h) buffer, and
+    a change of width, where the buffers are replaced."""
+    runs = [make_run("xavier_normal", seed) for seed in (0, 1)]
+    widths = [6, 6, 4, 4, 4]
+    for name in ("linear", "relu", "gelu"):
+        activation = ACTIVATIONS.get(name)()
+        passes = []
+        for keep_states in (True, False):
+            engine = StackedForward(runs, activation, torch.device("cpu"), torch.float64)
+            passes.append([(output.pre.clone(), output.post.clone()) for output in engine.layers(engine.inputs(3, 6), widths, use_bias=False, keep_states=keep_states)])
+        for (fresh_pre, fresh_post), (reused_pre, reused_post) in zip(*passes, strict=True):
+            assert torch.equal(fresh_pre, reused_pre) and torch.equal(fresh_post, reused_post)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from initbench.stats import histogram, layer_statistics, median_layer, verdict
+from initbench.stats import layer_statistics, median_layer, row_histograms, verdict
 
 
 def test_layer_statistics_match_numpy() -> None:
@@ -17,11 +17,10 @@ def test_layer_statistics_match_numpy() -> None:
     post = torch.relu(pre)
     stats = layer_statistics(pre, post, saturated=post > 1.5)
     for run in range(3):
-        # Accumulated in float64; the CPU path returns float32-rounded results (relative 6e-8).
         values = post[run].double().numpy()
-        assert stats["mean"][run].item() == pytest.approx(values.mean(), rel=1e-7)
-        assert stats["std"][run].item() == pytest.approx(values.std(), rel=1e-7)
-        assert stats["pre_std"][run].item() == pytest.approx(pre[run].double().numpy().std(), rel=1e-7)
+        assert stats["mean"][run].item() == pytest.approx(values.mean(), rel=1e-12)
+        assert stats["std"][run].item() == pytest.approx(values.std(), rel=1e-12)
+        assert stats["pre_std"][run].item() == pytest.approx(pre[run].double().numpy().std(), rel=1e-12)
         assert stats["frac_zero"][run].item() == pytest.approx((values == 0).mean())
         assert stats["frac_saturated"][run].item() == pytest.approx((values > 1.5).mean())
     assert stats["finite"].all()
@@ -42,6 +41,17 @@ def test_std_is_accurate_when_the_mean_dwarfs_it() -> None:
     assert stats["std"].item() == pytest.approx(post.double().std(correction=0).item(), rel=1e-6)
 
 
+@pytest.mark.parametrize(("mean", "std"), [(0.5, 1e-6), (0.5, 1e-8), (1e4, 1.0), (-3.0, 1e-5)])
+def test_std_is_exact_when_e_x2_minus_mean2_cancels(mean: float, std: float) -> None:
+    """A vanished sigmoid signal (0.5 ± 1e-6, even below float32's spacing) or a large offset:
+    E[x²] − E[x]² loses the variance, so those rows are recomputed from deviations."""
+    post = (mean + std * torch.randn(2, 1, 200_000, generator=torch.Generator().manual_seed(2))).float()
+    stats = layer_statistics(post, post, None)
+    for run in range(2):
+        expected = post[run].double().numpy().std()
+        assert stats["std"][run].item() == pytest.approx(expected, rel=1e-9, abs=1e-30)
+
+
 def test_non_finite_layers_are_recorded_as_nan() -> None:
     post = torch.tensor([[[1.0, 2.0]], [[math.inf, 1.0]], [[math.nan, 0.0]]])
     stats = layer_statistics(post, post, None)
@@ -49,6 +59,31 @@ def test_non_finite_layers_are_recorded_as_nan() -> None:
     for name in ("mean", "std", "pre_std", "frac_zero", "frac_saturated"):
         assert math.isfinite(stats[name][0].item())
         assert math.isnan(stats[name][1].item()) and math.isnan(stats[name][2].item())
+
+
+def histogram(values: torch.Tensor, bins: int, finite: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """One row's histogram."""
+    return row_histograms(values.unsqueeze(0), bins, [finite])[0]
+
+
+def test_row_histograms_match_numpy() -> None:
+    """Rows of different ranges in one pass, each as numpy.histogram bins it on its own."""
+    generator = torch.Generator().manual_seed(3)
+    values = torch.stack([torch.randn(5000, generator=generator) * scale + shift for scale, shift in [(1, 0), (1e-3, 0.5), (1e20, 0), (1e-39, 0)]])
+    values[3] = values[3].abs()  # denormal float32 values
+    for row, (edges, counts) in enumerate(row_histograms(values, 50, [True] * 4)):
+        expected_counts, expected_edges = np.histogram(values[row].double().numpy(), bins=50)
+        np.testing.assert_allclose(edges, expected_edges, rtol=1e-12)
+        assert np.abs(counts - expected_counts).sum() <= 2  # a value within rounding of an edge may fall either side
+        assert counts.sum() == 5000
+
+
+def test_non_finite_rows_drop_only_their_non_finite_values() -> None:
+    values = torch.tensor([[0.0, 1.0, 2.0, 3.0], [0.0, math.inf, 2.0, math.nan], [math.nan] * 4])
+    (edges_a, counts_a), (edges_b, counts_b), (edges_c, counts_c) = row_histograms(values, 2, [True, False, False])
+    assert counts_a.tolist() == [2, 2] and (edges_a[0], edges_a[-1]) == (0.0, 3.0)
+    assert counts_b.tolist() == [1, 1] and (edges_b[0], edges_b[-1]) == (0.0, 2.0)
+    assert counts_c.tolist() == [0, 0] and np.isnan(edges_c).all()
 
 
 def test_histogram_counts_every_finite_value() -> None:

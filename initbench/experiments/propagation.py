@@ -23,7 +23,15 @@ from initbench.engine import Run, StackedForward, check_memory, propagation_memo
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
 from initbench.plots import histograms_figure, std_by_layer_figure
 from initbench.report import display_layers, format_number, markdown_table, rich_table
-from initbench.stats import FORWARD_COLUMNS, first_nonfinite_layer, gradient_verdict, histogram, layer_statistics, median_layer, verdict
+from initbench.stats import (
+    FORWARD_COLUMNS,
+    first_nonfinite_layer,
+    gradient_verdict,
+    layer_statistics,
+    median_layer,
+    row_histograms,
+    verdict,
+)
 
 HISTOGRAM_BINS = 50
 #: Histograms use the first rows of the batch: 128 × width values draw the same shape as the whole
@@ -88,9 +96,9 @@ def measure(runs: list[Run], config: Config, activation: Activation, context: Ru
             stats = layer_statistics(output.pre, output.post, activation.saturated(output.post))
             for name, values in stats.items():
                 columns[name].append(values)
-            finite = stats["finite"].tolist()
-            for index in range(len(runs)):
-                histograms[index].append(histogram(output.post[index, :HISTOGRAM_ROWS], HISTOGRAM_BINS, finite=finite[index]))
+            layer_histograms = row_histograms(output.post[:, :HISTOGRAM_ROWS].flatten(1), HISTOGRAM_BINS, stats["finite"].tolist())
+            for index, edges_counts in enumerate(layer_histograms):
+                histograms[index].append(edges_counts)
             if backward:
                 pres.append(output.pre)
             context.progress.advance()
