@@ -36,6 +36,18 @@ class Activation(Component):
         """
         return h.copy_(self(h))
 
+    def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+        """``upstream ⊙ φ'(h)``, where ``y = φ(h)``: one step of backpropagation through φ.
+
+        By autograd through φ itself, so every activation has it; the common ones override it
+        with their closed form (a few elementwise ops instead of an autograd graph), and a test
+        holds each override to autograd.
+        """
+        with torch.enable_grad():
+            leaf = h.detach().requires_grad_(True)
+            (product,) = torch.autograd.grad(self(leaf), leaf, grad_outputs=upstream)
+        return product
+
     def torch_gain(self) -> float | None:
         """``torch.nn.init.calculate_gain`` for this activation, or None where torch has none."""
         if self.torch_gain_name is None:
@@ -75,6 +87,10 @@ class Linear(Activation):
     def apply_(self, h: torch.Tensor) -> torch.Tensor:
         return h
 
+    def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+        # φ'(h) = 1
+        return upstream
+
     def piecewise_linear_slopes(self) -> tuple[float, float] | None:
         return (1.0, 1.0)
 
@@ -93,6 +109,10 @@ class Tanh(Activation):
     def apply_(self, h: torch.Tensor) -> torch.Tensor:
         return h.tanh_()
 
+    def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+        # φ'(h) = 1 − tanh²(h)
+        return upstream * (1 - y * y)
+
 
 @ACTIVATIONS.register("sigmoid")
 class Sigmoid(Activation):
@@ -106,6 +126,10 @@ class Sigmoid(Activation):
 
     def apply_(self, h: torch.Tensor) -> torch.Tensor:
         return h.sigmoid_()
+
+    def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+        # φ'(h) = σ(h)·(1 − σ(h))
+        return upstream * (y * (1 - y))
 
     def saturated(self, y: torch.Tensor) -> torch.Tensor | None:
         # |y − 0.5| > 0.49 is the same as y < 0.01 or y > 0.99, in one pass.
@@ -125,6 +149,11 @@ class ReLU(Activation):
     def apply_(self, h: torch.Tensor) -> torch.Tensor:
         return h.relu_()
 
+    def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+        # φ'(h) = sign(φ(h)): 1 for h > 0, else 0 (also at 0, as autograd has it). Two vectorized
+        # ops; a comparison mask and masked_fill take 5× as long on the CPU.
+        return upstream * y.sign()
+
     def piecewise_linear_slopes(self) -> tuple[float, float] | None:
         return (1.0, 0.0)
 
@@ -142,6 +171,10 @@ class LeakyReLU(Activation):
 
     def apply_(self, h: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu_(h, self.negative_slope)
+
+    def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+        # φ'(h) = 1 for h > 0, else α
+        return torch.where(h > 0, upstream, upstream * self.negative_slope)
 
     def _gain_param(self) -> float | None:
         return self.negative_slope

@@ -135,14 +135,6 @@ class LayerGradient:
     weight_grad: torch.Tensor
 
 
-def times_derivative(activation: Activation, pre: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
-    """``upstream ⊙ φ'(pre)``, by autograd through the activation itself (works for any φ)."""
-    with torch.enable_grad():
-        leaf = pre.detach().requires_grad_(True)
-        (product,) = torch.autograd.grad(activation(leaf), leaf, grad_outputs=upstream)
-    return product
-
-
 class StackedForward:
     """Runs of one shape, simulated together; iterate :meth:`layers` to get each layer's output.
 
@@ -237,10 +229,11 @@ class StackedForward:
         Yields each layer's gradients, last layer first.
         """
         batch = x.shape[1]
-        grad = times_derivative(self.activation, pres[-1], self.loss_direction(batch, pres[-1].shape[-1]) / batch**0.5)
+        phi = self.activation
+        grad = phi.times_derivative(pres[-1], phi(pres[-1]), self.loss_direction(batch, pres[-1].shape[-1]) / batch**0.5)
         for layer in range(len(pres), 0, -1):
-            below = self.activation(pres[layer - 2]) if layer > 1 else x
+            below = phi(pres[layer - 2]) if layer > 1 else x
             weight = self.redraw_weight(layer, below.shape[-1], grad.shape[-1])
             yield LayerGradient(layer, grad, torch.bmm(grad.mT, below))
             if layer > 1:
-                grad = times_derivative(self.activation, pres[layer - 2], torch.bmm(grad, weight))
+                grad = phi.times_derivative(pres[layer - 2], below, torch.bmm(grad, weight))

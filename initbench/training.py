@@ -7,6 +7,10 @@ run's initial weights come from its own generator, in the same order as the forw
 a run trains exactly as it would alone: the stack only shares the arithmetic, never the numbers.
 Every optimizer here (SGD with momentum and weight decay, Adam) acts elementwise, which is what
 keeps the runs independent.
+
+These nets are small, so a step's time is per-op overhead rather than arithmetic: the model
+computes feature-major (long batched-matmul outputs) and backpropagates with written-out
+gradients (:meth:`StackedMLP.set_gradients`), half the ops of an autograd graph.
 """
 
 from __future__ import annotations
@@ -45,12 +49,41 @@ class StackedMLP(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [runs, batch, in]`` → outputs ``[runs, batch, out]``."""
+        return self.traced(x)[0]
+
+    def traced(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """The outputs, with every layer's input x^{l−1} and pre-activation h^l for :meth:`set_gradients`.
+
+        Computed feature-major, h^l = W^l x^{l−1} + b^l with activations ``[runs, features, batch]``:
+        for the small layers these nets have, CPU batched matmuls whose output is long in the batch
+        are 3–5× faster (circles net, 16 runs: 14–30 µs against 70–110 µs for ``x Wᵀ``).
+        """
         last = len(self.weights) - 1
+        inputs, pres = [], []
+        h = x.mT
         for layer, weight in enumerate(self.weights):
-            x = torch.baddbmm(self.biases[layer].unsqueeze(1), x, weight.mT) if self.biases else torch.bmm(x, weight.mT)
-            if layer < last:
-                x = self.activation(x)
-        return x
+            inputs.append(h)
+            pre = torch.baddbmm(self.biases[layer].unsqueeze(-1), weight, h) if self.biases else torch.bmm(weight, h)
+            pres.append(pre)
+            h = self.activation(pre) if layer < last else pre
+        return h.mT, inputs, pres
+
+    def set_gradients(self, inputs: list[torch.Tensor], pres: list[torch.Tensor], output_grad: torch.Tensor) -> None:
+        """Backpropagate ``output_grad`` = dL/d(outputs) ``[runs, batch, out]`` and set every parameter's ``.grad``.
+
+        With δ^l = dL/dh^l (feature-major, as in :meth:`traced`):
+        dL/dW^l = δ^l x^{l−1}ᵀ, dL/db^l = Σ_batch δ^l, and δ^{l−1} = (W^lᵀ δ^l) ⊙ φ'(h^{l−1}).
+        Written out rather than left to autograd: at these sizes a step's time is per-op overhead,
+        and this takes half the ops of autograd's graph. A test holds it to autograd.
+        """
+        delta = output_grad.mT
+        for layer in range(len(self.weights) - 1, -1, -1):
+            weight = self.weights[layer]
+            weight.grad = torch.bmm(delta, inputs[layer].mT)
+            if self.biases:
+                self.biases[layer].grad = delta.sum(-1)
+            if layer > 0:
+                delta = self.activation.times_derivative(pres[layer - 1], inputs[layer], torch.bmm(weight.mT, delta))
 
 
 def per_run_loss(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
@@ -61,6 +94,21 @@ def per_run_loss(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> tor
         runs, batch, classes = outputs.shape
         return F.cross_entropy(outputs.reshape(runs * batch, classes), targets.reshape(-1), reduction="none").view(runs, batch).mean(-1)
     return (outputs - targets).pow(2).mean(dim=(1, 2))
+
+
+def per_run_loss_gradient(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor:
+    """d(Σ_r L_r)/d(outputs) for :func:`per_run_loss`'s L_r, ``[runs, batch, out]``.
+
+    Each run's outputs enter its own loss only. Per sample, with z the outputs: binary
+    σ(z) − y, multiclass softmax(z) − onehot(y), both over the batch size; regression 2(z − y)
+    over batch × outputs.
+    """
+    runs, batch, width = outputs.shape
+    if task == "binary":
+        return ((torch.sigmoid(outputs[..., 0]) - targets) / batch).unsqueeze(-1)
+    if task == "multiclass":
+        return (torch.softmax(outputs, dim=-1) - F.one_hot(targets, width).to(outputs.dtype)) / batch
+    return (outputs - targets) * (2 / (batch * width))
 
 
 def per_run_accuracy(outputs: torch.Tensor, targets: torch.Tensor, task: str) -> torch.Tensor | None:
@@ -113,10 +161,12 @@ class StackedTrainer:
         self.runs, self.dataset, self.device = runs, dataset, device
         sizes = [dataset.input_dim, *hidden, dataset.output_dim]
         self.model = StackedMLP(runs, sizes, activation, use_bias, device, dtype)
+        # foreach: one multi-tensor op per update rather than a loop over the parameters, which is
+        # the CPU default (Adam's step: 245 µs against 325 µs for the circles net).
         if optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=weight_decay)
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
         else:
-            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
         target_dtype = dtype if dataset.task == "regression" else torch.long
         self.x_train = torch.as_tensor(dataset.x_train, device=device, dtype=dtype)
         self.y_train = torch.as_tensor(dataset.y_train, device=device, dtype=target_dtype)
@@ -146,30 +196,27 @@ class StackedTrainer:
         self.position += self.batch_size
         return self.x_train[indices], self.y_train[indices]
 
+    @torch.no_grad()
     def step(self, step: int) -> None:
         """One optimizer step for every run still training; marks newly diverged runs."""
         x, y = self.next_batch()
-        losses = per_run_loss(self.model(x), y, self.dataset.task)
+        outputs, inputs, pres = self.model.traced(x)
+        losses = per_run_loss(outputs, y, self.dataset.task)
         if not bool(torch.isfinite(losses).all()):  # one check per step; the details only on divergence
-            for index in torch.nonzero(~torch.isfinite(losses.detach())).flatten().tolist():
+            for index in torch.nonzero(~torch.isfinite(losses)).flatten().tolist():
                 if self.diverged_at[index] is None:
                     self.diverged_at[index] = step
                     # Keep the parameters it diverged with; the stack keeps computing on them,
                     # but they are put back after every step, so a diverged run stops updating.
-                    self._frozen[index] = [parameter[index].detach().clone() for parameter in self.model.parameters()]
+                    self._frozen[index] = [parameter[index].clone() for parameter in self.model.parameters()]
         if len(self._frozen) == len(self.runs):
             return
-        self.optimizer.zero_grad(set_to_none=True)
-        # Each run's gradient depends on its own loss only: d(sum)/d(loss_r) = 1. Diverged runs'
-        # losses are left out, so a NaN cannot reach the sum.
-        active = losses if not self._frozen else losses[[index not in self._frozen for index in range(len(self.runs))]]
-        active.sum().backward()
+        # Every op of the backward pass is per run, so a diverged run's NaN stays in its own slice.
+        self.model.set_gradients(inputs, pres, per_run_loss_gradient(outputs, y, self.dataset.task))
         self.optimizer.step()
-        if self._frozen:
-            with torch.no_grad():
-                for index, saved in self._frozen.items():
-                    for parameter, value in zip(self.model.parameters(), saved, strict=True):
-                        parameter[index] = value
+        for index, saved in self._frozen.items():
+            for parameter, value in zip(self.model.parameters(), saved, strict=True):
+                parameter[index] = value
 
     @torch.no_grad()
     def evaluate(self, step: int) -> Evaluation:

@@ -58,6 +58,18 @@ def test_in_place_form_equals_the_function(name: str, options: dict[str, float])
 
 
 @pytest.mark.parametrize("name", FORMULAS)
+def test_times_derivative_equals_autograd(name: str) -> None:
+    """The closed forms of φ' (and the autograd default) against autograd through φ, at 0 too."""
+    activation = ACTIVATIONS.get(name)()
+    h = torch.cat([H, torch.tensor([0.0, -0.0, 30.0, -30.0], dtype=torch.float64)]).requires_grad_(True)
+    upstream = torch.randn(h.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    (expected,) = torch.autograd.grad(activation(h), h, grad_outputs=upstream)
+    with torch.no_grad():
+        product = activation.times_derivative(h.detach(), activation(h.detach()), upstream)
+    torch.testing.assert_close(product, expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", FORMULAS)
 def test_torch_gain(name: str) -> None:
     assert ACTIVATIONS.get(name)().torch_gain() == (pytest.approx(GAINS[name]) if name in GAINS else None)
 

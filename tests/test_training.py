@@ -14,7 +14,7 @@ from initbench.datasets import load_dataset
 from initbench.engine import Run
 from initbench.registry import build_from_spec
 from initbench.schemes import SCHEMES
-from initbench.training import StackedTrainer
+from initbench.training import StackedTrainer, per_run_loss, per_run_loss_gradient
 from tests.conftest import write_config
 
 TANH = ACTIVATIONS.get("tanh")()
@@ -68,6 +68,24 @@ def test_stacked_model_equals_nn_linear_layers() -> None:
     reference = torch.nn.Sequential(*layers[:-1])
     x = trainer.x_train
     assert torch.allclose(trainer.model(trainer.stacked(x))[1], reference(x))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "hidden", "activation"),
+    [("circles", [10, 5], RELU), ("blobs", [16], TANH), ("teacher:n_train=200,n_test=50", [8, 8], ACTIVATIONS.get("gelu")())],
+)
+def test_written_out_gradients_equal_autograd(dataset: str, hidden: list[int], activation) -> None:
+    """set_gradients with per_run_loss_gradient is d(Σ_r L_r)/dθ, as autograd computes it."""
+    runs = make_runs(["he", "normal:std=0.5"], [0, 1], activation=activation)
+    trainer = StackedTrainer(runs, load_dataset(dataset, 0), hidden, activation, True, torch.device("cpu"), torch.float64, "sgd", 0.1, 0.0, 0.0, None)
+    x, y = trainer.next_batch()
+    per_run_loss(trainer.model(x), y, trainer.dataset.task).sum().backward()
+    expected = [parameter.grad.clone() for parameter in trainer.model.parameters()]
+    with torch.no_grad():
+        outputs, inputs, pres = trainer.model.traced(x)
+        trainer.model.set_gradients(inputs, pres, per_run_loss_gradient(outputs, y, trainer.dataset.task))
+    for parameter, gradient in zip(trainer.model.parameters(), expected, strict=True):
+        torch.testing.assert_close(parameter.grad, gradient, rtol=1e-10, atol=1e-14)
 
 
 def test_zero_init_never_breaks_symmetry() -> None:
