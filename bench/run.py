@@ -50,18 +50,29 @@ class Result:
         return self.initbench / self.baseline
 
 
-def median_seconds(function: Callable[[], object], repeats: int, device: torch.device) -> float:
-    """Median wall time of ``repeats`` calls, after one warm-up call (synchronizing CUDA)."""
+def median_seconds(functions: dict[str, Callable[[], object]], repeats: dict[str, int], device: torch.device) -> dict[str, float]:
+    """Median wall time of each function over its ``repeats`` calls, after one warm-up call each.
 
-    def timed() -> float:
+    The calls are interleaved (one of each per round, while each has repeats left), so a machine
+    whose speed drifts over minutes (a shared VM) slows the baseline and initbench alike instead
+    of whichever happened to run during the slow minutes. CUDA is synchronized after every call.
+    """
+
+    def timed(function: Callable[[], object]) -> float:
         start = time.perf_counter()
         function()
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    timed()
-    return statistics.median(timed() for _ in range(repeats))
+    for function in functions.values():
+        timed(function)
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for round_index in range(max(repeats.values())):
+        for name, function in functions.items():
+            if round_index < repeats[name]:
+                times[name].append(timed(function))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def forward_config(depth: int, width: int, batch: int, device: torch.device) -> Config:
@@ -119,11 +130,12 @@ def forward_benchmark(repeats: int, device: torch.device, depth: int = 100, widt
                         x = torch.relu(layer(x))
                         x.std().item()
 
-    ours = median_seconds(lambda: run_forward(config, device), repeats, device)
+    functions = {"initbench": lambda: run_forward(config, device), "floor": floor, "naive": naive}
+    seconds = median_seconds(functions, {"initbench": repeats, "floor": repeats, "naive": max(1, repeats // 2)}, device)
     shape = f"{depth} layers × {width}, batch {batch}, 4 schemes × 2 seeds"
     return [
-        Result(f"forward ({shape}) vs torch floor (draws + bmm)", median_seconds(floor, repeats, device), ours, "≤ 1.3"),
-        Result(f"forward ({shape}) vs tutorial ModuleList loop", median_seconds(naive, max(1, repeats // 2), device), ours, "< 1"),
+        Result(f"forward ({shape}) vs torch floor (draws + bmm)", seconds["floor"], seconds["initbench"], "≤ 1.3"),
+        Result(f"forward ({shape}) vs tutorial ModuleList loop", seconds["naive"], seconds["initbench"], "< 1"),
     ]
 
 
@@ -175,11 +187,11 @@ def train_benchmark(repeats: int, device: torch.device, runs: int = 16, steps: i
         for step in range(steps):
             trainer.step(step)
 
-    ours = median_seconds(stacked, repeats, device)
+    seconds = median_seconds({"initbench": stacked, "sequential": sequential, "vmap": vmapped}, dict.fromkeys(("initbench", "sequential", "vmap"), repeats), device)
     shape = f"{runs} circles runs × {steps} steps"
     return [
-        Result(f"train ({shape}) vs one nn.Module per run, sequential", median_seconds(sequential, repeats, device), ours, "≤ 0.1 (≥ 10× faster)"),
-        Result(f"train ({shape}) vs torch.func vmap ensemble", median_seconds(vmapped, repeats, device), ours, "≤ 0.33 (≥ 3× faster)"),
+        Result(f"train ({shape}) vs one nn.Module per run, sequential", seconds["sequential"], seconds["initbench"], "≤ 0.1 (≥ 10× faster)"),
+        Result(f"train ({shape}) vs torch.func vmap ensemble", seconds["vmap"], seconds["initbench"], "≤ 0.33 (≥ 3× faster)"),
     ]
 
 
@@ -209,9 +221,12 @@ def startup_benchmark(repeats: int, device: torch.device) -> list[Result]:
     beside = Path(sys.executable).with_name("initbench")
     executable = str(beside) if beside.exists() else shutil.which("initbench") or "initbench"
     cpu = torch.device("cpu")
-    bare = median_seconds(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), repeats, cpu)
-    help_time = median_seconds(lambda: subprocess.run([executable, "--help"], capture_output=True, check=True), repeats, cpu)
-    return [Result("initbench --help wall time vs python -c pass", bare, help_time, "initbench < 0.5 s")]
+    seconds = median_seconds(
+        {"bare": lambda: subprocess.run([sys.executable, "-c", "pass"], check=True), "help": lambda: subprocess.run([executable, "--help"], capture_output=True, check=True)},
+        {"bare": repeats, "help": repeats},
+        cpu,
+    )
+    return [Result("initbench --help wall time vs python -c pass", seconds["bare"], seconds["help"], "initbench < 0.5 s")]
 
 
 BENCHMARKS = {"forward": forward_benchmark, "train": train_benchmark, "memory": memory_benchmark, "startup": startup_benchmark}

@@ -27,14 +27,14 @@ class Activation(Component):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def apply_(self, h: torch.Tensor) -> torch.Tensor:
-        """φ(h) written over ``h`` and returned, in place where torch has an in-place φ.
+    def apply_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """φ(h) written into ``out`` (h's shape, not h itself) and returned.
 
-        The forward engine applies φ to a buffer it reuses across layers; a new tensor per layer
-        would cost its page faults every layer. Activations without an in-place form compute φ(h)
-        and copy it back.
+        The forward engine keeps φ(h) in buffers it reuses across layers; a new tensor per layer
+        would cost its page faults every layer. Activations override this with torch's ``out=``
+        or in-place form of φ; the others compute φ(h) and copy it.
         """
-        return h.copy_(self(h))
+        return out.copy_(self(h))
 
     def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
         """``upstream ⊙ φ'(h)``, where ``y = φ(h)``: one step of backpropagation through φ.
@@ -84,8 +84,8 @@ class Linear(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return h
 
-    def apply_(self, h: torch.Tensor) -> torch.Tensor:
-        return h
+    def apply_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return out.copy_(h)
 
     def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
         # φ'(h) = 1
@@ -106,8 +106,8 @@ class Tanh(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return torch.tanh(h)
 
-    def apply_(self, h: torch.Tensor) -> torch.Tensor:
-        return h.tanh_()
+    def apply_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(h, out=out)
 
     def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
         # φ'(h) = 1 − tanh²(h)
@@ -124,8 +124,8 @@ class Sigmoid(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(h)
 
-    def apply_(self, h: torch.Tensor) -> torch.Tensor:
-        return h.sigmoid_()
+    def apply_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(h, out=out)
 
     def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
         # φ'(h) = σ(h)·(1 − σ(h))
@@ -146,8 +146,8 @@ class ReLU(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return torch.relu(h)
 
-    def apply_(self, h: torch.Tensor) -> torch.Tensor:
-        return h.relu_()
+    def apply_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return torch.clamp_min(h, 0.0, out=out)  # what torch.relu computes
 
     def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
         # φ'(h) = sign(φ(h)): 1 for h > 0, else 0 (also at 0, as autograd has it). Two vectorized
@@ -169,8 +169,8 @@ class LeakyReLU(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(h, self.negative_slope)
 
-    def apply_(self, h: torch.Tensor) -> torch.Tensor:
-        return F.leaky_relu_(h, self.negative_slope)
+    def apply_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return F.leaky_relu_(out.copy_(h), self.negative_slope)
 
     def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
         # φ'(h) = 1 for h > 0, else α
@@ -193,8 +193,8 @@ class ELU(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return F.elu(h, self.alpha)
 
-    def apply_(self, h: torch.Tensor) -> torch.Tensor:
-        return F.elu_(h, self.alpha)
+    def apply_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return F.elu_(out.copy_(h), self.alpha)
 
 
 @ACTIVATIONS.register("selu")
@@ -207,8 +207,8 @@ class SELU(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return F.selu(h)
 
-    def apply_(self, h: torch.Tensor) -> torch.Tensor:
-        return F.selu_(h)
+    def apply_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return F.selu_(out.copy_(h))
 
 
 @ACTIVATIONS.register("gelu")
@@ -230,8 +230,8 @@ class SiLU(Activation):
     def __call__(self, h: torch.Tensor) -> torch.Tensor:
         return F.silu(h)
 
-    def apply_(self, h: torch.Tensor) -> torch.Tensor:
-        return F.silu(h, inplace=True)
+    def apply_into(self, h: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        return F.silu(out.copy_(h), inplace=True)
 
 
 @ACTIVATIONS.register("softsign")

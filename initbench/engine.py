@@ -170,8 +170,8 @@ class StackedForward:
 
         h^l = x^{l−1} W^lᵀ + b^l and x^l = φ(h^l), for all runs at once with one batched matmul.
         With ``keep_states``, the generators' states before each layer are kept for :meth:`backward`,
-        and every layer's tensors are new. Without it, h is written into one buffer and φ(h) (in
-        place, :meth:`Activation.apply_`) into two taken in turn, so a layer's tensors are only
+        and every layer's tensors are new. Without it, h is written into one buffer and φ(h)
+        (:meth:`Activation.apply_into`) into two taken in turn, so a layer's tensors are only
         valid until the next layer is asked for. Fresh tensors cost their page faults again every
         layer (~25 ms a layer at width and batch 1024, 8 runs), and glibc kept some of the freed
         ones (peak memory grew by ~14 MB a layer); reused buffers keep peak memory flat in depth.
@@ -198,7 +198,7 @@ class StackedForward:
             else:
                 pre = torch.baddbmm(bias.unsqueeze(1), x, weight.mT, out=pre)
             # x^{l−1} is the other φ(h) buffer, so x^l may be written while it is read.
-            post = self.activation(pre) if keep_states else self.activation.apply_(buffers[1 + layer % 2].copy_(pre))
+            post = self.activation(pre) if keep_states else self.activation.apply_into(pre, buffers[1 + layer % 2])
             yield LayerOutput(layer, pre, post)
             x = post
 

@@ -47,14 +47,15 @@ def test_activation_matches_its_formula(name: str) -> None:
 
 @pytest.mark.parametrize("name", FORMULAS)
 @pytest.mark.parametrize("options", [{}, {"negative_slope": 0.2, "alpha": 0.5}])
-def test_in_place_form_equals_the_function(name: str, options: dict[str, float]) -> None:
-    """What the forward engine applies to its buffers is bit-for-bit φ(h), written over h."""
+def test_apply_into_equals_the_function(name: str, options: dict[str, float]) -> None:
+    """What the forward engine writes into its buffers is bit-for-bit φ(h), and h is left alone."""
     activation = ACTIVATIONS.get(name)(**{key: value for key, value in options.items() if key in ACTIVATIONS.get(name).model_fields})
-    h = torch.cat([torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 5, torch.tensor([0.0, -0.0, 1e30, -1e30, math.inf, -math.inf])])
-    buffer = h.clone()
-    result = activation.apply_(buffer)
-    assert result.data_ptr() == buffer.data_ptr()
+    h = torch.cat([torch.randn(1000, generator=torch.Generator().manual_seed(0)) * 5, torch.tensor([0.0, -0.0, 1e30, -1e30, math.inf, -math.inf, math.nan])])
+    original, out = h.clone(), torch.empty_like(h)
+    result = activation.apply_into(h, out)
+    assert result.data_ptr() == out.data_ptr()
     torch.testing.assert_close(result, activation(h), rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(h, original, rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("name", FORMULAS)

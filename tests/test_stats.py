@@ -34,6 +34,13 @@ def test_huge_finite_float32_values_give_a_finite_std() -> None:
     assert stats["finite"].item()
 
 
+def test_huge_finite_float64_values_give_a_finite_std() -> None:
+    """A float64 run's activations can pass 1e154, where x² overflows even in float64."""
+    post = torch.tensor([[[1e200, -1e200] * 500]], dtype=torch.float64)
+    stats = layer_statistics(post, post, None)
+    assert stats["std"].item() == pytest.approx(1e200, rel=1e-12)
+
+
 def test_std_is_accurate_when_the_mean_dwarfs_it() -> None:
     """A sigmoid-like layer (mean 0.5, std 1e-3): float32 accumulation would lose the std."""
     post = 0.5 + 1e-3 * torch.randn(1, 1, 1_000_000, generator=torch.Generator().manual_seed(1))
