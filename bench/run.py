@@ -29,7 +29,7 @@ from initbench.config import Config, validate_config
 from initbench.datasets import load_dataset
 from initbench.engine import Run
 from initbench.experiments import RunContext, SilentProgress, build_runs
-from initbench.experiments.propagation import measure
+from initbench.experiments.propagation import measure_runs
 from initbench.registry import build_from_spec
 from initbench.schemes import SCHEMES
 from initbench.training import StackedTrainer
@@ -92,7 +92,7 @@ def run_forward(config: Config, device: torch.device) -> None:
     """initbench's forward experiment without the file output: engine plus statistics."""
     activation = config.model.build_activation()
     context = RunContext(config=config, device=device, dtype=torch.float32, progress=SilentProgress())
-    measure(build_runs(config, activation), config, activation, context, backward=False)
+    measure_runs(build_runs(config, activation), config, activation, context, backward=False)
 
 
 def forward_benchmark(repeats: int, device: torch.device, depth: int = 100, width: int = 1024, batch: int = 1024) -> list[Result]:
@@ -197,12 +197,19 @@ def train_benchmark(repeats: int, device: torch.device, runs: int = 16, steps: i
 
 def peak_memory(depth: int, device: torch.device) -> int:
     """Peak memory of a fresh process running the forward experiment at ``depth`` (width and
-    batch 512): resident set size on the CPU, the allocator's peak on CUDA."""
+    batch 512): resident set size on the CPU, the allocator's peak on CUDA.
+
+    The CPU peak is /proc/self/status's VmHWM, the high-water mark of the child's own address
+    space. ``getrusage``'s ru_maxrss survives exec on Linux, so a child started by this process
+    would report this process's peak (over 1 GiB after the forward benchmark) at every depth.
+    """
     measure_peak = (
-        "torch.cuda.max_memory_allocated()" if device.type == "cuda" else "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024"
+        "torch.cuda.max_memory_allocated()"
+        if device.type == "cuda"
+        else "1024 * int(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))"
     )
     code = (
-        "import resource, sys, torch; sys.path.insert(0, 'bench'); import run; "
+        "import sys, torch; sys.path.insert(0, 'bench'); import run; "
         f"device = torch.device('{device.type}'); "
         f"run.run_forward(run.forward_config({depth}, 512, 512, device), device); print({measure_peak})"
     )

@@ -38,13 +38,11 @@ a point already complete is skipped, and an unfinished one is moved aside (see
 (a SLURM ``--array=0-(N-1)``, or any scheduler) split a sweep with no coordination.
 
 **Stacking.** Within a shard, points whose configs differ only in ``init`` (its scheme and the
-scheme's options) share a shape: they run as one stacked engine pass (all their schemes × seeds
+scheme's options) share a shape: they run as one stacked pass (all their schemes × seeds
 together) and are then written as separate point directories, each equal to its run alone (up to
 the rounding of the batched matmul, see :mod:`initbench.engine`). With the ``init`` axes slowest,
 every shard holds whole stacks whenever N divides the number of combinations of the other axes.
-``experiment: train`` points run one at a time: a training result is read off the live trainer
-(its evaluations, divergence record and decision-boundary predictions), which has no per-subset
-view, and splitting it would duplicate the trainer's bookkeeping here.
+Training points stack the same way: their runs train as one stacked model, each exactly as alone.
 """
 
 from __future__ import annotations
@@ -394,13 +392,13 @@ def stack_key(config: Config) -> str | None:
     """Points with equal keys share a shape and can run stacked; None: this point runs alone.
 
     The key is the whole config except ``init`` (its scheme, schemes and the scheme's options),
-    whose bias init stays in. Only the forward and gradients experiments stack.
+    whose bias init stays in. Every experiment that can measure and analyse separately
+    (:class:`~initbench.experiments.StackableExperiment`) stacks.
     """
-    from initbench.experiments import EXPERIMENTS, load_experiments
-    from initbench.experiments.propagation import Propagation
+    from initbench.experiments import EXPERIMENTS, StackableExperiment, load_experiments
 
     load_experiments()
-    if not issubclass(EXPERIMENTS.get(config.experiment), Propagation):
+    if not issubclass(EXPERIMENTS.get(config.experiment), StackableExperiment):
         return None
     data = config.model_dump(mode="json")
     data["init"] = {"bias": config.init.bias}
@@ -434,11 +432,17 @@ def stacks(configs: Sequence[Config], indices: Iterable[int]) -> list[list[int]]
 
 
 def fits_in_memory(configs: Sequence[Config], group: list[int]) -> bool:
-    """Whether a stack's pass fits the device (each point alone was checked before anything ran)."""
+    """Whether a stack's pass fits the device (each point alone was checked before anything ran).
+
+    Only signal propagation has activations of width × batch per run; training nets are small.
+    """
     from initbench.engine import check_memory, propagation_memory_estimate, resolve_device, resolve_dtype
     from initbench.experiments import EXPERIMENTS
+    from initbench.experiments.propagation import Propagation
 
     config = configs[group[0]]
+    if not issubclass(EXPERIMENTS.get(config.experiment), Propagation):
+        return True
     runs = sum(len(labels(configs[index])) * configs[index].seeds for index in group)
     backward = getattr(EXPERIMENTS.get(config.experiment), "backward", False)
     estimate = propagation_memory_estimate(
@@ -540,8 +544,7 @@ def run_stack(
     shared pass fails). A failure is recorded and raised; the shard decides whether to go on.
     """
     from initbench.engine import resolve_device, resolve_dtype
-    from initbench.experiments import EXPERIMENTS, RunContext, build_runs
-    from initbench.experiments.propagation import Propagation, measure
+    from initbench.experiments import EXPERIMENTS, RunContext, StackableExperiment, build_runs
 
     experiment = EXPERIMENTS.get(configs[group[0]].experiment)()
     device = resolve_device(configs[group[0]].device)
@@ -571,11 +574,10 @@ def run_stack(
         if len(claimed) == 1:
             results = [experiment.run(context)]
         else:
-            assert isinstance(experiment, Propagation)  # only these stack (see stack_key)
+            assert isinstance(experiment, StackableExperiment)  # only these stack (see stack_key)
             activation = first.model.build_activation()
-            runs = [run for index, _ in claimed for run in build_runs(configs[index], activation)]
-            measurement = measure(runs, first, activation, context, experiment.backward)
-            results = [experiment.analyse(configs[index], measurement.subset(labels(configs[index]))) for index, _ in claimed]
+            record = experiment.measure(context, [run for index, _ in claimed for run in build_runs(configs[index], activation)])
+            results = [experiment.analyse(configs[index], record.subset(labels(configs[index]))) for index, _ in claimed]
         for (index, run_directory), result in zip(claimed, results):
             config = configs[index]
             run_directory.save(result, title=f"initbench {config.experiment}: {config.name}")

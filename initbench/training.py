@@ -129,6 +129,15 @@ class Evaluation:
     train_acc: torch.Tensor | None
     test_acc: torch.Tensor | None
 
+    def subset(self, indices: list[int]) -> Evaluation:
+        """The metrics of the runs at ``indices`` only."""
+        return Evaluation(
+            step=self.step,
+            loss=self.loss[indices],
+            train_acc=None if self.train_acc is None else self.train_acc[indices],
+            test_acc=None if self.test_acc is None else self.test_acc[indices],
+        )
+
 
 class StackedTrainer:
     """Trains the runs of one architecture together on one dataset.

@@ -24,7 +24,7 @@ from initbench.cli import app
 from initbench.config import Config, validate_config
 from initbench.engine import derive_seed, resolve_dtype
 from initbench.experiments import RunContext, SilentProgress
-from initbench.experiments.propagation import Measurement, SchemeTheory, build_runs, measure, scheme_theory, summarize
+from initbench.experiments.propagation import Measurement, SchemeTheory, build_runs, measure_runs, scheme_theory, summarize
 
 Simulation = tuple[Measurement, dict[str, SchemeTheory | str]]
 
@@ -60,7 +60,7 @@ def simulate(config: Config, backward: bool) -> Simulation:
     activation = config.model.build_activation()
     runs = build_runs(config, activation)
     context = RunContext(config=config, device=torch.device("cpu"), dtype=resolve_dtype(config.dtype), progress=SilentProgress())
-    measurement = measure(runs, config, activation, context, backward)
+    measurement = measure_runs(runs, config, activation, context, backward)
     theories = {label: scheme_theory(runs[measurement.run_indices(label)[0]], activation, config) for label in measurement.labels()}
     return measurement, theories
 

@@ -167,14 +167,14 @@ def test_rerun_skips_complete_points_and_retries_failed_ones_keeping_them(
 
     out = tmp_path / "sw"
     axes = ("init.scheme=xavier,he", "model.depth=2,3")
-    original = propagation.measure
+    original = propagation.measure_runs
 
     def fail_at_depth_3(runs, config, *args, **kwargs):
         if config.model.depth == 3:
             raise RuntimeError("disk on fire")
         return original(runs, config, *args, **kwargs)
 
-    monkeypatch.setattr(propagation, "measure", fail_at_depth_3)
+    monkeypatch.setattr(propagation, "measure_runs", fail_at_depth_3)
     failed = cli("sweep", base, *axes, "--out", out)
     assert failed.exit_code == 1, failed.output
     assert "Failed scheme-xavier_depth-3, scheme-he_depth-3: RuntimeError: disk on fire" in failed.stdout
@@ -184,7 +184,7 @@ def test_rerun_skips_complete_points_and_retries_failed_ones_keeping_them(
     assert meta["stacked_with"] == ["scheme-xavier_depth-3"] and meta["point"] == "scheme-he_depth-3"
     done = (out / "points" / "scheme-he_depth-2" / "layer_stats.csv").read_bytes()
 
-    monkeypatch.setattr(propagation, "measure", original)
+    monkeypatch.setattr(propagation, "measure_runs", original)
     rerun = cli("sweep", base, *axes, "--out", out)
     assert rerun.exit_code == 0, rerun.output
     assert "Skipped scheme-xavier_depth-2: already complete." in rerun.stdout
@@ -264,18 +264,30 @@ def test_an_unstacked_point_is_byte_identical_to_its_run_alone(cli, base: Path, 
         assert (point / name).read_bytes() == (tmp_path / "alone" / name).read_bytes(), name
 
 
-def test_training_points_run_one_by_one_and_report_accuracy(cli, tmp_path: Path) -> None:
+def test_training_points_stack_and_equal_their_runs_alone(cli, tmp_path: Path) -> None:
+    """Training points that differ only in init train as one stacked model; each point's curves
+    equal its run alone (float64, so to rounding), and the decision regions are split per point."""
     config = write_config(
         tmp_path / "train.yaml",
-        "name: t\nexperiment: train\ndevice: cpu\nmodel: {hidden: [4], activation: relu}\ninit: {scheme: he}\n"
+        "name: t\nexperiment: train\ndevice: cpu\ndtype: float64\nseeds: 2\nmodel: {hidden: [4], activation: relu}\ninit: {scheme: he}\n"
         "train: {dataset: xor, steps: 20, lr: 0.1, eval_every: 10}\nsweep:\n  init.scheme: [zeros, he]\n",
     )
     out = tmp_path / "sw"
     result = cli("sweep", config, "--out", out)
     assert result.exit_code == 0, result.output
-    assert "stacked" not in result.stdout and "2 ran" in result.stdout
-    assert cli("run", out / "points" / "scheme-he" / "config.yaml", "--out", tmp_path / "alone", "-q").exit_code == 0
-    assert (out / "points" / "scheme-he" / "train_metrics.csv").read_bytes() == (tmp_path / "alone" / "train_metrics.csv").read_bytes()
+    assert "stacked: 2 points in one pass" in result.stdout and "2 ran" in result.stdout
+    for name in ("scheme-zeros", "scheme-he"):
+        point = out / "points" / name
+        alone = tmp_path / f"alone-{name}"
+        assert cli("run", point / "config.yaml", "--out", alone, "-q").exit_code == 0
+        swept, single = read_csv(point / "train_metrics.csv"), read_csv(alone / "train_metrics.csv")
+        assert len(swept) == len(single) == 2 * 3
+        for a, b in zip(swept, single):
+            assert (a["scheme"], a["seed"], a["step"]) == (b["scheme"], b["seed"], b["step"])
+            for column in ("loss", "train_acc", "test_acc"):
+                assert float(a[column]) == pytest.approx(float(b[column]), rel=1e-12)
+        assert json.loads((point / "summary.json").read_text())["schemes"] == json.loads((alone / "summary.json").read_text())["schemes"]
+        assert (point / "decision_boundary.png").is_file()
     report = cli("report", out, "--out", tmp_path / "report")
     assert report.exit_code == 0, report.output
     rows = read_csv(tmp_path / "report" / "sweep_results.csv")

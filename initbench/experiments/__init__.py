@@ -8,7 +8,7 @@ files itself; :mod:`initbench.rundir` does.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from initbench.registry import Registry
 
@@ -77,6 +77,25 @@ class Experiment(Protocol):
         ...
 
     def run(self, context: RunContext) -> ExperimentResult: ...
+
+
+class Record(Protocol):
+    """What a stacked pass measured for its runs, splittable by scheme label."""
+
+    def subset(self, labels: list[str]) -> Record:
+        """The runs of ``labels`` only: what measuring them alone records."""
+        ...
+
+
+@runtime_checkable
+class StackableExperiment(Experiment, Protocol):
+    """An experiment whose runs of several configs that differ only in ``init`` can share one pass:
+    :meth:`measure` all their runs together, then :meth:`analyse` each config's subset. Sweeps
+    stack their points through this."""
+
+    def measure(self, context: RunContext, runs: list[Run]) -> Record: ...
+
+    def analyse(self, config: Config, record: Any) -> ExperimentResult: ...
 
 
 EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment")

@@ -82,7 +82,7 @@ def global_std(tensor: torch.Tensor) -> torch.Tensor:
     return torch.std(tensor.flatten(1).to(torch.float64), dim=1, correction=0)
 
 
-def measure(runs: list[Run], config: Config, activation: Activation, context: RunContext, backward: bool) -> Measurement:
+def measure_runs(runs: list[Run], config: Config, activation: Activation, context: RunContext, backward: bool) -> Measurement:
     """Run every run through the net together; with ``backward``, also backpropagate the loss."""
     depth, width = config.model.depth, config.model.width
     engine = StackedForward(runs, activation, context.device, context.dtype)
@@ -299,14 +299,17 @@ class Propagation:
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config
-        activation = config.model.build_activation()
-        runs = build_runs(config, activation)
-        return self.analyse(config, measure(runs, config, activation, context, self.backward))
+        return self.analyse(config, self.measure(context, build_runs(config, config.model.build_activation())))
+
+    def measure(self, context: RunContext, runs: list[Run]) -> Measurement:
+        """Measure ``runs`` (of one or several configs that differ only in ``init``) in one stacked pass."""
+        config = context.config
+        return measure_runs(runs, config, config.model.build_activation(), context, self.backward)
 
     def analyse(self, config: Config, measurement: Measurement) -> ExperimentResult:
         """Theory, summary, tables and figures of a measurement of ``config``'s runs.
 
-        Split from :meth:`run` so that a sweep can measure many points in one stacked pass and
+        Split from :meth:`measure` so that a sweep can measure many points in one stacked pass and
         then analyse each point's :meth:`Measurement.subset` exactly as its own run would.
         """
         activation = config.model.build_activation()

@@ -9,7 +9,8 @@ at chance, large random weights train slowly, He fits the circles.
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -23,6 +24,11 @@ from initbench.plots import decision_boundary_figure, training_curves_figure
 from initbench.report import markdown_table, rich_table
 from initbench.stats import median_layer
 from initbench.training import Evaluation, StackedTrainer
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from initbench.engine import Run
 
 BOUNDARY_RESOLUTION = 200
 
@@ -38,6 +44,49 @@ def nan_stats(values: list[float]) -> dict[str, float]:
     if finite.size == 0:
         return {"median": math.nan, "min": math.nan, "max": math.nan}
     return {"median": float(np.median(finite)), "min": float(finite.min()), "max": float(finite.max())}
+
+
+def boundary_grid(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """A BOUNDARY_RESOLUTION² grid over the data's 2-D range plus a 10% margin, for decision regions."""
+    points = np.concatenate([dataset.x_train, dataset.x_test])
+    low, high = points.min(axis=0), points.max(axis=0)
+    margin = 0.1 * (high - low)
+    axes = [np.linspace(low[dim] - margin[dim], high[dim] + margin[dim], BOUNDARY_RESOLUTION) for dim in (0, 1)]
+    grid_x, grid_y = np.meshgrid(*axes)
+    return grid_x, grid_y
+
+
+@dataclass
+class Boundary:
+    """Each run's predicted class ``predictions [runs, points]`` at the points of a 2-D grid."""
+
+    grid_x: np.ndarray
+    grid_y: np.ndarray
+    predictions: np.ndarray
+
+
+@dataclass
+class TrainingRecord:
+    """What a training pass measured, per run: the evaluations, divergences and decision regions."""
+
+    runs: list[Run]
+    dataset: Dataset
+    evaluations: list[Evaluation]  # at evaluation_steps(), final state last
+    diverged_at: list[int | None]
+    boundary: Boundary | None  # 2-D classification only
+
+    def subset(self, labels: list[str]) -> TrainingRecord:
+        """The runs of ``labels`` only, in this record's order: what training them alone records."""
+        wanted = set(labels)
+        indices = [index for index, run in enumerate(self.runs) if run.label in wanted]
+        boundary = None if self.boundary is None else Boundary(self.boundary.grid_x, self.boundary.grid_y, self.boundary.predictions[indices])
+        return TrainingRecord(
+            runs=[self.runs[index] for index in indices],
+            dataset=self.dataset,
+            evaluations=[evaluation.subset(indices) for evaluation in self.evaluations],
+            diverged_at=[self.diverged_at[index] for index in indices],
+            boundary=boundary,
+        )
 
 
 @EXPERIMENTS.register("train")
@@ -63,13 +112,20 @@ class TrainExperiment:
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config
+        return self.analyse(config, self.measure(context, build_runs(config, config.model.build_activation())))
+
+    def measure(self, context: RunContext, runs: list[Run]) -> TrainingRecord:
+        """Train ``runs`` together with ``context.config``'s settings and record what happened.
+
+        The runs may come from several sweep points whose configs differ only in ``init``: each
+        trains exactly as it would alone, and :meth:`TrainingRecord.subset` splits the record.
+        """
+        config = context.config
         settings = self.settings(config)
         dataset = self.load(config)
-        activation = config.model.build_activation()
-        runs = build_runs(config, activation)
         trainer = StackedTrainer(
-            runs, dataset, config.model.hidden_widths(), activation, config.model.bias, context.device, resolve_dtype(config.dtype),
-            settings.optimizer, settings.lr, settings.momentum, settings.weight_decay, settings.batch_size,
+            runs, dataset, config.model.hidden_widths(), config.model.build_activation(), config.model.bias, context.device,
+            resolve_dtype(config.dtype), settings.optimizer, settings.lr, settings.momentum, settings.weight_decay, settings.batch_size,
         )
         checkpoints = evaluation_steps(settings.steps, settings.eval_every)
         evaluations: list[Evaluation] = []
@@ -80,11 +136,18 @@ class TrainExperiment:
             if step < settings.steps:
                 trainer.step(step)
                 context.progress.advance()
-        return self.result(config, dataset, trainer, evaluations)
+        boundary = None
+        if dataset.input_dim == 2 and dataset.task != "regression":
+            grid_x, grid_y = boundary_grid(dataset)
+            predictions = trainer.predict_grid(torch.as_tensor(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1))).cpu().numpy()
+            boundary = Boundary(grid_x, grid_y, predictions)
+        return TrainingRecord(runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary)
 
-    def result(self, config: Config, dataset: Dataset, trainer: StackedTrainer, evaluations: list[Evaluation]) -> ExperimentResult:
+    def analyse(self, config: Config, record: TrainingRecord) -> ExperimentResult:
+        """Curves, summary, tables and figures of ``config``'s runs in ``record``."""
+        dataset, evaluations = record.dataset, record.evaluations
         settings = self.settings(config)
-        runs = trainer.runs
+        runs = record.runs
         labels = list(dict.fromkeys(run.label for run in runs))
         classify = dataset.task != "regression"
 
@@ -96,11 +159,11 @@ class TrainExperiment:
             """The final metric of a run that finished; NaN for a diverged one (its parameters
             are those it diverged with, so its predictions mean nothing): the summary's medians
             are over the runs that finished, and ``diverged`` counts the others."""
-            return math.nan if trainer.diverged_at[index] is not None else value(evaluations[-1], metric, index)
+            return math.nan if record.diverged_at[index] is not None else value(evaluations[-1], metric, index)
 
         def recorded(index: int, evaluation: Evaluation) -> bool:
             """A diverged run's curve ends at the first evaluation after it diverged."""
-            diverged = trainer.diverged_at[index]
+            diverged = record.diverged_at[index]
             previous = max((e.step for e in evaluations if e.step < evaluation.step), default=-1)
             return diverged is None or diverged > previous
 
@@ -118,8 +181,8 @@ class TrainExperiment:
             indices = [index for index, run in enumerate(runs) if run.label == label]
             entry: dict[str, Any] = {
                 "loss": nan_stats([final_value("loss", index) for index in indices]),
-                "diverged": sum(trainer.diverged_at[index] is not None for index in indices),
-                "diverged_at_step": [trainer.diverged_at[index] for index in indices],
+                "diverged": sum(record.diverged_at[index] is not None for index in indices),
+                "diverged_at_step": [record.diverged_at[index] for index in indices],
                 "resolved_scheme": runs[indices[0]].scheme.spec(),
             }
             curve = {"loss": np.array([[value(e, "loss", i) if recorded(i, e) else math.nan for e in evaluations] for i in indices])}
@@ -140,8 +203,8 @@ class TrainExperiment:
 
         title = f"{dataset.name}: hidden {config.model.hidden_widths()}, {config.model.activation}, {settings.optimizer} lr {settings.lr}, {settings.steps} steps"
         figures = {"training_curves.png": training_curves_figure(steps, curves, title)}
-        if dataset.input_dim == 2 and classify:
-            figures["decision_boundary.png"] = self.boundary_figure(dataset, trainer, labels, schemes, title)
+        if record.boundary is not None:
+            figures["decision_boundary.png"] = self.boundary_figure(record, labels, title)
 
         columns = ("scheme", "train acc", "test acc", "loss", "steps to target", "diverged") if classify else ("scheme", "loss", "diverged")
         table_rows = [
@@ -169,21 +232,17 @@ class TrainExperiment:
             console_tables=[rich_table(f"After {settings.steps} steps ({seeds})", columns, table_rows)],
         )
 
-    def boundary_figure(self, dataset: Dataset, trainer: StackedTrainer, labels: list[str], schemes: dict[str, dict[str, Any]], title: str):
+    def boundary_figure(self, record: TrainingRecord, labels: list[str], title: str) -> Figure:
         """Decision regions of each scheme's median seed (by final test accuracy) over the data."""
-        points = np.concatenate([dataset.x_train, dataset.x_test])
-        low, high = points.min(axis=0), points.max(axis=0)
-        margin = 0.1 * (high - low)
-        grid_x, grid_y = np.meshgrid(
-            np.linspace(low[0] - margin[0], high[0] + margin[0], BOUNDARY_RESOLUTION), np.linspace(low[1] - margin[1], high[1] + margin[1], BOUNDARY_RESOLUTION)
-        )
-        predictions = trainer.predict_grid(torch.as_tensor(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1))).cpu().numpy()
-        final_accuracy = trainer.evaluate(-1).test_acc
+        assert record.boundary is not None
+        final_accuracy = record.evaluations[-1].test_acc
         assert final_accuracy is not None
         regions = {}
         for label in labels:
-            indices = [index for index, run in enumerate(trainer.runs) if run.label == label]
+            indices = [index for index, run in enumerate(record.runs) if run.label == label]
             ranked = sorted(indices, key=lambda index: float(final_accuracy[index]))
             median_run = ranked[(len(ranked) - 1) // 2]
-            regions[f"{label} (seed {trainer.runs[median_run].seed}, test acc {float(final_accuracy[median_run]):.2f})"] = predictions[median_run].reshape(grid_x.shape)
-        return decision_boundary_figure(dataset.x_train, dataset.y_train, grid_x, grid_y, regions, title)
+            name = f"{label} (seed {record.runs[median_run].seed}, test acc {float(final_accuracy[median_run]):.2f})"
+            regions[name] = record.boundary.predictions[median_run].reshape(record.boundary.grid_x.shape)
+        grid_x, grid_y = record.boundary.grid_x, record.boundary.grid_y
+        return decision_boundary_figure(record.dataset.x_train, record.dataset.y_train, grid_x, grid_y, regions, title)
