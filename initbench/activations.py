@@ -151,7 +151,8 @@ class ReLU(Activation):
 
     def times_derivative(self, h: torch.Tensor, y: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
         # φ'(h) = sign(φ(h)): 1 for h > 0, else 0 (also at 0, as autograd has it). Two vectorized
-        # ops; a comparison mask and masked_fill take 5× as long on the CPU.
+        # ops; a comparison mask and masked_fill take 5× as long on the CPU. Unlike autograd, an
+        # infinite upstream gives NaN where h ≤ 0, which only a run that has overflowed sees.
         return upstream * y.sign()
 
     def piecewise_linear_slopes(self) -> tuple[float, float] | None:

@@ -86,14 +86,14 @@ def available_memory(device: torch.device) -> int:
 def propagation_memory_estimate(runs: int, batch: int, width: int, kept_layers: int, dtype: torch.dtype) -> int:
     """Peak bytes of a forward (``kept_layers = 0``) or forward-and-backward pass.
 
-    One stacked weight buffer ``runs·width²``, plus four tensors of ``runs·batch·width``: the
-    input, h and two φ(h) buffers (see :meth:`StackedForward.layers`), and room for two float64
+    One stacked weight buffer ``runs·width²``, plus three tensors of ``runs·batch·width``: the
+    input, h and φ(h) (see :meth:`StackedForward.layers`), and room for two float64
     tensors of that size (on CUDA the statistics' float64 copy and its temporary; on the CPU,
     masks and temporaries); the backward pass also keeps every layer's pre-activation.
     """
     element = torch.finfo(dtype).bits // 8
     activations = runs * batch * width
-    return runs * width * width * element + (4 + kept_layers) * activations * element + 2 * activations * 8
+    return runs * width * width * element + (3 + kept_layers) * activations * element + 2 * activations * 8
 
 
 def check_memory(estimate: int, device: torch.device) -> None:
@@ -170,14 +170,14 @@ class StackedForward:
 
         h^l = x^{l−1} W^lᵀ + b^l and x^l = φ(h^l), for all runs at once with one batched matmul.
         With ``keep_states``, the generators' states before each layer are kept for :meth:`backward`,
-        and every layer's tensors are new. Without it, h is written into one buffer and φ(h)
-        (:meth:`Activation.apply_into`) into two taken in turn, so a layer's tensors are only
-        valid until the next layer is asked for. Fresh tensors cost their page faults again every
+        and every layer's tensors are new. Without it, h and φ(h) (:meth:`Activation.apply_into`)
+        are written into two buffers reused by every layer, so a layer's tensors are only valid
+        until the next layer is asked for. Fresh tensors cost their page faults again every
         layer (~25 ms a layer at width and batch 1024, 8 runs), and glibc kept some of the freed
         ones (peak memory grew by ~14 MB a layer); reused buffers keep peak memory flat in depth.
         """
         host_weight: torch.Tensor | None = None
-        buffers: list[torch.Tensor] = []  # h^l, then φ(h) of odd and of even layers
+        buffers: list[torch.Tensor] = []  # h^l and φ(h^l)
         for layer, fan_out in enumerate(widths, start=1):
             fan_in = x.shape[-1]
             if host_weight is None or host_weight.shape[1:] != (fan_out, fan_in):
@@ -187,7 +187,7 @@ class StackedForward:
             if keep_states:
                 self.layer_states.append([generator.get_state() for generator in self.generators])
             elif not buffers or buffers[0].shape != shape:
-                buffers = [torch.empty(shape, device=self.device, dtype=self.dtype) for _ in range(3)]
+                buffers = [torch.empty(shape, device=self.device, dtype=self.dtype) for _ in range(2)]
             draw_stacked(self.runs, self.generators, host_weight, host_bias)
             # A blocking copy: the host buffer is drawn into again for the next layer.
             weight = host_weight.to(self.device)
@@ -197,8 +197,8 @@ class StackedForward:
                 pre = torch.bmm(x, weight.mT, out=pre)
             else:
                 pre = torch.baddbmm(bias.unsqueeze(1), x, weight.mT, out=pre)
-            # x^{l−1} is the other φ(h) buffer, so x^l may be written while it is read.
-            post = self.activation(pre) if keep_states else self.activation.apply_into(pre, buffers[1 + layer % 2])
+            # x^{l−1} may be the φ buffer itself: the matmul has read it by now.
+            post = self.activation(pre) if keep_states else self.activation.apply_into(pre, buffers[1])
             yield LayerOutput(layer, pre, post)
             x = post
 

@@ -67,8 +67,9 @@ def std_mean_float64(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     if values.device.type != "cpu" or values.dtype != torch.float32:
         values = values.to(torch.float64)
+        # max|x| = m·2^e with m in [0.5, 1): dividing by 2^(e−1) leaves it in [1, 2) (2^e overflows at e = 1024).
         _, exponent = torch.frexp(values.abs().amax(dim=1))
-        scale = torch.ldexp(torch.ones_like(exponent, dtype=torch.float64), exponent)
+        scale = torch.ldexp(torch.ones_like(exponent, dtype=torch.float64), exponent - 1)
         std, mean = torch.std_mean(values / scale[:, None], dim=1, correction=0)
         return std * scale, mean * scale
     array = values.detach().numpy()
@@ -154,28 +155,36 @@ def row_histograms(values: torch.Tensor, bins: int, finite: Sequence[bool]) -> l
 def uniform_histograms(rows: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
     """Edges ``[k, bins + 1]`` and counts ``[k, bins]`` of the finite rows ``[k, n]``.
 
-    Bin indices are computed in float64, because vanishing activations (1e-40, denormal) leave
-    float32 no room for 50 distinct edges, one cache-sized chunk at a time as in
-    :func:`sums_float64` (7 ms for 8 rows of 128 × 1024 values, against 13 ms for whole-row
-    temporaries and 25 ms for ``numpy.histogram`` per row).
+    Bin positions (v − lo) / (hi − lo) · bins are computed in float64, because vanishing activations
+    (1e-40, denormal) leave float32 no room for 50 distinct edges, on halved values so that
+    hi − lo cannot overflow (float64 rows of ±1e308), and by division so that a range of 1e-310
+    cannot make the scale infinite. One cache-sized chunk at a time, as in :func:`sums_float64`:
+    7 ms for 8 rows of 128 × 1024 values, against 13 ms for whole-row temporaries and 25 ms for
+    ``numpy.histogram`` per row. A constant row's values all land in the middle bin of its
+    unit-wide range, as ``numpy.histogram`` puts them.
     """
     low, high = rows.min(axis=1).astype(np.float64), rows.max(axis=1).astype(np.float64)
     constant = low == high
     low[constant] -= 0.5
     high[constant] += 0.5
-    scale = bins / (high - low)
+    half_low, half_range = low / 2, high / 2 - low / 2
     counts = np.zeros((len(rows), bins), dtype=np.int64)
     chunk = np.empty(min(rows.shape[1], SUM_CHUNK), dtype=np.float64)
     for row in range(len(rows)):
+        if constant[row]:  # ±0.5 may not even change a value beyond 2⁵³
+            counts[row, bins // 2] = rows.shape[1]
+            continue
         for start in range(0, rows.shape[1], SUM_CHUNK):
             position = chunk[: min(SUM_CHUNK, rows.shape[1] - start)]
-            np.subtract(rows[row, start : start + SUM_CHUNK], low[row], out=position)
-            position *= scale[row]
-            index = position.astype(np.intp)
-            np.minimum(index, bins - 1, out=index)  # the last bin is closed: hi lands in it
+            np.multiply(rows[row, start : start + SUM_CHUNK], 0.5, out=position)
+            position -= half_low[row]
+            position /= half_range[row]
+            position *= bins
+            # The last bin is closed (hi lands in it); rounding may not leave the range either way.
+            index = np.clip(position.astype(np.intp), 0, bins - 1)
             counts[row] += np.bincount(index, minlength=bins)
-    edges = low[:, np.newaxis] + (high - low)[:, np.newaxis] * (np.arange(bins + 1) / bins)
-    edges[:, -1] = high
+    edges = 2 * (half_low[:, np.newaxis] + half_range[:, np.newaxis] * (np.arange(bins + 1) / bins))
+    edges[:, 0], edges[:, -1] = low, high
     return edges, counts
 
 

@@ -85,6 +85,29 @@ def test_row_histograms_match_numpy() -> None:
         assert counts.sum() == 5000
 
 
+@pytest.mark.parametrize(
+    "row",
+    [[1e-310, 2e-310, 3e-310, 3e-310], [1e308, -1e308, 0.0, 5e307], [2.0**60] * 4, [0.0, 0.0, 0.0, 1e-320]],
+    ids=["denormal-range", "overflowing-range", "huge-constant", "one-denormal"],
+)
+def test_float64_histograms_of_extreme_ranges(row: list[float]) -> None:
+    """A float64 run's vanished or exploded layer still gets a histogram holding every value."""
+    (edges, counts), = row_histograms(torch.tensor([row], dtype=torch.float64), 4, [True])
+    assert counts.sum() == 4 and np.all(np.isfinite(edges))
+    if len(set(row)) == 1:
+        assert counts[2] == 4  # the middle bin, as numpy.histogram puts a constant
+    else:
+        assert edges[0] == min(row) and edges[-1] == max(row) and counts[0] >= 1 and counts[-1] >= 1
+
+
+def test_float64_std_of_the_largest_finite_values() -> None:
+    """max|x| ≥ 2^1023: the rescaling power of two itself must stay finite."""
+    post = torch.tensor([[[1e308, -1e308, 5e307, -5e307]]], dtype=torch.float64)
+    stats = layer_statistics(post, post, None)
+    assert stats["finite"].item()
+    assert stats["std"].item() == pytest.approx(1e308 * np.sqrt((1 + 1 + 0.25 + 0.25) / 4), rel=1e-12)
+
+
 def test_non_finite_rows_drop_only_their_non_finite_values() -> None:
     values = torch.tensor([[0.0, 1.0, 2.0, 3.0], [0.0, math.inf, 2.0, math.nan], [math.nan] * 4])
     (edges_a, counts_a), (edges_b, counts_b), (edges_c, counts_c) = row_histograms(values, 2, [True, False, False])

@@ -81,10 +81,12 @@ def test_written_out_gradients_equal_autograd(dataset: str, hidden: list[int], a
     x, y = trainer.next_batch()
     per_run_loss(trainer.model(x), y, trainer.dataset.task).sum().backward()
     expected = [parameter.grad.clone() for parameter in trainer.model.parameters()]
+    trainer.model.zero_grad(set_to_none=True)
     with torch.no_grad():
         outputs, inputs, pres = trainer.model.traced(x)
         trainer.model.set_gradients(inputs, pres, per_run_loss_gradient(outputs, y, trainer.dataset.task))
     for parameter, gradient in zip(trainer.model.parameters(), expected, strict=True):
+        assert parameter.grad is not None, "set_gradients must set every parameter's gradient"
         torch.testing.assert_close(parameter.grad, gradient, rtol=1e-10, atol=1e-14)
 
 
