@@ -10,7 +10,7 @@ keeps the runs independent.
 
 These nets are small, so a step's time is per-op overhead rather than arithmetic: the model
 computes feature-major (long batched-matmul outputs) and backpropagates with written-out
-gradients (:meth:`StackedMLP.set_gradients`), half the ops of an autograd graph.
+gradients (:meth:`StackedMLP.set_gradients`), fewer and cheaper ops than autograd's graph.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ class StackedMLP(torch.nn.Module):
         With δ^l = dL/dh^l (feature-major, as in :meth:`traced`):
         dL/dW^l = δ^l x^{l−1}ᵀ, dL/db^l = Σ_batch δ^l, and δ^{l−1} = (W^lᵀ δ^l) ⊙ φ'(h^{l−1}).
         Written out rather than left to autograd: at these sizes a step's time is per-op overhead,
-        and this takes half the ops of autograd's graph. A test holds it to autograd.
+        and this skips autograd's bookkeeping (a step: 0.69 ms against 1.15 ms). A test holds it
+        to autograd.
         """
         delta = output_grad.mT
         for layer in range(len(self.weights) - 1, -1, -1):
@@ -103,7 +104,7 @@ def per_run_loss_gradient(outputs: torch.Tensor, targets: torch.Tensor, task: st
     σ(z) − y, multiclass softmax(z) − onehot(y), both over the batch size; regression 2(z − y)
     over batch × outputs.
     """
-    runs, batch, width = outputs.shape
+    _, batch, width = outputs.shape
     if task == "binary":
         return ((torch.sigmoid(outputs[..., 0]) - targets) / batch).unsqueeze(-1)
     if task == "multiclass":
