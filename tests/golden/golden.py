@@ -1,0 +1,91 @@
+"""Golden outputs: run every shipped config and the README's commands, and hash what they write.
+
+    python tests/golden/golden.py save  OUT_DIR   # run everything into OUT_DIR, write OUT_DIR/manifest.json
+    python tests/golden/golden.py check OUT_DIR   # run again into OUT_DIR, compare with tests/golden/manifest.json
+
+A redesign must leave every hash unchanged, or explain each difference. meta.json is left out (it
+records times, the host and the command line); everything else a run writes is hashed: config.yaml,
+the CSV and JSON tables, summary.md and the PNG figures. This takes several minutes (the shipped
+training configs train for real), so it is a script to run by hand, not a test.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+MANIFEST = REPO / "tests" / "golden" / "manifest.json"
+
+#: name -> the initbench arguments (``--out`` is added); every shipped config, then the README's commands.
+COMMANDS: dict[str, list[str]] = {
+    **{f"config-{path.stem}": ["run", str(path.relative_to(REPO))] for path in sorted((REPO / "configs").glob("*.yaml"))},
+    **{f"tiny-{path.stem}": ["run", str(path.relative_to(REPO))] for path in sorted((REPO / "configs" / "tiny").glob("*.yaml"))},
+    "readme-run-override": ["run", "configs/relu_kaiming.yaml", "model.depth=50", "init.scheme=xavier_normal"],
+    "readme-compare": ["compare", "zeros", "random", "xavier", "he"],
+    "readme-compare-seeds": ["compare", "zeros", "random", "xavier", "he", "--seeds", "3"],
+    "readme-compare-tanh": ["compare", "normal:std=0.01", "xavier_uniform:gain=auto", "he", "--activation", "tanh", "--depth", "100", "--width", "256"],
+    "readme-compare-gradients": ["compare", "xavier_uniform:gain=auto", "he", "--activation", "tanh", "--experiment", "gradients"],
+    "readme-compare-circles": ["compare", "zeros", "normal:std=10", "he", "--config", "configs/circles_dlai.yaml", "--seeds", "3"],
+    "readme-compare-moons": ["compare", "zeros", "he", "--experiment", "train", "--dataset", "moons", "--steps", "2000"],
+    "readme-sigmoid": ["run", "configs/glorot_tanh_sigmoid.yaml", "model.activation=sigmoid"],
+    "readme-phase": ["phase", "--activation", "tanh"],
+    "readme-sweep": ["sweep", "configs/relu_kaiming.yaml", "model.depth=10,30,100,300", "model.activation=tanh,relu", "init.scheme=xavier,he,orthogonal"],
+}
+#: Commands that print their result instead of writing a directory: their stdout is hashed.
+PRINTED: dict[str, list[str]] = {"readme-gain-json": ["gain", "gelu", "--json"]}
+
+
+def hash_tree(root: Path) -> dict[str, str]:
+    """sha256 of every file under ``root`` except meta.json and report folders' timestamps."""
+    hashes = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path.name != "meta.json":
+            relative = path.relative_to(root).as_posix()
+            if relative.startswith("report-"):
+                continue
+            hashes[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return hashes
+
+
+def run_all(out: Path) -> dict[str, dict[str, str]]:
+    out.mkdir(parents=True, exist_ok=True)
+    manifest: dict[str, dict[str, str]] = {}
+    for name, args in COMMANDS.items():
+        target = out / name
+        print(f"{name}: initbench {' '.join(args)}", flush=True)
+        subprocess.run([sys.executable, "-m", "initbench", *args, "--out", str(target), "--quiet"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        manifest[name] = hash_tree(target)
+    for name, args in PRINTED.items():
+        printed = subprocess.run([sys.executable, "-m", "initbench", *args], cwd=REPO, check=True, capture_output=True).stdout
+        (out / f"{name}.txt").write_bytes(printed)
+        manifest[name] = {"stdout": hashlib.sha256(printed).hexdigest()}
+    return manifest
+
+
+def main() -> int:
+    if len(sys.argv) != 3 or sys.argv[1] not in ("save", "check"):
+        print(__doc__)
+        return 2
+    manifest = run_all(Path(sys.argv[2]))
+    if sys.argv[1] == "save":
+        MANIFEST.write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        print(f"wrote {MANIFEST}")
+        return 0
+    expected = json.loads(MANIFEST.read_text())
+    differences = [
+        f"{name}/{file}: {'missing' if file not in manifest.get(name, {}) else 'new' if file not in files else 'differs'}"
+        for name in sorted(set(expected) | set(manifest))
+        for files in [expected.get(name, {})]
+        for file in sorted(set(files) | set(manifest.get(name, {})))
+        if files.get(file) != manifest.get(name, {}).get(file)
+    ]
+    print("\n".join(differences) or "all golden outputs identical")
+    return 1 if differences else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
