@@ -137,6 +137,7 @@ OutOption = Annotated[Path | None, typer.Option("--out", help="Write exactly her
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 SeedsOption = Annotated[int | None, typer.Option("--seeds", help="Number of seeds per scheme (seeds seed..seed+N-1).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table; print only the run directory.")]
+EvalOption = Annotated[bool, typer.Option("--eval", help="Run modules in eval mode (BatchNorm uses running statistics, no dropout); default: train mode, as built.")]
 
 
 @app.command()
@@ -146,6 +147,7 @@ def run(
     out: OutOption = None,
     device: DeviceOption = None,
     seeds: SeedsOption = None,
+    eval_mode: EvalOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Run the experiment a config describes.
@@ -161,7 +163,7 @@ def run(
         from initbench.sweep import check_no_sweep_section
 
         check_no_sweep_section(config)
-        flags = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None)
+        flags = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None) + ["model.eval=true"] * eval_mode
         execute_and_report(load_config(config, [*(overrides or []), *flags]), out, quiet)
 
 
@@ -180,6 +182,7 @@ def compare(
     lr: Annotated[float | None, typer.Option("--lr", help="train: learning rate.")] = None,
     out: OutOption = None,
     device: DeviceOption = None,
+    eval_mode: EvalOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Run one experiment per scheme on the same network, with the results overlaid.
@@ -210,10 +213,70 @@ def compare(
             raw["model"] = {key: value for key, value in raw["model"].items() if key != "hidden"}  # --depth/--width replace hidden
         flags = {
             "model.activation": activation, "model.depth": depth, "model.width": width, "input.batch": batch, "seeds": seeds, "device": device,
-            "experiment": experiment, "train.dataset": dataset, "train.steps": steps, "train.lr": lr,
+            "experiment": experiment, "train.dataset": dataset, "train.steps": steps, "train.lr": lr, "model.eval": "true" if eval_mode else None,
         }
         overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
         execute_and_report(load_config(None, [], base=apply_overrides(raw, overrides)), out, quiet)
+
+
+@app.command()
+def probe(
+    factory: Annotated[str, typer.Argument(help="The model's factory as package.module:callable, e.g. torch.nn:TransformerEncoderLayer.")],
+    overrides: Annotated[
+        list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. model.kwargs.d_model=64 model.kwargs.nhead=4.", show_default=False)
+    ] = None,
+    input_shape: Annotated[str | None, typer.Option("--input-shape", help="The input's shape, batch first, e.g. 8,16,64.")] = None,
+    tokens: Annotated[int | None, typer.Option("--tokens", help="Feed integer tokens in [0, V) instead of N(0, 1) floats (embedding models).", min=1)] = None,
+    scheme: Annotated[
+        list[str] | None, typer.Option("--scheme", help="Redraw every weight with this scheme (repeat for several); default: the model's own init.")
+    ] = None,
+    experiment: Annotated[str, typer.Option("--experiment", help="forward or gradients.")] = "forward",
+    seeds: SeedsOption = None,
+    device: DeviceOption = None,
+    eval_mode: EvalOption = False,
+    out: OutOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Probe your own model: per-module output statistics at init, for its own init or initbench's schemes.
+
+    Forward hooks on every leaf module record each call's output in execution order; with
+    --experiment gradients, a fixed random loss is backpropagated too.
+
+    [bold]Examples[/bold]
+
+      initbench probe torch.nn:TransformerEncoderLayer model.kwargs.d_model=64 model.kwargs.nhead=4 model.kwargs.batch_first=true --input-shape 8,16,64
+
+      initbench probe mypkg.models:build --input-shape 32,3,32,32 --scheme he --scheme default --seeds 3
+
+      initbench probe torch.nn:Embedding model.kwargs.num_embeddings=100 model.kwargs.embedding_dim=32 --input-shape 8,16 --tokens 100
+    """
+    with reported_errors():
+        from initbench.config import load_config
+
+        if experiment not in ("forward", "gradients"):
+            raise InitbenchError(f"--experiment {experiment}: probe runs forward or gradients.")
+        raw: dict[str, Any] = {
+            "name": "probe-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in factory.rpartition(":")[2])[:60],
+            "experiment": experiment,
+            "model": {"arch": "module", "factory": factory},
+            "init": {"schemes": list(scheme)} if scheme else {"scheme": "constructor"},
+        }
+        if input_shape is not None:
+            raw["input"] = {"shape": parse_shape(input_shape)}
+        flags = {"input.tokens": tokens, "seeds": seeds, "device": device, "model.eval": "true" if eval_mode else None}
+        extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
+        execute_and_report(load_config(None, [*(overrides or []), *extra], base=raw), out, quiet)
+
+
+def parse_shape(text: str) -> list[int]:
+    """``8,16,64`` → [8, 16, 64]; every size a positive integer."""
+    try:
+        shape = [int(part) for part in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise InitbenchError(f"--input-shape {text}: give sizes separated by commas, batch first, e.g. 8,16,64.") from None
+    if not shape or min(shape) < 1:
+        raise InitbenchError(f"--input-shape {text}: every size must be a positive integer.")
+    return shape
 
 
 SweepOutOption = Annotated[

@@ -52,22 +52,42 @@ class Section(BaseModel):
 
 
 class ModelConfig(Section):
-    """The network: ``depth`` fully connected layers of ``width`` units, or explicit ``hidden`` widths.
+    """The network: an architecture of ``depth`` layers of ``width`` units, or a user's module.
 
-    For training, ``depth`` counts hidden layers and an output layer sized by the dataset follows;
-    ``hidden: [10, 5]`` lists the hidden widths instead (input and output come from the dataset).
+    ``arch``: ``mlp`` (fully connected), ``resmlp`` (``depth`` residual blocks
+    x ← x + W₂ φ(norm(W₁ x))), ``cnn`` (``depth`` 3×3 convolutions of ``width`` channels) or
+    ``module`` (``factory`` called with ``kwargs``). ``norm`` follows every weight layer (inside the
+    branch for resmlp). For training, ``depth`` counts hidden layers and an output layer sized by the
+    dataset follows; ``hidden: [10, 5]`` lists an mlp's hidden widths instead. Modules run in train
+    mode, as a freshly built model does, unless ``eval`` is true.
     """
 
+    arch: Literal["mlp", "resmlp", "cnn", "module"] = "mlp"
     depth: int = Field(default=100, ge=1)
     width: int = Field(default=256, ge=1)
     hidden: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1)
     activation: str = "relu"
     bias: bool = False
+    norm: Literal["none", "batchnorm", "layernorm"] = "none"
+    eval: bool = False
+    factory: str | None = None  # module: "package.module:callable", imported only when a run builds it
+    kwargs: dict[str, Any] = Field(default_factory=dict)  # module: the factory's keyword arguments
 
     @model_validator(mode="after")
     def _hidden_or_depth(self) -> ModelConfig:
         if self.hidden is not None and {"depth", "width"} & self.model_fields_set:
             raise InitbenchError("model: give either 'hidden' or 'depth' and 'width', not both.")
+        if self.hidden is not None and self.arch != "mlp":
+            raise InitbenchError(f"model.hidden lists an mlp's widths; arch {self.arch} uses depth and width.")
+        if (self.arch == "module") != (self.factory is not None):
+            raise InitbenchError(
+                "model.factory goes with model.arch: module, and arch module needs a factory.",
+                hint='For example model: {arch: module, factory: "torch.nn:TransformerEncoderLayer", kwargs: {d_model: 64, nhead: 4}}.',
+            )
+        if self.kwargs and self.arch != "module":
+            raise InitbenchError("model.kwargs are the factory's arguments: they go with model.arch: module.")
+        if self.arch == "module" and {"depth", "width", "norm", "bias"} & self.model_fields_set:
+            raise InitbenchError("model.depth, width, norm and bias describe the built-in nets; a module's factory decides its own.")
         return self
 
     def hidden_widths(self) -> list[int]:
@@ -153,9 +173,29 @@ class TrainConfig(Section):
 
 
 class InputConfig(Section):
-    """The inputs: ``batch`` rows of i.i.d. N(0, 1) features."""
+    """The inputs of the forward and gradients experiments: i.i.d. N(0, 1) values.
+
+    ``batch`` rows of ``width`` features for the mlp and resmlp; ``batch`` images of ``channels`` ×
+    ``image_size``² for the cnn; a tensor of ``shape`` (batch first) for a module, or with
+    ``tokens: V`` integer tokens in [0, V) of that shape (embedding models).
+    """
 
     batch: int = Field(default=1024, ge=1)
+    channels: int = Field(default=3, ge=1)
+    image_size: int = Field(default=16, ge=1)
+    shape: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1)
+    tokens: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _shape_or_batch(self) -> InputConfig:
+        if self.shape is not None and "batch" in self.model_fields_set:
+            raise InitbenchError("input: give either 'shape' (batch first) or 'batch', not both.")
+        if self.tokens is not None and self.shape is None:
+            raise InitbenchError("input.tokens needs input.shape, the shape of the token tensor (batch first).")
+        return self
+
+    def batch_size(self) -> int:
+        return self.shape[0] if self.shape is not None else self.batch
 
 
 class Config(Section):
@@ -179,7 +219,18 @@ class Config(Section):
             self.train = TrainConfig()
         if self.experiment != "train" and self.model.hidden is not None:
             raise InitbenchError("model.hidden is for experiment: train; the forward and gradients experiments use depth and width.")
+        if self.model.arch == "module" and self.experiment != "train" and self.input.shape is None:
+            raise InitbenchError("model.arch module needs input.shape, the shape of its input with the batch first.", hint="For example input.shape=[8,16,64] (or --input-shape 8,16,64).")
         return self
+
+    def uses_fast_engine(self) -> bool:
+        """Whether the runs go through the stacked MLP engine and trainer (the plain MLP, drawn by its
+        schemes) rather than the module backend (every other network)."""
+        return (
+            self.model.arch == "mlp"
+            and self.model.norm == "none"
+            and not any(scheme.keeps_constructor_init for _, scheme in self.init.build_schemes())
+        )
 
     @model_validator(mode="after")
     def _schemes_resolve(self) -> Config:

@@ -67,6 +67,8 @@ class Dataset:
         x_test: float32 [n_test, d].
         y_test: like ``y_train``, with n_test rows.
         n_classes: 2 for binary, C for multiclass, None for regression.
+        image_shape: (channels, height, width) when the features are an image's pixels, for conv
+            nets; None for plain feature vectors.
     """
 
     name: str
@@ -76,10 +78,18 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     n_classes: int | None
+    image_shape: tuple[int, int, int] | None = None
 
     @classmethod
     def from_arrays(
-        cls, name: str, x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray, n_classes: int | None
+        cls,
+        name: str,
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+        n_classes: int | None,
+        image_shape: tuple[int, int, int] | None = None,
     ) -> Dataset:
         """A dataset from numeric arrays of any dtype, cast as above; the task follows from ``n_classes``."""
 
@@ -96,6 +106,7 @@ class Dataset:
             x_test=np.asarray(x_test, dtype=np.float32),
             y_test=targets(y_test),
             n_classes=n_classes,
+            image_shape=image_shape,
         )
 
     @property
@@ -298,7 +309,9 @@ class Digits(DatasetSource):
         x, y = load_digits(return_X_y=True)
         x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=self.test_fraction, stratify=y, random_state=FIXED_SPLIT_SEED)
         scaler = StandardScaler().fit(x_train)
-        return Dataset.from_arrays(self.spec(), scaler.transform(x_train), y_train, scaler.transform(x_test), y_test, n_classes=10)
+        return Dataset.from_arrays(
+            self.spec(), scaler.transform(x_train), y_train, scaler.transform(x_test), y_test, n_classes=10, image_shape=(1, 8, 8)
+        )
 
 
 @DATASETS.register("teacher")

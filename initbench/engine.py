@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from initbench.activations import Activation
+from initbench.architectures import linear_context
 from initbench.errors import InitbenchError
 from initbench.schemes import InitScheme
 
@@ -35,11 +36,13 @@ class Run:
 
 @dataclass(frozen=True)
 class LayerOutput:
-    """What one layer computed for every run: ``pre`` = h^l and ``post`` = φ(h^l), ``[runs, batch, out]``."""
+    """What one layer computed for every run: ``pre`` = h^l and ``post`` = φ(h^l), ``[runs, batch, out]``,
+    with the stacked weight ``[runs, out, in]`` it drew."""
 
     layer: int  # 1-indexed
     pre: torch.Tensor
     post: torch.Tensor
+    weight: torch.Tensor
 
 
 def derive_seed(seed: int, stream: str) -> int:
@@ -106,21 +109,25 @@ def check_memory(estimate: int, device: torch.device) -> None:
         )
 
 
-def draw_stacked(runs: list[Run], generators: list[torch.Generator], weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-    """Fill each run's slice of the stacked ``weight [runs, out, in]`` (and ``bias [runs, out]``).
+def draw_stacked(
+    runs: list[Run], generators: list[torch.Generator], weight: torch.Tensor, bias: torch.Tensor | None, layer: int, depth: int
+) -> None:
+    """Fill each run's slice of layer ``layer``'s stacked ``weight [runs, out, in]`` (and ``bias [runs, out]``).
 
-    The one place that fixes the order of draws: per layer and run, the weight, then the bias, from
-    the run's generator. The forward engine and the trainer both draw through here, so a seed gives
-    the same network in both.
+    The one place that fixes the order of draws for the plain MLP: per layer and run, the weight,
+    then the bias, from the run's generator. The forward engine and the trainer both draw through
+    here, and the module backend draws in the same order, so a seed gives the same network in all.
     """
     fan_out, fan_in = weight.shape[1:]
+    weight_context = linear_context(layer, depth, fan_in, fan_out, "weight")
+    bias_context = linear_context(layer, depth, fan_in, fan_out, "bias")
     for index, (run, generator) in enumerate(zip(runs, generators, strict=True)):
-        run.scheme.sample_(weight[index], fan_in, fan_out, generator)
+        run.scheme.sample_(weight[index], weight_context, generator)
         if bias is not None:
             if run.bias is None:
                 bias[index].zero_()  # the buffer may be uninitialized; a run without a bias scheme adds 0
             else:
-                run.bias.sample_(bias[index], fan_in, fan_out, generator)
+                run.bias.sample_(bias[index], bias_context, generator)
 
 
 @dataclass(frozen=True)
@@ -188,7 +195,7 @@ class StackedForward:
                 self.layer_states.append([generator.get_state() for generator in self.generators])
             elif not buffers or buffers[0].shape != shape:
                 buffers = [torch.empty(shape, device=self.device, dtype=self.dtype) for _ in range(2)]
-            draw_stacked(self.runs, self.generators, host_weight, host_bias)
+            draw_stacked(self.runs, self.generators, host_weight, host_bias, layer, len(widths))
             # A blocking copy: the host buffer is drawn into again for the next layer.
             weight = host_weight.to(self.device)
             bias = None if host_bias is None else host_bias.to(self.device)
@@ -199,16 +206,17 @@ class StackedForward:
                 pre = torch.baddbmm(bias.unsqueeze(1), x, weight.mT, out=pre)
             # x^{l−1} may be the φ buffer itself: the matmul has read it by now.
             post = self.activation(pre) if keep_states else self.activation.apply_into(pre, buffers[1])
-            yield LayerOutput(layer, pre, post)
+            yield LayerOutput(layer, pre, post, host_weight)
             x = post
 
     def redraw_weight(self, layer: int, fan_in: int, fan_out: int) -> torch.Tensor:
         """Layer ``layer``'s stacked weight again, from the generator states kept by :meth:`layers`."""
         weight = host_buffer((len(self.runs), fan_out, fan_in), self.device, self.dtype)
+        context = linear_context(layer, len(self.layer_states), fan_in, fan_out, "weight")
         for index, (run, state) in enumerate(zip(self.runs, self.layer_states[layer - 1], strict=True)):
             generator = torch.Generator()
             generator.set_state(state)
-            run.scheme.sample_(weight[index], fan_in, fan_out, generator)
+            run.scheme.sample_(weight[index], context, generator)
         return weight.to(self.device)
 
     def loss_direction(self, batch: int, width: int) -> torch.Tensor:

@@ -22,7 +22,8 @@ def execute(config: Config, out: Path | None, progress: Progress, root: Path = R
     device = resolve_device(config.device)
     experiment.check(config, device)
     directory = RunDirectory.create(out, config.name, root)
-    directory.begin(config.to_yaml(), str(device), config.dtype, command_line())
+    # Modules run in train mode as built (BatchNorm on the batch's statistics, dropout on) unless model.eval.
+    directory.begin(config.to_yaml(), str(device), config.dtype, command_line(), {"mode": "eval" if config.model.eval else "train"})
     context = RunContext(config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress)
     with directory.recording():
         result = experiment.run(context)

@@ -1,9 +1,12 @@
 """Weight-initialization schemes, registered by name, each documented with the variance it gives.
 
-A scheme fills a tensor in place from a ``torch.Generator`` and reports, from the fans alone, the
-mean and variance of its entries: ``Var(W_ij) = σ_w² / fan_in`` is what mean-field theory needs.
-Fans are passed explicitly (``fan_in = in``, ``fan_out = out`` for a weight ``[out, in]``) rather
-than read off the tensor, so the same scheme can initialize a stacked slice or a layer's bias.
+A scheme fills one parameter in place from a ``torch.Generator``, told where the parameter sits by a
+:class:`~initbench.architectures.ParamContext` (module path and type, weight or bias, shape, fans,
+layer index and depth, residual branch and position). It reports, from the fans alone, the mean and
+variance of its entries: ``Var(W_ij) = σ_w² / fan_in`` is what mean-field theory needs. The fans come
+with the context (``fan_in = in``, ``fan_out = out`` for a weight ``[out, in]``; a bias gets its
+layer's) rather than being read off the tensor, so the same scheme fills a stacked slice or a bias.
+The built-in schemes read only the fans; the context is there for schemes that need the rest.
 
 Options that depend on the network, ``gain: auto`` and Kaiming's ``nonlinearity``, are settled by
 :meth:`InitScheme.resolve` once the activation is known; the resolved copy holds plain numbers.
@@ -12,7 +15,7 @@ Options that depend on the network, ``gain: auto`` and Kaiming's ``nonlinearity`
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 import torch
 from pydantic import Field
@@ -20,6 +23,9 @@ from pydantic import Field
 from initbench.activations import Activation
 from initbench.errors import InitbenchError
 from initbench.registry import Component, Registry
+
+if TYPE_CHECKING:
+    from initbench.architectures import ParamContext
 
 FanMode = Literal["fan_in", "fan_out", "fan_avg"]
 Distribution = Literal["normal", "uniform", "truncated_normal"]
@@ -81,13 +87,15 @@ class InitScheme(Component):
 
     #: False for schemes that need a 2-D weight (orthogonal, identity): they cannot fill a bias.
     fills_bias: ClassVar[bool] = True
+    #: True for ``constructor``: the model keeps the init its own constructor drew.
+    keeps_constructor_init: ClassVar[bool] = False
 
     def resolve(self, activation: Activation) -> InitScheme:
         """A copy with every network-dependent option replaced by its number."""
         return self
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
-        """Fill ``tensor`` in place, drawing from ``generator``."""
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
+        """Fill ``tensor`` (the parameter described by ``context``) in place, drawing from ``generator``."""
         raise NotImplementedError
 
     def weight_mean(self) -> float:
@@ -108,7 +116,7 @@ class Zeros(InitScheme):
 
     formula = "W = 0"
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         tensor.zero_()
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
@@ -122,7 +130,7 @@ class Constant(InitScheme):
     formula = "W = value"
     value: float = 0.0
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         tensor.fill_(self.value)
 
     def weight_mean(self) -> float:
@@ -138,7 +146,7 @@ class Ones(InitScheme):
 
     formula = "W = 1"
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         tensor.fill_(1.0)
 
     def weight_mean(self) -> float:
@@ -156,7 +164,7 @@ class Normal(InitScheme):
     mean: float = 0.0
     std: float = Field(default=1.0, ge=0.0)
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         tensor.normal_(self.mean, self.std, generator=generator)
 
     def weight_mean(self) -> float:
@@ -173,7 +181,7 @@ class Random(InitScheme):
     formula = "W ~ N(0, 1);  Var = 1"
     std: ClassVar[float] = 1.0
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         tensor.normal_(0.0, self.std, generator=generator)
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
@@ -200,7 +208,7 @@ class Uniform(InitScheme):
         if self.b < self.a:
             raise ValueError(f"uniform needs a ≤ b, got a={self.a}, b={self.b}")
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         tensor.uniform_(self.a, self.b, generator=generator)
 
     def weight_mean(self) -> float:
@@ -228,7 +236,7 @@ class TruncatedNormal(InitScheme):
         if self.b <= self.a:
             raise ValueError(f"truncated_normal needs a < b, got a={self.a}, b={self.b}")
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         low, high = self.mean + self.a * self.std, self.mean + self.b * self.std
         torch.nn.init.trunc_normal_(tensor, self.mean, self.std, low, high, generator=generator)
 
@@ -261,8 +269,8 @@ class FanScaled(InitScheme):
         """The numerator of the variance: gain²."""
         raise NotImplementedError
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
-        sample_with_moments(tensor, self.distribution, math.sqrt(self.weight_variance(fan_in, fan_out) or 0.0), generator)
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
+        sample_with_moments(tensor, self.distribution, math.sqrt(self.weight_variance(context.fan_in, context.fan_out) or 0.0), generator)
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
         return self.scale() / fan(fan_in, fan_out, self.fan_mode())
@@ -388,8 +396,8 @@ class VarianceScaling(InitScheme):
     mode: FanMode = "fan_in"
     distribution: Distribution = "truncated_normal"
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
-        sample_with_moments(tensor, self.distribution, math.sqrt(self.weight_variance(fan_in, fan_out) or 0.0), generator)
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
+        sample_with_moments(tensor, self.distribution, math.sqrt(self.weight_variance(context.fan_in, context.fan_out) or 0.0), generator)
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
         return self.scale / fan(fan_in, fan_out, self.mode)
@@ -406,7 +414,7 @@ class Orthogonal(InitScheme):
     def resolve(self, activation: Activation) -> InitScheme:
         return self.model_copy(update={"gain": resolve_gain(self.gain, activation)})
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         torch.nn.init.orthogonal_(tensor, gain=float(self.gain), generator=generator)
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
@@ -421,7 +429,7 @@ class Identity(InitScheme):
     formula = "W = I"
     fills_bias = False
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         torch.nn.init.eye_(tensor)
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
@@ -437,10 +445,28 @@ class PyTorchDefault(InitScheme):
 
     formula = "W ~ U(±1/√fan_in);  Var = 1/(3·fan_in)"
 
-    def sample_(self, tensor: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None) -> None:
-        bound = 1.0 / math.sqrt(fan_in)
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
+        bound = 1.0 / math.sqrt(context.fan_in)
         tensor.uniform_(-bound, bound, generator=generator)
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
         return 1.0 / (3.0 * fan_in)
 
+
+
+@SCHEMES.register("constructor", aliases=("own",))
+class Constructor(InitScheme):
+    """The model's own init, as its constructor draws it (torch's defaults), with torch's RNG seeded by the run's seed.
+
+    For ``model.arch: module`` and the other module-backed nets: nothing is redrawn, so this measures
+    what a user's model does out of the box. ``initbench probe`` uses it when no ``--scheme`` is given.
+    """
+
+    formula = "W as constructed (torch.manual_seed(seed) before the model is built)"
+    keeps_constructor_init = True
+
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
+        raise RuntimeError("the constructor scheme draws nothing: the model keeps its constructor's init")
+
+    def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
+        return None

@@ -632,3 +632,31 @@ def critical_gain(activation: Activation, sb2: float = 0.0) -> float | None:
     if max(abs(excess(lo)), abs(excess(hi))) > PHASE_TOL:
         return None  # χ₁ jumps over 1 here instead of passing through it
     return math.sqrt((lo + hi) / 2)
+
+
+def propagate_residual(
+    activation: Activation, sw2_inner: float, sw2_outer: float, sb2: float, depth: int, input_second_moment: float = 1.0
+) -> ForwardPrediction:
+    """Mean-field variances through ``depth`` residual blocks x ← x + W₂ φ(W₁ x + b₁) + b₂.
+
+    With Var(W₁) = σ₁²/N, Var(W₂) = σ₂²/N and Var(b) = σ_b², the block's pre-activation has
+    variance hˡ ~ N(0, σ₁²·vˡ⁻¹ + σ_b²), and the residual stream's second moment grows as
+
+    .. math:: vˡ = vˡ⁻¹ + σ₂²·E_{z~N(0, σ₁²vˡ⁻¹ + σ_b²)}[φ(z)²] + σ_b²
+
+    (the branch is independent of the stream and zero-mean). For ReLU with He on both layers,
+    σ₂²·E[φ(z)²] = vˡ⁻¹·(2·2/2): v triples every block. The stream stays zero-mean, so its std is
+    √vˡ. ``chi1`` is the block's mean squared Jacobian singular value, 1 + σ₁²σ₂²·E[φ'(z)²].
+
+    Returns a :class:`ForwardPrediction` whose ``q`` and ``post_std`` describe the block outputs
+    and whose ``pre_std`` is the std of h inside the branch.
+    """
+    rows = []
+    second = float(input_second_moment)
+    for _ in range(depth):
+        q_branch = sw2_inner * second + sb2
+        moments = gaussian_moments(activation, q_branch)
+        second = second + sw2_outer * moments.second + sb2
+        rows.append((second, math.sqrt(q_branch), 0.0, math.sqrt(second), 1.0 + sw2_inner * sw2_outer * moments.derivative_sq))
+    columns = np.array(rows, dtype=np.float64).reshape(depth, 5).T
+    return ForwardPrediction(*columns)

@@ -15,7 +15,9 @@ gradients (:meth:`StackedMLP.set_gradients`), fewer and cheaper ops than autogra
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -39,10 +41,10 @@ class StackedMLP(torch.nn.Module):
         # CPU generators on every device, as in the forward engine: a seed is the same network anywhere.
         generators = [torch.Generator().manual_seed(run.seed) for run in runs]
         with torch.no_grad():
-            for fan_in, fan_out in zip(sizes[:-1], sizes[1:], strict=True):
+            for layer, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
                 weight = torch.empty(len(runs), fan_out, fan_in, dtype=dtype)
                 bias = torch.empty(len(runs), fan_out, dtype=dtype) if use_bias else None
-                draw_stacked(runs, generators, weight, bias)
+                draw_stacked(runs, generators, weight, bias, layer, len(sizes) - 1)
                 self.weights.append(torch.nn.Parameter(weight.to(device)))
                 if bias is not None:
                     self.biases.append(torch.nn.Parameter(bias.to(device)))
@@ -67,6 +69,11 @@ class StackedMLP(torch.nn.Module):
             pres.append(pre)
             h = self.activation(pre) if layer < last else pre
         return h.mT, inputs, pres
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, task: str) -> tuple[torch.Tensor, Callable[[], None]]:
+        """Each run's loss on ``(x, y)``, ``[runs]``, and a function that sets the parameters' gradients of it."""
+        outputs, inputs, pres = self.traced(x)
+        return per_run_loss(outputs, y, task), lambda: self.set_gradients(inputs, pres, per_run_loss_gradient(outputs, y, task))
 
     def set_gradients(self, inputs: list[torch.Tensor], pres: list[torch.Tensor], output_grad: torch.Tensor) -> None:
         """Backpropagate ``output_grad`` = dL/d(outputs) ``[runs, batch, out]`` and set every parameter's ``.grad``.
@@ -140,26 +147,39 @@ class Evaluation:
         )
 
 
+class StackedModel(Protocol):
+    """What the trainer trains: the runs' networks stacked, with parameters ``[runs, ...]``.
+
+    :class:`StackedMLP` (the fast path) and :class:`initbench.module_backend.StackedModules` (any
+    other network) are the two.
+    """
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Inputs ``[runs, batch, ...]`` → outputs ``[runs, batch, out]``."""
+        ...
+
+    def parameters(self) -> Iterator[torch.Tensor]: ...
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor, task: str) -> tuple[torch.Tensor, Callable[[], None]]: ...
+
+
 class StackedTrainer:
     """Trains the runs of one architecture together on one dataset.
 
     Args:
         runs: the runs (resolved schemes and seeds).
         dataset: the data; its task decides the output size and the loss.
-        hidden: hidden-layer widths.
-        activation: φ of the hidden layers.
-        use_bias: whether layers have biases (drawn from each run's bias scheme).
+        model: the runs' stacked networks, already drawn (:class:`StackedMLP` or a module stack).
         optimizer: "sgd" (with ``momentum``) or "adam"; ``weight_decay`` is the L2 coefficient.
         batch_size: minibatch size, or None for full-batch gradient descent.
+        input_shape: the shape one example has for the model (images: ``(1, 8, 8)``); None: flat.
     """
 
     def __init__(
         self,
         runs: list[Run],
         dataset: Dataset,
-        hidden: list[int],
-        activation: Activation,
-        use_bias: bool,
+        model: StackedModel,
         device: torch.device,
         dtype: torch.dtype,
         optimizer: str,
@@ -167,10 +187,10 @@ class StackedTrainer:
         momentum: float,
         weight_decay: float,
         batch_size: int | None,
+        input_shape: tuple[int, ...] | None = None,
     ) -> None:
         self.runs, self.dataset, self.device = runs, dataset, device
-        sizes = [dataset.input_dim, *hidden, dataset.output_dim]
-        self.model = StackedMLP(runs, sizes, activation, use_bias, device, dtype)
+        self.model = model
         # foreach: one multi-tensor op per update rather than a loop over the parameters, which is
         # the CPU default (Adam's step: 245 µs against 325 µs for the circles net).
         if optimizer == "adam":
@@ -178,9 +198,11 @@ class StackedTrainer:
         else:
             self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
         target_dtype = dtype if dataset.task == "regression" else torch.long
-        self.x_train = torch.as_tensor(dataset.x_train, device=device, dtype=dtype)
+        # Images arrive flat ([n, C·H·W]); a conv net sees them as [n, C, H, W].
+        shape = (-1, *input_shape) if input_shape is not None else (-1, dataset.input_dim)
+        self.x_train = torch.as_tensor(dataset.x_train, device=device, dtype=dtype).reshape(shape)
         self.y_train = torch.as_tensor(dataset.y_train, device=device, dtype=target_dtype)
-        self.x_test = torch.as_tensor(dataset.x_test, device=device, dtype=dtype)
+        self.x_test = torch.as_tensor(dataset.x_test, device=device, dtype=dtype).reshape(shape)
         self.y_test = torch.as_tensor(dataset.y_test, device=device, dtype=target_dtype)
         self.batch_size = batch_size
         self.batch_streams = [torch.Generator().manual_seed(derive_seed(run.seed, "batches")) for run in runs]
@@ -210,8 +232,7 @@ class StackedTrainer:
     def step(self, step: int) -> None:
         """One optimizer step for every run still training; marks newly diverged runs."""
         x, y = self.next_batch()
-        outputs, inputs, pres = self.model.traced(x)
-        losses = per_run_loss(outputs, y, self.dataset.task)
+        losses, set_gradients = self.model.losses(x, y, self.dataset.task)
         if not bool(torch.isfinite(losses).all()):  # one check per step; the details only on divergence
             for index in torch.nonzero(~torch.isfinite(losses)).flatten().tolist():
                 if self.diverged_at[index] is None:
@@ -222,7 +243,7 @@ class StackedTrainer:
         if len(self._frozen) == len(self.runs):
             return
         # Every op of the backward pass is per run, so a diverged run's NaN stays in its own slice.
-        self.model.set_gradients(inputs, pres, per_run_loss_gradient(outputs, y, self.dataset.task))
+        set_gradients()
         self.optimizer.step()
         for index, saved in self._frozen.items():
             for parameter, value in zip(self.model.parameters(), saved, strict=True):
@@ -248,3 +269,23 @@ class StackedTrainer:
             return (outputs[..., 0] > 0).long()
         return outputs.argmax(-1)
 
+
+
+def mlp_trainer(
+    runs: list[Run],
+    dataset: Dataset,
+    hidden: list[int],
+    activation: Activation,
+    use_bias: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    optimizer: str,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    batch_size: int | None,
+) -> StackedTrainer:
+    """A trainer of plain MLPs (the fast path): ``hidden`` widths between the dataset's input and output."""
+    sizes = [dataset.input_dim, *hidden, dataset.output_dim]
+    model = StackedMLP(runs, sizes, activation, use_bias, device, dtype)
+    return StackedTrainer(runs, dataset, model, device, dtype, optimizer, lr, momentum, weight_decay, batch_size)

@@ -7,6 +7,7 @@ import math
 import torch
 
 from initbench.activations import ACTIVATIONS
+from initbench.architectures import linear_context
 from initbench.engine import Run, StackedForward, derive_seed
 from initbench.registry import build_from_spec
 from initbench.schemes import SCHEMES
@@ -79,11 +80,11 @@ def test_backward_equals_autograd_on_a_tiny_net() -> None:
     for index, run in enumerate(runs):
         generator = torch.Generator().manual_seed(run.seed)
         weights, pre_activations, fan_in = [], [], 4
-        for fan_out in widths:
+        for layer, fan_out in enumerate(widths, start=1):
             weight = torch.empty(fan_out, fan_in, dtype=torch.float64)
             bias = torch.empty(fan_out, dtype=torch.float64)
-            run.scheme.sample_(weight, fan_in, fan_out, generator)
-            run.bias.sample_(bias, fan_in, fan_out, generator)
+            run.scheme.sample_(weight, linear_context(layer, len(widths), fan_in, fan_out, "weight"), generator)
+            run.bias.sample_(bias, linear_context(layer, len(widths), fan_in, fan_out, "bias"), generator)
             weights.append((weight.requires_grad_(), bias))
             fan_in = fan_out
         hidden = x[index]

@@ -20,6 +20,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from initbench.architectures import linear_context
 from initbench.cli import app
 from initbench.config import Config, validate_config
 from initbench.engine import derive_seed, resolve_dtype
@@ -382,11 +383,11 @@ def test_gradient_columns_match_autograd_per_run_and_layer() -> None:
         x = torch.empty(batch, width, dtype=torch.float64).normal_(generator=torch.Generator().manual_seed(derive_seed(run.seed, "input")))
         r = torch.empty(batch, width, dtype=torch.float64).normal_(generator=torch.Generator().manual_seed(derive_seed(run.seed, "loss")))
         hidden, weights, pres = x, [], []
-        for _ in range(depth):
+        for layer in range(1, depth + 1):
             weight = torch.empty(width, width, dtype=torch.float64)
             bias = torch.empty(width, dtype=torch.float64)
-            run.scheme.sample_(weight, width, width, generator)
-            run.bias.sample_(bias, width, width, generator)
+            run.scheme.sample_(weight, linear_context(layer, depth, width, width, "weight"), generator)
+            run.bias.sample_(bias, linear_context(layer, depth, width, width, "bias"), generator)
             weight.requires_grad_(True)
             pre = hidden @ weight.T + bias
             pre.retain_grad()

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from initbench.activations import ACTIVATIONS
+from initbench.architectures import ParamContext
 from initbench.errors import InitbenchError
 from initbench.registry import build_from_spec
 from initbench.schemes import SCHEMES
@@ -63,13 +64,14 @@ EXPECTED = {
 def draw(spec: str, shape: tuple[int, ...] = (FAN_OUT, FAN_IN), seed: int = 0, activation=RELU) -> torch.Tensor:
     scheme = build_from_spec(SCHEMES, spec).resolve(activation)
     tensor = torch.empty(shape, dtype=torch.float64)
-    scheme.sample_(tensor, FAN_IN, FAN_OUT, torch.Generator().manual_seed(seed))
+    context = ParamContext("layer", "Linear", "weight" if len(shape) > 1 else "bias", shape, FAN_IN, FAN_OUT, 1, 1)
+    scheme.sample_(tensor, context, torch.Generator().manual_seed(seed))
     return tensor
 
 
 def test_every_registered_scheme_has_an_expected_value() -> None:
     tested = {build_from_spec(SCHEMES, spec).registry_name for spec in EXPECTED}
-    untested = set(SCHEMES.names()) - tested - {"identity"}  # identity has no i.i.d. variance
+    untested = set(SCHEMES.names()) - tested - {"identity", "constructor"}  # no i.i.d. variance; constructor draws nothing
     assert not untested, f"add these schemes to EXPECTED: {untested}"
 
 

@@ -14,7 +14,7 @@ from initbench.datasets import load_dataset
 from initbench.engine import Run
 from initbench.registry import build_from_spec
 from initbench.schemes import SCHEMES
-from initbench.training import StackedTrainer, per_run_loss, per_run_loss_gradient
+from initbench.training import mlp_trainer, per_run_loss, per_run_loss_gradient
 from tests.conftest import write_config
 
 TANH = ACTIVATIONS.get("tanh")()
@@ -31,7 +31,7 @@ def make_runs(specs: list[str], seeds: list[int], activation=RELU, bias: str = "
 
 def losses(runs: list[Run], dataset_spec: str, hidden: list[int], activation, optimizer: str, batch_size: int | None, steps: int) -> torch.Tensor:
     """Training loss of every run at every step, ``[steps, runs]``, in float64."""
-    trainer = StackedTrainer(
+    trainer = mlp_trainer(
         runs, load_dataset(dataset_spec, 0), hidden, activation, True, torch.device("cpu"), torch.float64, optimizer, 0.05, 0.9, 1e-3, batch_size
     )
     history = []
@@ -56,7 +56,7 @@ def test_a_run_in_the_stack_trains_exactly_as_alone(dataset: str, hidden: list[i
 def test_stacked_model_equals_nn_linear_layers() -> None:
     """The stack's forward pass is the plain MLP's: copy run 0's weights into nn.Linear layers."""
     runs = make_runs(["he"], [3, 4])
-    trainer = StackedTrainer(runs, load_dataset("circles", 0), [10, 5], RELU, True, torch.device("cpu"), torch.float64, "sgd", 0.1, 0.0, 0.0, None)
+    trainer = mlp_trainer(runs, load_dataset("circles", 0), [10, 5], RELU, True, torch.device("cpu"), torch.float64, "sgd", 0.1, 0.0, 0.0, None)
     sizes = [2, 10, 5, 1]
     layers = []
     for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -77,7 +77,7 @@ def test_stacked_model_equals_nn_linear_layers() -> None:
 def test_written_out_gradients_equal_autograd(dataset: str, hidden: list[int], activation) -> None:
     """set_gradients with per_run_loss_gradient is d(Σ_r L_r)/dθ, as autograd computes it."""
     runs = make_runs(["he", "normal:std=0.5"], [0, 1], activation=activation)
-    trainer = StackedTrainer(runs, load_dataset(dataset, 0), hidden, activation, True, torch.device("cpu"), torch.float64, "sgd", 0.1, 0.0, 0.0, None)
+    trainer = mlp_trainer(runs, load_dataset(dataset, 0), hidden, activation, True, torch.device("cpu"), torch.float64, "sgd", 0.1, 0.0, 0.0, None)
     x, y = trainer.next_batch()
     per_run_loss(trainer.model(x), y, trainer.dataset.task).sum().backward()
     expected = [parameter.grad.clone() for parameter in trainer.model.parameters()]
@@ -95,7 +95,7 @@ def test_zero_init_never_breaks_symmetry() -> None:
     units receive identical gradients, so training cannot tell them apart."""
     for spec, activation in (("zeros", RELU), ("constant:value=0.3", TANH)):
         runs = [Run(spec, 0, build_from_spec(SCHEMES, spec).resolve(activation), build_from_spec(SCHEMES, "zeros"))]
-        trainer = StackedTrainer(runs, load_dataset("circles", 0), [10, 5], activation, True, torch.device("cpu"), torch.float64, "sgd", 0.5, 0.0, 0.0, None)
+        trainer = mlp_trainer(runs, load_dataset("circles", 0), [10, 5], activation, True, torch.device("cpu"), torch.float64, "sgd", 0.5, 0.0, 0.0, None)
         for step in range(200):
             trainer.step(step)
         for weight, bias in zip(list(trainer.model.weights)[:-1], list(trainer.model.biases)[:-1]):
@@ -108,8 +108,8 @@ def test_zero_init_never_breaks_symmetry() -> None:
 def test_a_diverging_run_is_marked_and_the_others_go_on() -> None:
     runs = make_runs(["normal:std=10000", "he"], [0])
     data = load_dataset("teacher:n_train=100,n_test=20", 0)
-    trainer = StackedTrainer(runs, data, [16, 16], RELU, True, torch.device("cpu"), torch.float32, "sgd", 0.1, 0.0, 0.0, None)
-    alone = StackedTrainer([runs[1]], data, [16, 16], RELU, True, torch.device("cpu"), torch.float32, "sgd", 0.1, 0.0, 0.0, None)
+    trainer = mlp_trainer(runs, data, [16, 16], RELU, True, torch.device("cpu"), torch.float32, "sgd", 0.1, 0.0, 0.0, None)
+    alone = mlp_trainer([runs[1]], data, [16, 16], RELU, True, torch.device("cpu"), torch.float32, "sgd", 0.1, 0.0, 0.0, None)
     for step in range(20):
         trainer.step(step)
         alone.step(step)

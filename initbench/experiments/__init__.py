@@ -115,4 +115,4 @@ def build_runs(config: Config, activation: Activation) -> list[Run]:
 
 def load_experiments() -> None:
     """Import the modules that register experiments (deferred: they import torch and matplotlib)."""
-    from initbench.experiments import propagation, train  # noqa: F401
+    from initbench.experiments import propagation, train

@@ -17,11 +17,15 @@ import numpy as np
 import torch
 
 from initbench import theory
-from initbench.activations import Activation
+from initbench.activations import ACTIVATIONS, Activation
+from initbench.architectures import ActivationModule, Block, ResidualBlock, fans
 from initbench.config import Config
 from initbench.engine import Run, StackedForward, check_memory, propagation_memory_estimate, resolve_dtype
+from initbench.errors import InitbenchError
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
+from initbench.module_backend import build_stack, loss_directions, module_inputs, observe
 from initbench.plots import histograms_figure, std_by_layer_figure
+from initbench.registry import build_from_spec
 from initbench.report import display_layers, format_number, markdown_table, rich_table
 from initbench.stats import (
     FORWARD_COLUMNS,
@@ -30,6 +34,7 @@ from initbench.stats import (
     layer_statistics,
     median_layer,
     row_histograms,
+    std_mean_float64,
     verdict,
 )
 
@@ -39,17 +44,37 @@ HISTOGRAM_BINS = 50
 #: layer's matmul).
 HISTOGRAM_ROWS = 128
 GRADIENT_COLUMNS = ("grad_std", "weight_grad_std")
+WEIGHT_COLUMNS = ("weight_mean", "weight_std")
 THEORY_COLUMNS = ("theory_std", "theory_pre_std", "chi1")
+
+
+@dataclass(frozen=True)
+class Point:
+    """What one row of the statistics observes: a layer of the MLP, a built-in block, or a module.
+
+    ``fan_in`` is that of the weight the row reports (None for modules without one).
+    """
+
+    module: str
+    module_type: str
+    fan_in: int | None
 
 
 @dataclass
 class Measurement:
-    """Per-run, per-layer results: every array is ``[runs, depth]``."""
+    """Per-run, per-row results: every array is ``[runs, rows]``, one row per observed point.
+
+    ``stats`` holds FORWARD_COLUMNS and WEIGHT_COLUMNS, GRADIENT_COLUMNS when backpropagated, and
+    ``centre_std`` for the cnn (the std at the image's centre pixel, over batch and channels).
+    """
 
     runs: list[Run]
-    stats: dict[str, np.ndarray]  # FORWARD_COLUMNS, and GRADIENT_COLUMNS when backpropagated
+    stats: dict[str, np.ndarray]
     finite: np.ndarray
-    histograms: list[list[tuple[np.ndarray, np.ndarray]]]  # [run][layer - 1] -> (edges, counts)
+    histograms: list[list[tuple[np.ndarray, np.ndarray]]]  # [run][row] -> (edges, counts)
+    points: list[Point]
+    #: Why the module backend ran the runs one at a time instead of together (None: together, or the fast engine).
+    one_at_a_time: str | None = None
 
     def labels(self) -> list[str]:
         return list(dict.fromkeys(run.label for run in self.runs))
@@ -74,6 +99,8 @@ class Measurement:
             stats={name: values[indices] for name, values in self.stats.items()},
             finite=self.finite[indices],
             histograms=[self.histograms[index] for index in indices],
+            points=self.points,
+            one_at_a_time=self.one_at_a_time,
         )
 
 
@@ -86,7 +113,7 @@ def measure_runs(runs: list[Run], config: Config, activation: Activation, contex
     """Run every run through the net together; with ``backward``, also backpropagate the loss."""
     depth, width = config.model.depth, config.model.width
     engine = StackedForward(runs, activation, context.device, context.dtype)
-    columns: dict[str, list[torch.Tensor]] = {name: [] for name in (*FORWARD_COLUMNS, "finite")}
+    columns: dict[str, list[torch.Tensor]] = {name: [] for name in (*FORWARD_COLUMNS, *WEIGHT_COLUMNS, "finite")}
     histograms: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in runs]
     pres: list[torch.Tensor] = []  # kept only for the backward pass: memory grows with depth there
     context.progress.start(f"{'forward + backward' if backward else 'forward'}, {len(runs)} runs", total=depth * (2 if backward else 1))
@@ -94,6 +121,7 @@ def measure_runs(runs: list[Run], config: Config, activation: Activation, contex
         x = engine.inputs(config.input.batch, width)
         for output in engine.layers(x, [width] * depth, use_bias=config.model.bias, keep_states=backward):
             stats = layer_statistics(output.pre, output.post, activation.saturated(output.post))
+            stats["weight_std"], stats["weight_mean"] = std_mean_float64(output.weight.flatten(1))
             for name, values in stats.items():
                 columns[name].append(values)
             layer_histograms = row_histograms(output.post[:, :HISTOGRAM_ROWS].flatten(1), HISTOGRAM_BINS, stats["finite"].tolist())
@@ -112,7 +140,77 @@ def measure_runs(runs: list[Run], config: Config, activation: Activation, contex
             # The backward pass yields the last layer first.
             arrays.update({name: torch.stack(values[::-1], dim=1).cpu().numpy() for name, values in gradients.items()})
     finite_array = arrays.pop("finite").astype(bool)
-    return Measurement(runs=runs, stats=arrays, finite=finite_array, histograms=histograms)
+    points = [Point(f"layers.{layer}", "Linear", width) for layer in range(depth)]
+    return Measurement(runs=runs, stats=arrays, finite=finite_array, histograms=histograms, points=points)
+
+
+def saturation_rule(module: torch.nn.Module, activation: Activation) -> Activation | None:
+    """The activation whose saturation rule applies to ``module``'s outputs, if any."""
+    if isinstance(module, (ActivationModule, Block, ResidualBlock)):
+        return module.activation if isinstance(module, ActivationModule) else activation
+    for torch_type, name in ((torch.nn.Tanh, "tanh"), (torch.nn.Sigmoid, "sigmoid")):
+        if isinstance(module, torch_type):
+            return build_from_spec(ACTIVATIONS, name)
+    return None
+
+
+def measure_modules(runs: list[Run], config: Config, context: RunContext, backward: bool) -> Measurement:
+    """Run every run's module (built-in net or user factory) and record each observed call.
+
+    All runs go through :mod:`initbench.module_backend` together (vmap) where the model allows it;
+    the statistics are the same functions the fast engine uses, one row per observed call.
+    """
+    activation = config.model.build_activation()
+    context.progress.start(f"{'forward + backward' if backward else 'forward'}, {len(runs)} runs of {config.model.arch}", total=2 if backward else 1)
+    stack = build_stack(config, runs, context.device)
+    x = module_inputs(config, runs, context.device)
+    # torch.func.grad differentiates inside no_grad too: nothing here builds an autograd graph.
+    with torch.no_grad():
+        try:
+            observed = observe(stack, x)
+        except Exception as error:  # a user's model that can't take the inputs asked for: say so in one line
+            if config.model.arch != "module":
+                raise
+            raise InitbenchError(
+                f"Model '{config.model.factory}' failed on inputs of shape {list(x.shape[1:])}: {type(error).__name__}: {error}",
+                hint="Check --input-shape (input.shape, batch first) and --tokens against what the model expects.",
+            ) from None
+        context.progress.advance()
+        if backward:
+            observed = observe(stack, x, loss_directions(runs, observed.output))
+            context.progress.advance()
+    columns: dict[str, list[torch.Tensor]] = {}
+    histograms: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in runs]
+    points = []
+    for index, (module, pre, post) in enumerate(zip(observed.modules, observed.pres, observed.posts, strict=True)):
+        rule = saturation_rule(module.module, activation)
+        stats = layer_statistics(pre.detach(), post.detach(), None if rule is None else rule.saturated(post.detach()))
+        if not observed.has_pre[index]:
+            stats["pre_std"] = torch.full_like(stats["std"], math.nan)
+        weight = None if module.weight is None else stack.params[module.weight].detach()
+        if weight is None:
+            stats["weight_std"] = stats["weight_mean"] = torch.full_like(stats["std"], math.nan)
+        else:
+            stats["weight_std"], stats["weight_mean"] = std_mean_float64(weight.flatten(1))
+        if config.model.arch == "cnn":
+            size = post.shape[-1]
+            stats["centre_std"], _ = std_mean_float64(post.detach()[..., size // 2, size // 2].flatten(1))
+        if backward:
+            assert observed.grads is not None and observed.weight_grads is not None
+            stats["grad_std"] = global_std(observed.grads[index])
+            stats["weight_grad_std"] = (
+                torch.full_like(stats["std"], math.nan) if weight is None else global_std(observed.weight_grads[module.weight])  # type: ignore[index]
+            )
+        for name, values in stats.items():
+            columns.setdefault(name, []).append(values.cpu())
+        first_rows = post.detach()[:, :HISTOGRAM_ROWS].flatten(1)
+        for run_index, edges_counts in enumerate(row_histograms(first_rows, HISTOGRAM_BINS, stats["finite"].tolist())):
+            histograms[run_index].append(edges_counts)
+        fan_in = None if weight is None else fans(tuple(weight.shape[1:]))[0]
+        points.append(Point(observed.labels[index], type(module.module).__name__, fan_in))
+    arrays = {name: torch.stack(values, dim=1).numpy() for name, values in columns.items()}
+    finite_array = arrays.pop("finite").astype(bool)
+    return Measurement(runs, arrays, finite_array, histograms, points, stack.one_at_a_time)
 
 
 @dataclass(frozen=True)
@@ -131,31 +229,82 @@ class SchemeTheory:
     phase: str
 
 
-def scheme_theory(run: Run, activation: Activation, config: Config) -> SchemeTheory | str:
+def module_memory_estimate(config: Config, runs: int, backward: bool) -> int:
+    """Peak bytes of a module-backend pass over a built-in net (0 for a user's module, whose size is unknown
+    until it is built).
+
+    Every block's output and pre-activation are kept for every run (they are returned from the
+    vmapped call), about three tensors of ``runs·batch·features`` a block with the block's own
+    temporaries, twice that with the gradient pass; plus the stacked parameters.
+    """
+    model = config.model
+    if model.arch == "module":
+        return 0
+    element = torch.finfo(resolve_dtype(config.dtype)).bits // 8
+    pixels = config.input.image_size**2 if model.arch == "cnn" else 1
+    activations = runs * config.input.batch_size() * model.width * pixels * model.depth * (6 if backward else 3)
+    kernel = 9 if model.arch == "cnn" else 1
+    parameters = runs * model.depth * model.width * model.width * kernel * (2 if model.arch == "resmlp" else 1) * (2 if backward else 1)
+    return (activations + parameters) * element
+
+
+def hidden_fans(config: Config) -> tuple[int, int] | None:
+    """(fan_in, fan_out) of the repeated hidden layer, whose σ_w² the summary reports; None for a module."""
+    width = config.model.width
+    return {"mlp": (width, width), "resmlp": (width, width), "cnn": (9 * width, 9 * width)}.get(config.model.arch)
+
+
+def scheme_theory(run: Run, activation: Activation, config: Config, points: list[Point]) -> SchemeTheory | str:
     """The predictions for ``run``'s network, or the reason there are none.
 
     Mean-field theory needs zero-mean i.i.d. weights (and biases): σ_w² = fan_in·Var(W_ij) and
     σ_b² = Var(b_i). The loss L = Σ x^L ⊙ r / √batch with r ~ N(0, 1) starts the backward recursion
     at Var(dL/dh^L) = E[φ'(h^L)²] / batch.
+
+    - mlp: the length map qˡ = σ_w²·E[φ(z)²] + σ_b², z ~ N(0, qˡ⁻¹).
+    - cnn: the same map with each layer's own σ_w² = C_in·9·Var(W). It holds at the image's centre,
+      where every 3×3 window sees real pixels, until the zero padding's loss of variance reaches
+      the centre (one pixel a layer).
+    - resmlp: the block output's variance grows as v ← v + σ₂²·E[φ(z)²] + σ_b², z ~ N(0, σ₁²·v + σ_b²).
+    - normalized nets and user modules: none (normalization makes every layer's scale depend on
+      the batch, which this mean field does not model).
     """
-    width, depth = config.model.width, config.model.depth
-    variance = run.scheme.weight_variance(width, width)
+    model = config.model
+    if model.norm != "none":
+        return f"normalized nets ({model.norm}) have no mean-field prediction here"
+    fans_hidden = hidden_fans(config)
+    if fans_hidden is None:
+        return "a user's module has no mean-field prediction"
+    depth = len(points)
+    variance = run.scheme.weight_variance(*fans_hidden)
     if variance is None:
         return f"'{run.label}' has no i.i.d. weight variance"
     if run.scheme.weight_mean() != 0:
         return f"'{run.label}' has non-zero-mean weights"
     sigma_b2 = 0.0
     if run.bias is not None:
-        bias_variance = run.bias.weight_variance(width, width)
+        bias_variance = run.bias.weight_variance(*fans_hidden)
         if bias_variance is None or run.bias.weight_mean() != 0:
             return "the bias init is not zero-mean i.i.d."
         sigma_b2 = bias_variance
-    sigma_w2 = variance * width
-    prediction = theory.propagate_forward(activation, sigma_w2, sigma_b2, depth)
+    sigma_w2 = variance * fans_hidden[0]
+    if model.arch == "resmlp":
+        prediction = theory.propagate_residual(activation, sigma_w2, sigma_w2, sigma_b2, depth)
+        q_star = math.inf if sigma_w2 > 0 else 1.0
+        grad_std = np.full(depth, math.nan)  # no backward recursion for residual nets here
+        chi1 = float(prediction.chi1[-1])
+        return SchemeTheory(sigma_w2, sigma_b2, prediction, grad_std, q_star, chi1, "last layer", math.nan, math.nan, theory.phase(chi1))
+    if model.arch == "cnn":
+        # Layer 1 sees input.channels; its σ_w² differs when the scheme's fan mode is not fan_in.
+        first = 9 * config.input.channels
+        sw2 = [variance_first * first if (variance_first := run.scheme.weight_variance(first, fans_hidden[1])) is not None else math.nan] + [sigma_w2] * (depth - 1)
+    else:
+        sw2 = [sigma_w2] * depth
+    prediction = theory.propagate_forward(activation, sw2, sigma_b2, depth)
     with np.errstate(all="ignore"):
         last_q = float(prediction.q[-1])
-        last_grad_var = theory.gaussian_moments(activation, last_q).derivative_sq / config.input.batch if math.isfinite(last_q) else math.nan
-        grad_std = np.sqrt(theory.propagate_backward(activation, sigma_w2, prediction.q, last_grad_var))
+        last_grad_var = theory.gaussian_moments(activation, last_q).derivative_sq / config.input.batch_size() if math.isfinite(last_q) else math.nan
+        grad_std = np.sqrt(theory.propagate_backward(activation, sw2, prediction.q, last_grad_var))
     q_star = theory.fixed_point(activation, sigma_w2, sigma_b2)
     if math.isfinite(q_star):
         chi1, chi1_at = theory.chi1(activation, sigma_w2, q_star), "fixed point"
@@ -174,7 +323,8 @@ def nan_median(values: np.ndarray) -> float:
 
 def summarize(measurement: Measurement, theories: dict[str, SchemeTheory | str], config: Config) -> dict[str, dict[str, Any]]:
     """``summary.json``'s per-scheme entries: medians over seeds, verdicts and the theory."""
-    depth, width = config.model.depth, config.model.width
+    depth = len(measurement.points)
+    fans_hidden = hidden_fans(config)
     schemes: dict[str, dict[str, Any]] = {}
     for label in measurement.labels():
         indices = measurement.run_indices(label)
@@ -183,7 +333,7 @@ def summarize(measurement: Measurement, theories: dict[str, SchemeTheory | str],
         std = measurement.stats["std"][indices]
         std_last = nan_median(std[:, -1])
         scheme = measurement.runs[indices[0]].scheme
-        variance = scheme.weight_variance(width, width)
+        variance = None if fans_hidden is None else scheme.weight_variance(*fans_hidden)
         entry: dict[str, Any] = {
             "first_nonfinite_layer": first,
             "first_nonfinite_layer_per_seed": per_seed,
@@ -192,7 +342,7 @@ def summarize(measurement: Measurement, theories: dict[str, SchemeTheory | str],
             "verdict": verdict(std_last, nan_median(measurement.stats["frac_saturated"][indices, -1]), first),
             "resolved_scheme": scheme.spec(),
             "weight_variance": variance,
-            "sigma_w2": None if variance is None else variance * width,
+            "sigma_w2": None if variance is None else variance * fans_hidden[0],  # type: ignore[index]
             "std_median_by_layer": [nan_median(std[:, layer]) for layer in range(depth)],
         }
         if "grad_std" in measurement.stats:
@@ -228,23 +378,32 @@ def summarize(measurement: Measurement, theories: dict[str, SchemeTheory | str],
 
 
 def layer_stats_table(measurement: Measurement, theories: dict[str, SchemeTheory | str], activation_spec: str) -> Table:
-    """``layer_stats.csv``: one row per (scheme, seed, layer); theory cells empty where there is none."""
+    """``layer_stats.csv``: one row per (scheme, seed, observed point); theory cells empty where there is none.
+
+    ``module`` and ``module_type`` name what the row observed; ``weight_mean``, ``weight_std`` and
+    ``fan_in`` describe the weight it owns (empty for modules without one).
+    """
     backward = "grad_std" in measurement.stats
-    measured = FORWARD_COLUMNS + (GRADIENT_COLUMNS if backward else ())
+    measured = FORWARD_COLUMNS + (("centre_std",) if "centre_std" in measurement.stats else ()) + WEIGHT_COLUMNS
+    gradients = GRADIENT_COLUMNS if backward else ()
     predicted = THEORY_COLUMNS + (("theory_grad_std",) if backward else ())
     rows = []
     for index, run in enumerate(measurement.runs):
         prediction = theories[run.label]
-        for layer in range(measurement.finite.shape[1]):
+        for layer, point in enumerate(measurement.points):
             values = tuple(float(measurement.stats[name][index, layer]) for name in measured)
+            weight_values = values[-2:] if point.fan_in is not None else ("", "")
+            grads = tuple(float(measurement.stats[name][index, layer]) for name in gradients)
             if isinstance(prediction, str):
                 expected: tuple[Any, ...] = ("",) * len(predicted)
             else:
                 expected = (float(prediction.prediction.post_std[layer]), float(prediction.prediction.pre_std[layer]), float(prediction.prediction.chi1[layer]))
                 if backward:
                     expected += (float(prediction.grad_std[layer]),)
-            rows.append((run.label, activation_spec, run.seed, layer + 1, *values, *expected))
-    return Table(columns=("scheme", "activation", "seed", "layer", *measured, *predicted), rows=rows)
+            fan_in = "" if point.fan_in is None else point.fan_in
+            rows.append((run.label, activation_spec, run.seed, layer + 1, point.module, point.module_type, *values[:-2], *weight_values, fan_in, *grads, *expected))
+    columns = ("scheme", "activation", "seed", "layer", "module", "module_type", *measured, "fan_in", *gradients, *predicted)
+    return Table(columns=columns, rows=rows)
 
 
 def histograms_table(measurement: Measurement) -> Table:
@@ -260,8 +419,17 @@ def histograms_table(measurement: Measurement) -> Table:
 def describe(config: Config) -> str:
     """One line naming the network, for titles."""
     model = config.model
+    if model.arch == "module":
+        inputs = f"tokens < {config.input.tokens}" if config.input.tokens else "N(0, 1) inputs"
+        return f"{model.factory}, input {config.input.shape} ({inputs}), {'eval' if model.eval else 'train'} mode"
     bias = f", bias {config.init.bias}" if model.bias else ""
-    return f"{model.depth} layers × {model.width} units, {model.activation}{bias}, batch {config.input.batch}"
+    norm = "" if model.norm == "none" else f", {model.norm}"
+    shape = {
+        "mlp": f"{model.depth} layers × {model.width} units",
+        "resmlp": f"{model.depth} residual blocks × {model.width} units",
+        "cnn": f"{model.depth} 3×3 conv layers × {model.width} channels, {config.input.image_size}² images",
+    }[model.arch]
+    return f"{shape}, {model.activation}{norm}{bias}, batch {config.input.batch_size()}"
 
 
 def terminal_rows(schemes: dict[str, dict[str, Any]], depth: int, gradients: bool = False) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
@@ -286,6 +454,16 @@ def terminal_rows(schemes: dict[str, dict[str, Any]], depth: int, gradients: boo
     return columns, rows
 
 
+def module_table(measurement: Measurement, schemes: dict[str, dict[str, Any]]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    """One row per observed point: its module path and type, and each scheme's median output std."""
+    columns = ("row", "module", "type", *schemes)
+    rows = [
+        (row, point.module, point.module_type, *(entry["std_median_by_layer"][row - 1] for entry in schemes.values()))
+        for row, point in enumerate(measurement.points, start=1)
+    ]
+    return columns, rows
+
+
 class Propagation:
     """Shared by the forward and gradients experiments; ``backward`` says whether to backpropagate."""
 
@@ -294,7 +472,10 @@ class Propagation:
     def check(self, config: Config, device: torch.device) -> None:
         runs = len(config.init.build_schemes()) * config.seeds
         dtype = resolve_dtype(config.dtype)
-        estimate = propagation_memory_estimate(runs, config.input.batch, config.model.width, config.model.depth if self.backward else 0, dtype)
+        if config.uses_fast_engine():
+            estimate = propagation_memory_estimate(runs, config.input.batch, config.model.width, config.model.depth if self.backward else 0, dtype)
+        else:
+            estimate = module_memory_estimate(config, runs, self.backward)
         check_memory(estimate, device)
 
     def run(self, context: RunContext) -> ExperimentResult:
@@ -302,9 +483,12 @@ class Propagation:
         return self.analyse(config, self.measure(context, build_runs(config, config.model.build_activation())))
 
     def measure(self, context: RunContext, runs: list[Run]) -> Measurement:
-        """Measure ``runs`` (of one or several configs that differ only in ``init``) in one stacked pass."""
+        """Measure ``runs`` (of one or several configs that differ only in ``init``) in one stacked pass:
+        the fast engine for the plain MLP, the module backend for every other network."""
         config = context.config
-        return measure_runs(runs, config, config.model.build_activation(), context, self.backward)
+        if config.uses_fast_engine():
+            return measure_runs(runs, config, config.model.build_activation(), context, self.backward)
+        return measure_modules(runs, config, context, self.backward)
 
     def analyse(self, config: Config, measurement: Measurement) -> ExperimentResult:
         """Theory, summary, tables and figures of a measurement of ``config``'s runs.
@@ -313,12 +497,14 @@ class Propagation:
         then analyse each point's :meth:`Measurement.subset` exactly as its own run would.
         """
         activation = config.model.build_activation()
-        theories = {label: scheme_theory(measurement.runs[measurement.run_indices(label)[0]], activation, config) for label in measurement.labels()}
+        theories = {
+            label: scheme_theory(measurement.runs[measurement.run_indices(label)[0]], activation, config, measurement.points) for label in measurement.labels()
+        }
         schemes = summarize(measurement, theories, config)
         return self.result(config, measurement, theories, schemes)
 
     def result(self, config: Config, measurement: Measurement, theories: dict[str, SchemeTheory | str], schemes: dict[str, dict[str, Any]]) -> ExperimentResult:
-        depth = config.model.depth
+        depth = len(measurement.points)
         shown = display_layers(depth)
         title = describe(config)
         seeds = f"median over {config.seeds} seeds" if config.seeds > 1 else f"seed {config.seed}"
@@ -327,9 +513,13 @@ class Propagation:
         first_seed_histograms = {
             label: {layer: measurement.histograms[measurement.run_indices(label)[0]][layer - 1] for layer in shown} for label in measurement.labels()
         }
+        # The cnn's theory holds at the image's centre, so that is what its figure compares.
+        centre = "centre_std" in measurement.stats
         figures = {
             "std_by_layer.png": std_by_layer_figure(
-                measurement.by_label("std"), "std of activations φ(h)", f"Activation std by layer: {title}",
+                measurement.by_label("centre_std" if centre else "std"),
+                "std of φ(h) at the image centre" if centre else "std of activations φ(h)",
+                f"Activation std by layer: {title}",
                 theory={label: value.prediction.post_std for label, value in predicted.items()},
             ),
             "histograms.png": histograms_figure(first_seed_histograms, f"Activations φ(h) at init, seed {config.seed}: {title}"),
@@ -388,10 +578,19 @@ class Propagation:
                 "![Gradient std by layer](grad_std_by_layer.png)",
             ]
             tables.append(rich_table(f"Gradient std by layer ({seeds})", *terminal_rows(schemes, depth, gradients=True)))
+        summary: dict[str, Any] = {"experiment": config.experiment, "schemes": schemes}
+        if not config.uses_fast_engine():
+            module_columns, module_rows = module_table(measurement, schemes)
+            how = "together under torch.func.vmap" if measurement.one_at_a_time is None else f"one at a time: {measurement.one_at_a_time}"
+            summary["backend"] = {"runs": how, "mode": "eval" if config.model.eval else "train"}
+            summary["modules"] = [{"row": row, "module": point.module, "module_type": point.module_type, "fan_in": point.fan_in} for row, point in enumerate(measurement.points, start=1)]
+            sections.insert(2, f"Every row observed, in execution order (median std of its output; runs went {how}):\n\n" + markdown_table(module_columns, module_rows))
+            if config.model.arch == "module":
+                tables.insert(0, rich_table(f"Output std of each module ({seeds})", module_columns, module_rows))
         tables_out = {"layer_stats.csv": layer_stats_table(measurement, theories, config.model.activation), "histograms.csv": histograms_table(measurement)}
         return ExperimentResult(
             tables=tables_out,
-            summary={"experiment": config.experiment, "schemes": schemes},
+            summary=summary,
             figures=figures,
             report="\n\n".join(sections),
             console_tables=tables,

@@ -20,10 +20,11 @@ from initbench.datasets import Dataset, load_dataset
 from initbench.engine import resolve_dtype
 from initbench.errors import InitbenchError
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
+from initbench.module_backend import build_stack
 from initbench.plots import decision_boundary_figure, training_curves_figure
 from initbench.report import markdown_table, rich_table
 from initbench.stats import median_layer
-from initbench.training import Evaluation, StackedTrainer
+from initbench.training import Evaluation, StackedTrainer, mlp_trainer
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -31,6 +32,21 @@ if TYPE_CHECKING:
     from initbench.engine import Run
 
 BOUNDARY_RESOLUTION = 200
+
+
+def image_shape(config: Config, dataset: Dataset) -> tuple[int, ...] | None:
+    """How one example is shaped for the model: (C, H, W) for the cnn, ``input.shape[1:]`` for a
+    module that asks for it, None for a flat vector."""
+    if config.model.arch == "cnn":
+        if dataset.image_shape is None:
+            raise InitbenchError(
+                f"model.arch cnn trains on images, and dataset '{dataset.name}' has flat features.",
+                hint="Use train.dataset=digits (8×8 images), or an mlp or resmlp.",
+            )
+        return dataset.image_shape
+    if config.model.arch == "module" and config.input.shape is not None:
+        return tuple(config.input.shape[1:])
+    return None
 
 
 def evaluation_steps(steps: int, every: int) -> list[int]:
@@ -123,10 +139,15 @@ class TrainExperiment:
         config = context.config
         settings = self.settings(config)
         dataset = self.load(config)
-        trainer = StackedTrainer(
-            runs, dataset, config.model.hidden_widths(), config.model.build_activation(), config.model.bias, context.device,
-            resolve_dtype(config.dtype), settings.optimizer, settings.lr, settings.momentum, settings.weight_decay, settings.batch_size,
-        )
+        dtype = resolve_dtype(config.dtype)
+        input_shape = image_shape(config, dataset)
+        optimizer = (settings.optimizer, settings.lr, settings.momentum, settings.weight_decay, settings.batch_size)
+        if config.uses_fast_engine():
+            trainer = mlp_trainer(runs, dataset, config.model.hidden_widths(), config.model.build_activation(), config.model.bias, context.device, dtype, *optimizer)
+        else:
+            inputs = None if config.model.arch == "module" else (input_shape[0] if input_shape is not None else dataset.input_dim)
+            model = build_stack(config, runs, context.device, outputs=dataset.output_dim, inputs=inputs)
+            trainer = StackedTrainer(runs, dataset, model, context.device, dtype, *optimizer, input_shape)
         checkpoints = evaluation_steps(settings.steps, settings.eval_every)
         evaluations: list[Evaluation] = []
         context.progress.start(f"training {len(runs)} runs", total=settings.steps)
@@ -201,7 +222,12 @@ class TrainExperiment:
             schemes[label] = entry
             curves[label] = curve
 
-        title = f"{dataset.name}: hidden {config.model.hidden_widths()}, {config.model.activation}, {settings.optimizer} lr {settings.lr}, {settings.steps} steps"
+        network = {
+            "mlp": f"hidden {config.model.hidden_widths()}", "resmlp": f"{config.model.depth} residual blocks × {config.model.width}",
+            "cnn": f"{config.model.depth} conv layers × {config.model.width} channels", "module": str(config.model.factory),
+        }[config.model.arch]
+        norm = "" if config.model.norm == "none" else f", {config.model.norm}"
+        title = f"{dataset.name}: {network}, {config.model.activation}{norm}, {settings.optimizer} lr {settings.lr}, {settings.steps} steps"
         figures = {"training_curves.png": training_curves_figure(steps, curves, title)}
         if record.boundary is not None:
             figures["decision_boundary.png"] = self.boundary_figure(record, labels, title)
