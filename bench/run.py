@@ -92,7 +92,7 @@ def run_forward(config: Config, device: torch.device) -> None:
     """initbench's forward experiment without the file output: engine plus statistics."""
     activation = config.model.build_activation()
     context = RunContext(config=config, device=device, dtype=torch.float32, progress=SilentProgress())
-    measure_runs(build_runs(config, activation), config, activation, context, backward=False)
+    measure_runs(build_runs(config), config, activation, context, backward=False)
 
 
 def forward_benchmark(repeats: int, device: torch.device, depth: int = 100, width: int = 1024, batch: int = 1024) -> list[Result]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from initbench.activations import ACTIVATIONS, Activation
 from initbench.errors import InitbenchError, from_validation_error
@@ -119,6 +119,8 @@ class InitConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     scheme: str | None = None
+    _schemes: list[tuple[str, InitScheme]] = PrivateAttr(default_factory=list)
+    _bias: InitScheme = PrivateAttr()
     schemes: list[str] | None = None
     bias: str = "zeros"
 
@@ -133,14 +135,20 @@ class InitConfig(BaseModel):
             )
         if self.schemes is not None and len(set(self.schemes)) != len(self.schemes):
             raise InitbenchError(f"init.schemes lists a scheme twice: {self.schemes}.")
-        self.build_schemes()
-        bias = build_from_spec(SCHEMES, self.bias)
+        self._schemes = self._parse_schemes()
+        self._bias = bias = build_from_spec(SCHEMES, self.bias)
         if not bias.fills_bias:
             raise InitbenchError(f"init.bias: scheme '{self.bias}' needs a 2-D weight and cannot initialize a bias.", hint="Use zeros, constant, normal, uniform or default for biases.")
         return self
 
     def build_schemes(self) -> list[tuple[str, InitScheme]]:
-        """``(label, scheme)`` per run; the label is the scheme as written (``normal:std=0.01``)."""
+        """``(label, scheme)`` per run; the label is the scheme as written (``normal:std=0.01``).
+
+        Parsed once, when the config is validated; every caller gets those objects.
+        """
+        return list(self._schemes)
+
+    def _parse_schemes(self) -> list[tuple[str, InitScheme]]:
         if self.schemes is not None:
             return [(spec, build_from_spec(SCHEMES, spec)) for spec in self.schemes]
         assert self.scheme is not None
@@ -149,7 +157,7 @@ class InitConfig(BaseModel):
         return [(format_spec(name, options), build(SCHEMES, name, options))]
 
     def build_bias(self) -> InitScheme:
-        return build_from_spec(SCHEMES, self.bias)
+        return self._bias
 
 
 class TrainConfig(Section):
@@ -211,6 +219,8 @@ class Config(Section):
     init: InitConfig = InitConfig(scheme="kaiming_normal")
     input: InputConfig = InputConfig()
     train: TrainConfig | None = None
+    _resolved: list[tuple[str, InitScheme]] = PrivateAttr(default_factory=list)
+    _resolved_bias: InitScheme = PrivateAttr()
 
     @model_validator(mode="after")
     def _train_section(self) -> Config:
@@ -234,14 +244,19 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _schemes_resolve(self) -> Config:
-        """Settle ``gain: auto|preserving|critical`` now, so an impossible one is refused before any run."""
-        self.resolved_schemes()
+        """Settle ``gain: auto|preserving|critical`` now, once, so an impossible one is refused before any run."""
+        activation = self.model.build_activation()
+        self._resolved = [(label, scheme.resolve(activation)) for label, scheme in self.init.build_schemes()]
+        self._resolved_bias = self.init.build_bias().resolve(activation)
         return self
+
+    def resolved_init(self) -> tuple[list[tuple[str, InitScheme]], InitScheme]:
+        """``(label, resolved scheme)`` per scheme, and the resolved bias scheme: every option a number."""
+        return list(self._resolved), self._resolved_bias
 
     def resolved_schemes(self) -> list[tuple[str, str]]:
         """``(label, resolved spec)`` per scheme: the numbers behind ``gain: auto`` and the like."""
-        activation = self.model.build_activation()
-        return [(label, scheme.resolve(activation).spec()) for label, scheme in self.init.build_schemes()]
+        return [(label, scheme.spec()) for label, scheme in self._resolved]
 
     def seed_list(self) -> list[int]:
         return list(range(self.seed, self.seed + self.seeds))

@@ -372,7 +372,7 @@ def build_stack(config: Config, runs: list[Run], device: torch.device, outputs: 
     ``constructor`` run measures the model's own init reproducibly; every other scheme then redraws
     the parameters from the run's own generator.
     """
-    bias_scheme = config.init.build_bias().resolve(config.model.build_activation())
+    bias_scheme = config.resolved_init()[1]
     models = []
     for run in runs:
         with torch.random.fork_rng(devices=[]):

@@ -575,8 +575,7 @@ def run_stack(
             results = [experiment.run(context)]
         else:
             assert isinstance(experiment, StackableExperiment)  # only these stack (see stack_key)
-            activation = first.model.build_activation()
-            record = experiment.measure(context, [run for index, _ in claimed for run in build_runs(configs[index], activation)])
+            record = experiment.measure(context, [run for index, _ in claimed for run in build_runs(configs[index])])
             results = [experiment.analyse(configs[index], record.subset(labels(configs[index]))) for index, _ in claimed]
         for (index, run_directory), result in zip(claimed, results):
             config = configs[index]

@@ -92,7 +92,7 @@ def test_a_scheme_is_told_each_parameters_context() -> None:
 def test_module_backend_mlp_equals_the_fast_engine() -> None:
     """The same config through both backends: same draws, same inputs, same statistics and gradients."""
     config = make_config(experiment="gradients", model={"depth": 4, "width": 12, "activation": "tanh", "bias": True}, init={"bias": "normal:std=0.1"}, input={"batch": 9})
-    runs = build_runs(config, config.model.build_activation())
+    runs = build_runs(config)
     fast = measure_runs(runs, config, config.model.build_activation(), context_for(config), backward=True)
     slow = measure_modules(runs, config, context_for(config), backward=True)
     for column in ("mean", "std", "pre_std", "weight_mean", "weight_std", "grad_std", "weight_grad_std"):
@@ -182,17 +182,17 @@ def test_hooks_are_removed_after_the_model_raises() -> None:
 
 def test_batchnorm_in_train_mode_runs_one_at_a_time_and_says_why() -> None:
     config = make_config(model={"depth": 3, "width": 128, "norm": "batchnorm"}, input={"batch": 256})
-    measurement = measure_modules(build_runs(config, config.model.build_activation()), config, context_for(config), backward=False)
+    measurement = measure_modules(build_runs(config), config, context_for(config), backward=False)
     assert "BatchNorm1d" in measurement.one_at_a_time and "running statistics" in measurement.one_at_a_time
     # BN → ReLU normalizes every layer to relu(N(0, 1)): std √(1/2 − 1/(2π)), whatever the weights.
     np.testing.assert_allclose(measurement.stats["std"], math.sqrt(0.5 - 0.5 / math.pi), rtol=0.05)
     evaluated = make_config(model={"depth": 3, "width": 8, "norm": "batchnorm", "eval": True}, input={"batch": 16})
-    assert measure_modules(build_runs(evaluated, evaluated.model.build_activation()), evaluated, context_for(evaluated), False).one_at_a_time is None
+    assert measure_modules(build_runs(evaluated), evaluated, context_for(evaluated), False).one_at_a_time is None
 
 
 def test_layernorm_outputs_have_std_one() -> None:
     config = make_config(model={"arch": "module", "factory": "torch.nn:LayerNorm", "kwargs": {"normalized_shape": 32}}, input={"shape": [64, 32]})
-    measurement = measure_modules(build_runs(config, config.model.build_activation()), config, context_for(config), backward=False)
+    measurement = measure_modules(build_runs(config), config, context_for(config), backward=False)
     assert [p.module_type for p in measurement.points] == ["LayerNorm"]
     np.testing.assert_allclose(measurement.stats["std"], 1.0, rtol=1e-4)
 
@@ -202,7 +202,7 @@ def test_layernorm_outputs_have_std_one() -> None:
 
 def test_resmlp_with_zeroed_second_layers_is_the_identity() -> None:
     config = make_config(model={"arch": "resmlp", "depth": 4, "width": 10, "bias": True}, init={"schemes": ["he"], "bias": "normal:std=1"})
-    runs = build_runs(config, config.model.build_activation())
+    runs = build_runs(config)
     stack = build_stack(config, runs, CPU)
     with torch.no_grad():
         for name, value in stack.params.items():

@@ -59,7 +59,7 @@ def make_config(
 def simulate(config: Config, backward: bool) -> Simulation:
     """What the experiment computes before it formats anything: the measurement and each scheme's theory."""
     activation = config.model.build_activation()
-    runs = build_runs(config, activation)
+    runs = build_runs(config)
     context = RunContext(config=config, device=torch.device("cpu"), dtype=resolve_dtype(config.dtype), progress=SilentProgress())
     measurement = measure_runs(runs, config, activation, context, backward)
     theories = {label: scheme_theory(runs[measurement.run_indices(label)[0]], activation, config) for label in measurement.labels()}
@@ -75,7 +75,7 @@ def predicted(theories: dict[str, SchemeTheory | str], label: str) -> SchemeTheo
 def theory_of(config: Config) -> SchemeTheory:
     """The theory of ``config``'s first scheme, without simulating anything."""
     activation = config.model.build_activation()
-    run = build_runs(config, activation)[0]
+    run = build_runs(config)[0]
     prediction = scheme_theory(run, activation, config)
     assert not isinstance(prediction, str), prediction
     return prediction
@@ -123,7 +123,7 @@ def wide_forward() -> Callable[[str, str], tuple[Simulation, str]]:
 
     def get(activation: str, scheme: str) -> tuple[Simulation, str]:
         config = make_config(activation, [scheme], **WIDE)
-        resolved = build_runs(config, config.model.build_activation())[0].scheme.spec()
+        resolved = build_runs(config)[0].scheme.spec()
         key = (activation, resolved)
         if key not in cache:
             cache[key] = simulate(config, backward=False)

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from rich.table import Table as RichTable
 
-    from initbench.activations import Activation
     from initbench.config import Config
     from initbench.engine import Run
 
@@ -101,18 +100,18 @@ class StackableExperiment(Experiment, Protocol):
 EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment")
 
 
-def build_runs(config: Config, activation: Activation) -> list[Run]:
-    """One run per (scheme, seed), schemes first, with options like ``gain: auto`` resolved."""
+def build_runs(config: Config) -> list[Run]:
+    """One run per (scheme, seed), schemes first, with options like ``gain: auto`` resolved (once, by the config)."""
     from initbench.engine import Run
 
-    bias = config.init.build_bias().resolve(activation) if config.model.bias else None
+    schemes, bias = config.resolved_init()
     return [
-        Run(label=label, seed=seed, scheme=scheme.resolve(activation), bias=bias)
-        for label, scheme in config.init.build_schemes()
+        Run(label=label, seed=seed, scheme=scheme, bias=bias if config.model.bias else None)
+        for label, scheme in schemes
         for seed in config.seed_list()
     ]
 
 
 def load_experiments() -> None:
     """Import the modules that register experiments (deferred: they import torch and matplotlib)."""
-    from initbench.experiments import propagation, train
+    from initbench.experiments import propagation, train  # noqa: F401

@@ -480,7 +480,7 @@ class Propagation:
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config
-        return self.analyse(config, self.measure(context, build_runs(config, config.model.build_activation())))
+        return self.analyse(config, self.measure(context, build_runs(config)))
 
     def measure(self, context: RunContext, runs: list[Run]) -> Measurement:
         """Measure ``runs`` (of one or several configs that differ only in ``init``) in one stacked pass:

@@ -128,7 +128,7 @@ class TrainExperiment:
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config
-        return self.analyse(config, self.measure(context, build_runs(config, config.model.build_activation())))
+        return self.analyse(config, self.measure(context, build_runs(config)))
 
     def measure(self, context: RunContext, runs: list[Run]) -> TrainingRecord:
         """Train ``runs`` together with ``context.config``'s settings and record what happened.
