@@ -185,7 +185,8 @@ class InputConfig(Section):
 
     ``batch`` rows of ``width`` features for the mlp and resmlp; ``batch`` images of ``channels`` ×
     ``image_size``² for the cnn; a tensor of ``shape`` (batch first) for a module, or with
-    ``tokens: V`` integer tokens in [0, V) of that shape (embedding models).
+    ``tokens: V`` integer tokens in [0, V) of that shape (embedding models). With ``dataset``, the
+    first examples of that dataset's training split instead, reshaped to the same shape.
     """
 
     batch: int = Field(default=1024, ge=1)
@@ -193,6 +194,12 @@ class InputConfig(Section):
     image_size: int = Field(default=16, ge=1)
     shape: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1)
     tokens: int | None = Field(default=None, ge=1)
+    dataset: str | None = None  # a dataset spec (digits, "moons:noise=0.2") or .npz path: real inputs
+
+    @field_validator("dataset", mode="before")
+    @classmethod
+    def _dataset_spec(cls, value: Any) -> Any:
+        return spec_from_mapping(value, "input.dataset", "{name: digits}")
 
     @model_validator(mode="after")
     def _shape_or_batch(self) -> InputConfig:
@@ -200,6 +207,8 @@ class InputConfig(Section):
             raise InitbenchError("input: give either 'shape' (batch first) or 'batch', not both.")
         if self.tokens is not None and self.shape is None:
             raise InitbenchError("input.tokens needs input.shape, the shape of the token tensor (batch first).")
+        if self.tokens is not None and self.dataset is not None:
+            raise InitbenchError("input: give either 'tokens' or 'dataset', not both.")
         return self
 
     def batch_size(self) -> int:
@@ -239,6 +248,7 @@ class Config(Section):
         return (
             self.model.arch == "mlp"
             and self.model.norm == "none"
+            and (self.input.dataset is None or self.experiment == "train")
             and not any(scheme.keeps_constructor_init for _, scheme in self.init.build_schemes())
         )
 

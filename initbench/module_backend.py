@@ -36,7 +36,9 @@ from torch import nn
 from torch.utils import _pytree as pytree
 
 from initbench.architectures import ActivationModule, Block, ResidualBlock, build_builtin, build_factory, is_norm, parameter_contexts
+from initbench.datasets import load_dataset
 from initbench.engine import Run, derive_seed, resolve_dtype
+from initbench.errors import InitbenchError
 from initbench.schemes import InitScheme
 from initbench.training import per_run_loss
 
@@ -387,7 +389,9 @@ def module_inputs(config: Config, runs: list[Run], device: torch.device) -> torc
     """Each run's inputs ``[runs, batch, ...]`` from its seed's ``input`` stream.
 
     N(0, 1) of ``[batch, width]`` (mlp, resmlp), ``[batch, channels, size, size]`` (cnn) or
-    ``input.shape`` (module); with ``input.tokens: V``, integers uniform in [0, V).
+    ``input.shape`` (module); with ``input.tokens: V``, integers uniform in [0, V). With
+    ``input.dataset``, every run gets the same real inputs: the dataset's first training examples,
+    reshaped to that shape.
     """
     settings = config.input
     if config.model.arch == "module":
@@ -397,6 +401,16 @@ def module_inputs(config: Config, runs: list[Run], device: torch.device) -> torc
         shape = (settings.batch, settings.channels, settings.image_size, settings.image_size)
     else:
         shape = (settings.batch, config.model.width)
+    if settings.dataset is not None:
+        data = load_dataset(settings.dataset, config.train.data_seed if config.train is not None else 0).x_train
+        needed = math.prod(shape)
+        if len(data) < shape[0] or data[: shape[0]].size != needed:
+            raise InitbenchError(
+                f"input.dataset {settings.dataset}: its examples ({len(data)} × {data.shape[1]} features) don't fill inputs of shape {list(shape)}.",
+                hint="Choose input.shape (or batch, width, channels and image_size) to match the dataset's features.",
+            )
+        real = torch.as_tensor(data[: shape[0]], dtype=resolve_dtype(config.dtype)).reshape(shape)
+        return real.expand(len(runs), *shape).contiguous().to(device)
     values = []
     for run in runs:
         generator = torch.Generator().manual_seed(derive_seed(run.seed, "input"))

@@ -349,3 +349,15 @@ def test_probe_errors_are_one_clear_line(cli, args: list[str], message: str) -> 
     result = cli("probe", *args)
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_inputs_from_a_named_dataset_are_its_first_training_examples(cli, tmp_path: Path) -> None:
+    from initbench.datasets import load_dataset
+
+    result = cli("probe", "torch.nn:Flatten", "input.dataset=digits", "--input-shape", "32,1,8,8", "--seeds", "2", "--out", tmp_path / "d", "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = read_csv(tmp_path / "d" / "layer_stats.csv")
+    expected = load_dataset("digits", 0).x_train[:32].astype(np.float64)
+    assert [float(row["std"]) for row in rows] == pytest.approx([expected.std()] * 2, rel=1e-6)  # every seed sees the same images
+    result = cli("probe", "torch.nn:Flatten", "input.dataset=digits", "--input-shape", "32,3,8,8", "--out", tmp_path / "e", "--quiet")
+    assert result.exit_code == 2 and "don't fill inputs of shape [32, 3, 8, 8]" in result.output
