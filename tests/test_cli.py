@@ -36,7 +36,10 @@ def test_run_writes_a_complete_run_directory(cli, tiny: Path, tmp_path: Path) ->
     expected = {"config.yaml", "meta.json", "layer_stats.csv", "histograms.csv", "summary.json", "summary.md", "std_by_layer.png", "histograms.png"}
     assert expected <= {path.name for path in out.iterdir()}
     rows = read_csv(out / "layer_stats.csv")
-    assert list(rows[0]) == ["scheme", "activation", "seed", "layer", "mean", "std", "pre_std", "frac_saturated", "frac_zero", "theory_std", "theory_pre_std", "chi1"]
+    assert list(rows[0]) == [
+        "scheme", "activation", "seed", "layer", "module", "module_type", "mean", "std", "pre_std", "frac_saturated", "frac_zero",
+        "weight_mean", "weight_std", "fan_in", "theory_std", "theory_pre_std", "chi1",
+    ]
     assert len(rows) == 2 * 6
     assert {(row["seed"], row["layer"]) for row in rows} == {(str(seed), str(layer)) for seed in (0, 1) for layer in range(1, 7)}
     summary = json.loads((out / "summary.json").read_text())["schemes"]["xavier_uniform:gain=auto"]
