@@ -278,8 +278,20 @@ class Config(Section):
         (``# xavier_uniform:gain=auto → xavier_uniform:gain=1.6666666666666667``).
         """
         data = self.model_dump(mode="json", exclude_none=True)
-        if self.model.hidden is not None:  # hidden replaces depth and width; writing both is an error
-            del data["model"]["depth"], data["model"]["width"]
+        model, inputs = data["model"], data["input"]
+        # Keys that don't apply are left out: writing them back would be an error (hidden with depth,
+        # a module with depth, shape with batch) or describe a network that isn't there.
+        if self.model.hidden is not None:
+            del model["depth"], model["width"]
+        if self.model.arch == "module":
+            for key in ("depth", "width", "norm", "bias"):
+                del model[key]
+        else:
+            del model["kwargs"]
+        if self.input.shape is not None:
+            del inputs["batch"]
+        if self.model.arch != "cnn":
+            del inputs["channels"], inputs["image_size"]
         notes = "".join(f"# {label} → {resolved}\n" for label, resolved in self.resolved_schemes() if resolved != label)
         return notes + yaml.safe_dump(data, sort_keys=False)
 

@@ -361,3 +361,21 @@ def test_inputs_from_a_named_dataset_are_its_first_training_examples(cli, tmp_pa
     assert [float(row["std"]) for row in rows] == pytest.approx([expected.std()] * 2, rel=1e-6)  # every seed sees the same images
     result = cli("probe", "torch.nn:Flatten", "input.dataset=digits", "--input-shape", "32,3,8,8", "--out", tmp_path / "e", "--quiet")
     assert result.exit_code == 2 and "don't fill inputs of shape [32, 3, 8, 8]" in result.output
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {"model": {"arch": "cnn", "depth": 2, "width": 4, "norm": "batchnorm"}, "input": {"channels": 1, "image_size": 8}},
+        {"model": {"arch": "resmlp", "depth": 3, "eval": True}},
+        {"model": {"arch": "module", "factory": "torch.nn:Linear", "kwargs": {"in_features": 3, "out_features": 2}}, "input": {"shape": [4, 3]}},
+        {"model": {"arch": "module", "factory": "torch.nn:Embedding", "kwargs": {"num_embeddings": 9, "embedding_dim": 2}}, "input": {"shape": [4], "tokens": 9}},
+    ],
+    ids=["cnn", "resmlp", "module", "tokens"],
+)
+def test_the_written_config_reads_back_as_the_same_config(sections: dict) -> None:
+    import yaml
+
+    config = make_config(**sections)
+    again = validate_config(yaml.safe_load(config.to_yaml()), "(config.yaml)")
+    assert again == config
