@@ -57,7 +57,7 @@ def run_all(out: Path) -> dict[str, dict[str, str]]:
     for name, args in COMMANDS.items():
         target = out / name
         print(f"{name}: initbench {' '.join(args)}", flush=True)
-        subprocess.run([sys.executable, "-m", "initbench", *args, "--out", str(target), "--quiet"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "initbench", *args, "--out", str(target), *(["--quiet"] if args[0] != "phase" else [])], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         manifest[name] = hash_tree(target)
     for name, args in PRINTED.items():
         printed = subprocess.run([sys.executable, "-m", "initbench", *args], cwd=REPO, check=True, capture_output=True).stdout
