@@ -426,11 +426,6 @@ def _root(g: Callable[[float], float], lo: float, hi: float, g_lo: float, xtol: 
     return (lo + hi) / 2
 
 
-def first_layer_variance(sw2: float, sb2: float, input_second_moment: float = 1.0) -> float:
-    """q¹ = σ_w²·E[(x⁰)²] + σ_b², where the network's length map starts (E[(x⁰)²] = 1 for N(0, 1))."""
-    return sw2 * input_second_moment + sb2
-
-
 def fixed_point(activation: Activation, sw2: float, sb2: float, input_second_moment: float = 1.0) -> float:
     """The fixed point q* = σ_w²·E_{z~N(0,q*)}[φ(z)²] + σ_b² that the network's length map reaches.
 
@@ -462,7 +457,7 @@ def fixed_point(activation: Activation, sw2: float, sb2: float, input_second_mom
         """+1 or −1 where L(q) − q = g is beyond rounding, else 0."""
         return 0 if abs(g) <= FIXED_POINT_RTOL * q else 1 if g > 0 else -1
 
-    start = first_layer_variance(sw2, sb2, input_second_moment)
+    start = sw2 * input_second_moment + sb2  # q¹
     if start == 0:  # the first layer is all zeros; the second has variance L(0)
         start = length_map(activation, sw2, sb2, 0.0)
         if start == 0:

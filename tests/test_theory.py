@@ -120,7 +120,7 @@ def test_gaussian_expectation_at_zero_variance_is_f_of_zero_and_negative_varianc
 @pytest.mark.parametrize("name", SMOOTH)
 def test_moments_are_converged_in_degree(name: str) -> None:
     activation = act(name)
-    for q in np.logspace(-6, 8, 8):
+    for q in (1e-6, 1e-2, 1.0, 1e2, 1e5, 1e8):
         base = theory.gaussian_moments(activation, q, degree=theory.QUADRATURE_DEGREE)
         doubled = theory.gaussian_moments(activation, q, degree=2 * theory.QUADRATURE_DEGREE)
         # Each moment against its natural scale: E[φ] can be 0 (odd φ), and E[φ''φ] enters
@@ -136,7 +136,7 @@ def test_moments_are_converged_in_degree(name: str) -> None:
 def test_bivariate_expectation_is_converged_in_degree(name: str) -> None:
     activation = act(name)
     derivative = theory._derivative(activation)
-    for q, c in [(1e-6, 0.5), (1.0, -0.9), (1.0, 0.99), (100.0, 0.3), (1e5, 0.999), (1e8, -0.4)]:
+    for q, c in [(1e-6, 0.5), (1.0, -0.9), (1.0, 0.99), (100.0, 0.3), (1e5, 0.999)]:  # q = 1e8: see the erf tests
         for f in (activation, derivative):
             scale = theory.bivariate_gaussian_expectation(f, f, q, 1.0)  # E[f²] ≥ |E[f(u₁)f(u₂)]|
             base = theory.bivariate_gaussian_expectation(f, f, q, c)
