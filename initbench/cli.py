@@ -544,22 +544,22 @@ def phase(
             positions = scheme_positions(function)
             rows = [
                 (float(diagram.sw2[column]), float(diagram.sb2[row]), float(diagram.q_star[row, column]), float(diagram.chi1[row, column]),
-                 float(diagram.xi_c[row, column]), float(diagram.c_star[row, column]), float(diagram.predicted_depth[row, column]),
+                 diagram.phase[row, column], float(diagram.xi_c[row, column]), float(diagram.c_star[row, column]), float(diagram.predicted_depth[row, column]),
                  float(diagram.measured_depth[row, column]) if diagram.measured_depth is not None else "")
                 for row in range(len(diagram.sb2)) for column in range(len(diagram.sw2))
             ]
-            columns = ("sigma_w2", "sigma_b2", "q_star", "chi1", "xi_c", "c_star", "predicted_depth", "measured_depth")
+            columns = ("sigma_w2", "sigma_b2", "q_star", "chi1", "phase", "xi_c", "c_star", "predicted_depth", "measured_depth")
             directory.write_csv("phase.csv", Table(columns, rows))
             figure = phase_figure(diagram, positions, depth if measure else None)
             directory.write_figure("phase.png", figure)
         summary_rows = []
         for label, value in positions.items():
             q = compute_phase_diagram(function, [value], [0.0])
-            summary_rows.append((label, value, float(q.chi1[0, 0]), float(q.xi_c[0, 0])))
-        stdout.print(rich_table(f"Where the common schemes sit ({function.spec()}, σ_b² = 0)", ("scheme", "σ_w²", "χ₁", "ξ_c"), summary_rows))
-        ordered = int((diagram.chi1 < 1).sum())
-        chaotic = int((diagram.chi1 > 1).sum())
-        stdout.print(f"Grid: {len(sw2_values)} × {len(sb2_values)} points, {ordered} ordered, {chaotic} chaotic.", highlight=False)
+            summary_rows.append((label, value, float(q.q_star[0, 0]), float(q.chi1[0, 0]), q.phase[0, 0], float(q.xi_c[0, 0])))
+        columns = ("scheme", "σ_w²", "q*", "χ₁", "phase", "ξ_c")
+        stdout.print(rich_table(f"Where the common schemes sit ({function.spec()}, σ_b² = 0)", columns, summary_rows))
+        counts = {name: int((diagram.phase == name).sum()) for name in ("ordered", "critical", "chaotic", "unbounded")}
+        stdout.print(f"Grid: {len(sw2_values)} × {len(sb2_values)} points, " + ", ".join(f"{count} {name}" for name, count in counts.items()) + ".", highlight=False)
         stdout.print(f"Results: {directory.path}", highlight=False, soft_wrap=True)
 
 

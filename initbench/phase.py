@@ -52,6 +52,7 @@ class PhaseDiagram:
     chi1: np.ndarray
     xi_c: np.ndarray
     c_star: np.ndarray
+    phase: np.ndarray  # strings: ordered, critical, chaotic, or unbounded where q* = inf
     predicted_depth: np.ndarray  # ξ_c·ln(|c⁰ − c*| / CONVERGED)
     measured_depth: np.ndarray | None = None  # NaN where not converged within the measured depth
 
@@ -65,19 +66,23 @@ def predicted_convergence_depth(xi_c: float, c_star: float) -> float:
 
 
 def compute_phase_diagram(activation: Activation, sw2_values: np.ndarray, sb2_values: np.ndarray) -> PhaseDiagram:
-    """χ₁ at q*, ξ_c and c* at every (σ_w², σ_b²). χ₁ is NaN where q* is unbounded and χ₁ depends on q."""
+    """χ₁ at q*, its phase, ξ_c and c* at every (σ_w², σ_b²), with q* reached from the measured
+    nets' q¹ = σ_w² + σ_b² (N(0, 1) inputs). Where q* is unbounded the phase is "unbounded" and χ₁
+    is its limit as q → ∞, NaN where that has no value."""
     shape = (len(sb2_values), len(sw2_values))
     q_star, chi, xi_c, c_star, predicted = (np.full(shape, math.nan) for _ in range(5))
+    phases = np.full(shape, "", dtype=object)
     for row, sb2 in enumerate(sb2_values):
         for column, sw2 in enumerate(sw2_values):
             q = theory.fixed_point(activation, float(sw2), float(sb2))
             q_star[row, column] = q
             chi[row, column] = theory.chi1(activation, float(sw2), q)
+            phases[row, column] = theory.fixed_point_phase(q, chi[row, column])
             if math.isfinite(q):
                 scales = theory.depth_scales(activation, float(sw2), float(sb2))
                 xi_c[row, column], c_star[row, column] = scales.xi_c, scales.c_star
             predicted[row, column] = predicted_convergence_depth(xi_c[row, column], c_star[row, column])
-    return PhaseDiagram(activation.spec(), sw2_values, sb2_values, q_star, chi, xi_c, c_star, predicted)
+    return PhaseDiagram(activation.spec(), sw2_values, sb2_values, q_star, chi, xi_c, c_star, phases, predicted)
 
 
 def measure_convergence_depth(diagram: PhaseDiagram, activation: Activation, depth: int, width: int, device: torch.device) -> np.ndarray:

@@ -12,17 +12,22 @@ registered activation gets every prediction here with no extra code.
 
 Why not Gauss–Hermite: ``hermite_e.hermegauss`` converges algebraically, not exponentially, when
 φ has a kink (selu, elu, softsign, and φ'²), and slowly when φ is sharp on the scale of √q
-(tanh at q = 100 is still 2% off with 200 nodes; numpy's weights overflow from ~380 nodes). Every
-registered activation is smooth except at h = 0, so we integrate each half-line separately with
-Gauss–Legendre nodes on [0, R·√q], R = 12 standard deviations (the dropped tail weighs
-e^(−72) ≈ 5e-32). Legendre nodes cluster at the ends of the interval, where the kink sits, and the
-result converges exponentially; the 2-D rule does the same in polar coordinates, split at every
-angle where u₁ or u₂ changes sign.
+(tanh at q = 100 is still 2% off with 200 nodes; numpy's weights overflow from ~380 nodes).
+
+Why panels: φ lives on the scale |h| ~ 1 (its kink at 0, tanh's and sigmoid's bend, gelu's dip),
+the Gaussian on the scale √q. For large q, φ'² is a peak of width ~1 under a Gaussian ~√q wide; for
+small q the Gaussian is a peak inside φ's smooth region. So we integrate out to R = 12 standard
+deviations (the dropped tail weighs e^(−72) ≈ 5e-32), splitting the range at h = 0 (where every
+registered φ has its only kink) and at h = ±4ᵏ, k = 0, 1, ..., wherever those fall inside it, with
+Gauss–Legendre nodes on every panel. Panels that grow geometrically away from the kink resolve φ
+on its own scale and the Gaussian on its, so the rule converges exponentially for every q; a single
+panel per half-line misses the peak of φ'² above q ≈ 1e3 (5% off at q = 1e5 for tanh). The 2-D
+rule nests the same 1-D rule: E[f(u₁)·g(u₂)] = E_{u₁}[f(u₁)·E[g(u₂) | u₁]], the inner Gaussian
+split at its mean, at u₂ = 0 and at u₂ = ±4ᵏ.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,25 +42,30 @@ from initbench.activations import Activation
 TensorFn = Callable[[torch.Tensor], torch.Tensor]
 Phase = Literal["ordered", "critical", "chaotic"]
 
-#: Gauss–Legendre nodes per half-line. 128 is converged to ~1e-14 relative for every registered
-#: activation over q ∈ [1e-4, 100]; 64 is not (tanh at q = 100 is off by 1e-8). Tests check that
-#: doubling it changes nothing beyond 1e-10.
-QUADRATURE_DEGREE = 128
-#: Gauss–Legendre nodes per radius and per arc of the 2-D rule: converged to ~2e-11 of E[φ²]
-#: (tested like the 1-D degree), and 88 radii × 4·88 angles stay under torch's 32768-element
-#: grain, so each op runs on one thread (threaded small ops slow down badly on a busy machine).
-BIVARIATE_DEGREE = 88
+#: Gauss–Legendre nodes per panel: 32 matches scipy's adaptive quadrature to ~1e-14 relative for
+#: every registered activation over q ∈ [1e-6, 1e8]; 24 is 2e-12 off at q = 1e-6, where one 12σ
+#: panel per half-line holds the whole Gaussian. Tests check the doubled degree too.
+QUADRATURE_DEGREE = 32
+#: Nodes per panel, in each dimension, of the nested 2-D rule, whose cost is the square of the 1-D
+#: rule's: 32 matches the closed forms of erf and relu to ~2e-12 of E[φ²] over q ∈ [1e-6, 1e8] and
+#: c ∈ [−1, 1]; 24 is 3e-9 off for relu at q ≤ 1e-2, where two 12σ panels hold the whole Gaussian.
+BIVARIATE_DEGREE = 32
 #: Truncation radius of the quadrature, in standard deviations.
 TAIL_SIGMAS = 12.0
+#: Panel edges sit at h = 0 and ±PANEL_RATIOᵏ: φ's own scale |h| ~ 1, then geometrically out to 12σ.
+PANEL_RATIO = 4.0
 #: |χ₁ − 1| up to this counts as critical: well above the ~1e-12 precision of χ₁ at a
 #: root-found gain, far below any deliberate departure from criticality.
 PHASE_TOL = 1e-6
-#: |L(q) − q| ≤ FIXED_POINT_RTOL·q counts as a fixed point (rounding in σ_w² = fan_in·Var(W)).
+#: |L(q) − q| ≤ FIXED_POINT_RTOL·q counts as a fixed point (rounding in σ_w² = fan_in·Var(W)), and
+#: only beyond it does L(q) − q have a sign.
 FIXED_POINT_RTOL = 1e-12
 #: fixed_point reports a variance that grows past this as unbounded (math.inf) ...
 UNBOUNDED_Q = 1e300
-#: ... and, where q = 0 is a fixed point, one that shrinks below COLLAPSED_Q·start as 0.0.
+#: ... and, where q = 0 is a fixed point, one that shrinks below COLLAPSED_Q·q¹ as 0.0.
 COLLAPSED_Q = 1e-12
+#: fixed_point steps up by ×4 below this q, by ×√q above it.
+GROWTH_STEP_Q = 1e8
 #: critical_gain searches σ_w² in this range, i.e. σ_w ∈ [0.01, 100].
 GAIN_SQ_RANGE = (1e-4, 1e4)
 
@@ -82,88 +92,85 @@ def _derivative(f: TensorFn) -> TensorFn:
 
 
 @lru_cache(maxsize=8)
-def _legendre(degree: int) -> tuple[np.ndarray, np.ndarray]:
-    """Gauss–Legendre nodes and weights on [−1, 1] (cached: leggauss(128) costs milliseconds)."""
-    return np.polynomial.legendre.leggauss(degree)
+def _unit_legendre(degree: int) -> tuple[np.ndarray, np.ndarray]:
+    """Gauss–Legendre nodes and weights on [0, 1] (cached: leggauss costs milliseconds)."""
+    nodes, weights = np.polynomial.legendre.leggauss(degree)
+    return (nodes + 1) / 2, weights / 2
 
 
-@lru_cache(maxsize=8)
-def _half_line_rule(degree: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Gauss–Legendre nodes and weights on [0, TAIL_SIGMAS]."""
-    nodes, weights = _legendre(degree)
-    half = TAIL_SIGMAS / 2
-    return torch.tensor(half * (nodes + 1), dtype=_FLOAT), torch.tensor(half * weights, dtype=_FLOAT)
+def _activation_scale_edges(reach: float) -> np.ndarray:
+    """0 and ±PANEL_RATIOᵏ (k = 0, 1, ...) that lie strictly inside (−reach, reach), ascending."""
+    powers = []
+    power = 1.0
+    while power < reach:  # false for nan
+        powers.append(power)
+        power *= PANEL_RATIO
+    return np.array([-p for p in reversed(powers)] + [0.0] + powers)
 
 
-@lru_cache(maxsize=8)
-def _standard_normal_rule(degree: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nodes xᵢ and weights wᵢ with Σ wᵢ f(xᵢ) ≈ E[f(x)], x ~ N(0, 1), split at x = 0."""
-    r, w = _half_line_rule(degree)
-    density = torch.exp(-r * r / 2) / math.sqrt(2 * math.pi)
-    return torch.cat([-r.flip(0), r]), torch.cat([(w * density).flip(0), w * density])
+def _standard_normal_panels(edges: np.ndarray, degree: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nodes x and weights w, Σ wᵢ f(xᵢ) ≈ E[f(x)] for x ~ N(0, 1), from Gauss–Legendre on every
+    panel [edges[..., j], edges[..., j+1]] (ascending, covering [−TAIL_SIGMAS, TAIL_SIGMAS]).
+
+    Leading dimensions of ``edges`` are independent rules; a zero-width panel weighs nothing.
+    (numpy, not torch: these arrays are small, and numpy's per-op overhead is a fraction of torch's.)
+    """
+    nodes, weights = _unit_legendre(degree)
+    width = np.diff(edges)[..., None]
+    x = edges[..., :-1, None] + width * nodes
+    w = (width * weights) * np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    shape = (*edges.shape[:-1], -1)
+    return torch.from_numpy(x.reshape(shape)), torch.from_numpy(w.reshape(shape))
 
 
+@lru_cache(maxsize=1024)
 def _normal_nodes(q: float, degree: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nodes and weights for z ~ N(0, q); q = 0 is the point mass at 0."""
+    """Nodes and weights for z ~ N(0, q), split at z = 0 and z = ±PANEL_RATIOᵏ; q = 0 is the point
+    mass at 0. An infinite q gives nodes at ±inf (and nan gives nan), so f decides what results.
+
+    Cached (callers must not modify the tensors): the forward and backward recursions, and the
+    fixed point that the depth scales solve again, ask for the same q's.
+    """
     if q < 0:
         raise ValueError(f"a variance must be ≥ 0, got q = {q}")
     if q == 0:
         return torch.zeros(1, dtype=_FLOAT), torch.ones(1, dtype=_FLOAT)
-    x, w = _standard_normal_rule(degree)
-    return math.sqrt(q) * x, w
+    root = math.sqrt(q)
+    inner = _activation_scale_edges(TAIL_SIGMAS * root) / root if math.isfinite(root) else np.zeros(1)
+    x, w = _standard_normal_panels(np.concatenate([[-TAIL_SIGMAS], inner, [TAIL_SIGMAS]]), degree)
+    return root * x, w
 
 
 def gaussian_expectation(f: TensorFn, q: float, degree: int = QUADRATURE_DEGREE) -> float:
-    """E_{z~N(0,q)}[f(z)] by quadrature, split at z = 0; f(0) when q = 0.
+    """E_{z~N(0,q)}[f(z)] by panelled quadrature (see the module docstring); f(0) when q = 0.
 
     .. math:: E[f(z)] = ∫ f(√q·x)·e^(−x²/2)/√(2π) dx ≈ Σᵢ wᵢ·f(√q·xᵢ)
 
     Args:
         f: an elementwise torch function, evaluated on a float64 tensor of nodes.
         q: the variance (0, inf and nan are accepted; inf and nan give what f gives there).
-        degree: Gauss–Legendre nodes per half-line.
+        degree: Gauss–Legendre nodes per panel.
     """
     h, w = _normal_nodes(q, degree)
     return float((w * f(h)).sum())
 
 
-def _standard_bivariate_rule(c: float, degree: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Nodes (v₁, v₂) and weights for E[f(v₁, v₂)], v₁, v₂ ~ N(0, 1) with correlation c.
-
-    In polar coordinates z = r(cos θ, sin θ) of a standard 2-D normal, v₁ = r·cos θ and
-    v₂ = c·z₁ + √(1−c²)·z₂ = r·cos(θ − θ₀) with cos θ₀ = c. Each changes sign on a line through
-    the origin, at θ = ±π/2 and θ₀ ± π/2; splitting the θ-integral there keeps a kink of φ at 0 on
-    the edge of every arc, where Gauss–Legendre converges fast.
-    """
-    theta0 = math.acos(c)
-    cuts = sorted((angle % (2 * math.pi)) for angle in (math.pi / 2, -math.pi / 2, theta0 + math.pi / 2, theta0 - math.pi / 2))
-    cuts.append(cuts[0] + 2 * math.pi)
-    nodes, weights = _legendre(degree)
-    thetas, theta_weights = [], []
-    for start, stop in itertools.pairwise(cuts):
-        # A zero-length arc (c = ±1 makes cuts coincide) gets zero weight, which is harmless.
-        thetas.append(start + (stop - start) * (nodes + 1) / 2)
-        theta_weights.append((stop - start) / 2 * weights)
-    theta = torch.tensor(np.concatenate(thetas), dtype=_FLOAT)
-    w_theta = torch.tensor(np.concatenate(theta_weights), dtype=_FLOAT) / (2 * math.pi)
-    r, w_r = _half_line_rule(degree)
-    radial = w_r * r * torch.exp(-r * r / 2)  # the polar density r·e^(−r²/2)/(2π), 2π in w_theta
-    v1 = torch.outer(r, torch.cos(theta))
-    v2 = torch.outer(r, torch.cos(theta - theta0))
-    return v1, v2, torch.outer(radial, w_theta)
-
-
 def bivariate_gaussian_expectation(f: TensorFn, g: TensorFn, q: float, c: float, degree: int = BIVARIATE_DEGREE) -> float:
-    """E[f(u₁)·g(u₂)] for u₁, u₂ ~ N(0, q) with correlation c, by 2-D quadrature.
+    """E[f(u₁)·g(u₂)] for u₁, u₂ ~ N(0, q) with correlation c, by nested quadrature.
 
-    .. math:: u₁ = √q·z₁,  u₂ = √q·(c·z₁ + √(1−c²)·z₂),  z₁, z₂ ~ N(0, 1) independent
+    .. math::
+        E[f(u₁)·g(u₂)] = E_{u₁}[f(u₁)·E[g(u₂) | u₁]],   u₂ | u₁ ~ N(c·u₁, q·(1 − c²))
+
+    The outer expectation is :func:`gaussian_expectation`'s rule; the inner one, for every outer
+    node, is split at its mean, at u₂ = 0 (g's kink) and at u₂ = ±PANEL_RATIOᵏ, so both factors
+    are resolved on their own scale whatever q and c. At c = ±1, u₂ = c·u₁ exactly.
 
     Args:
         f: elementwise torch function of u₁.
         g: elementwise torch function of u₂.
         q: the common variance, ≥ 0.
         c: the correlation, in [−1, 1].
-        degree: Gauss–Legendre nodes per radius and per arc (four arcs).
+        degree: Gauss–Legendre nodes per panel, in each dimension.
     """
     if q < 0:
         raise ValueError(f"a variance must be ≥ 0, got q = {q}")
@@ -171,9 +178,20 @@ def bivariate_gaussian_expectation(f: TensorFn, g: TensorFn, q: float, c: float,
     if q == 0:
         zero = torch.zeros(1, dtype=_FLOAT)
         return float(f(zero).item() * g(zero).item())
-    v1, v2, w = _standard_bivariate_rule(c, degree)
-    scale = math.sqrt(q)
-    return float((w * f(scale * v1) * g(scale * v2)).sum())
+    u1, w1 = _normal_nodes(q, degree)
+    conditional_std = math.sqrt(q * (1 - c) * (1 + c))  # not 1 − c²: c near 1 would lose digits
+    if conditional_std == 0:
+        return float((w1 * f(u1) * g(c * u1)).sum())
+    mean = c * u1
+    means = mean.numpy()
+    kinks = _activation_scale_edges(float(np.abs(means).max()) + TAIL_SIGMAS * conditional_std)
+    # The inner rule in standardized units t = (u₂ − c·u₁)/σ: g's panel edges, clipped to the
+    # ±TAIL_SIGMAS window of each row (edges outside it become zero-width panels), and t = 0.
+    inner = np.clip((kinks - means[:, None]) / conditional_std, -TAIL_SIGMAS, TAIL_SIGMAS)
+    ends = np.broadcast_to(np.array([-TAIL_SIGMAS, 0.0, TAIL_SIGMAS]), (len(means), 3))
+    t, w2 = _standard_normal_panels(np.sort(np.concatenate([ends, inner], axis=1), axis=1), degree)
+    conditional = (w2 * g(mean[:, None] + conditional_std * t)).sum(dim=1)
+    return float((w1 * f(u1) * conditional).sum())
 
 
 def _check_correlation(c: float) -> float:
@@ -408,49 +426,63 @@ def _root(g: Callable[[float], float], lo: float, hi: float, g_lo: float, xtol: 
     return (lo + hi) / 2
 
 
-def fixed_point(activation: Activation, sw2: float, sb2: float, start: float = 1.0) -> float:
-    """The fixed point q* = σ_w²·E_{z~N(0,q*)}[φ(z)²] + σ_b² that the length map reaches from ``start``.
+def fixed_point(activation: Activation, sw2: float, sb2: float, input_second_moment: float = 1.0) -> float:
+    """The fixed point q* = σ_w²·E_{z~N(0,q*)}[φ(z)²] + σ_b² that the network's length map reaches.
 
-    The length map L is increasing in q (E[φ²] grows with q for every registered activation), so
-    iterating it from q₀ = ``start`` moves monotonically toward the first root of L(q) − q on the
-    side where L(q₀) − q₀ points; that root is a stable fixed point. We bracket it with ×4 steps
-    and bisect, rather than iterate (near criticality iteration converges like 1/l, not
-    geometrically). The default start 1 is a unit pre-activation variance; pass
-    ``sw2·E[(x⁰)²] + sb2`` to follow :func:`propagate_forward` exactly.
+    The map starts where :func:`propagate_forward` does, at q¹ = σ_w²·E[(x⁰)²] + σ_b². L is
+    increasing in q (E[φ²] grows with q for every registered activation), so iterating it moves
+    monotonically toward the first root of L(q) − q on the side where L(q¹) − q¹ points; that root
+    is a stable fixed point. We bracket it with ×4 steps (×√q above GROWTH_STEP_Q) and solve for it, rather than iterate
+    (near criticality iteration converges like 1/l, not geometrically).
+
+    L(q) − q counts as positive or negative only beyond FIXED_POINT_RTOL·q: below that, rounding
+    (in σ_w², and the quadrature's ~1e-14) decides its sign. So a map that stays above the diagonal
+    by less than that, like elu at σ_w² = 2 (L(q) − q → σ_w²·α²/2 > 0 while q grows), is unbounded,
+    not a root where noise first dips below 0 (near q ~ 1e14).
 
     Returns:
         q*; exactly 0.0 when q = 0 is a fixed point (φ(0)²·σ_w² + σ_b² = 0) and the variance
-        shrinks below COLLAPSED_Q·start on the way (tanh with σ_b² = 0 and σ_w² ≤ 1; linear
+        shrinks below COLLAPSED_Q·q¹ on the way (tanh with σ_b² = 0 and σ_w² ≤ 1; linear
         with σ_w² < 1, σ_b² = 0); math.inf when it grows past UNBOUNDED_Q (linear σ_w² > 1,
-        relu σ_w² > 2); ``start`` itself when it is already a fixed point (linear σ_w² = 1 or relu
-        σ_w² = 2, with σ_b² = 0, where every q is one).
+        relu σ_w² > 2, elu σ_w² ≥ 2); q¹ itself when it is already a fixed point (linear σ_w² = 1
+        or relu σ_w² = 2, with σ_b² = 0, where every q is one).
     """
-    if sw2 < 0 or sb2 < 0 or not start > 0:
-        raise ValueError(f"need σ_w² ≥ 0, σ_b² ≥ 0 and start > 0, got sw2 = {sw2}, sb2 = {sb2}, start = {start}")
+    if sw2 < 0 or sb2 < 0 or not input_second_moment >= 0:
+        raise ValueError(f"need σ_w² ≥ 0, σ_b² ≥ 0 and E[(x⁰)²] ≥ 0, got sw2 = {sw2}, sb2 = {sb2}, input_second_moment = {input_second_moment}")
 
     def excess(q: float) -> float:
         return length_map(activation, sw2, sb2, q) - q
 
+    def sign(q: float, g: float) -> int:
+        """+1 or −1 where L(q) − q = g is beyond rounding, else 0."""
+        return 0 if abs(g) <= FIXED_POINT_RTOL * q else 1 if g > 0 else -1
+
+    start = sw2 * input_second_moment + sb2  # q¹
+    if start == 0:  # the first layer is all zeros; the second has variance L(0)
+        start = length_map(activation, sw2, sb2, 0.0)
+        if start == 0:
+            return 0.0
     g_start = excess(start)
-    # A relative excess at rounding level is a fixed point: He's σ_w² = fan_in·(2/fan_in) comes out
-    # as 2.0000000000000004, and that one ulp must not turn relu's critical line into "unbounded".
-    if abs(g_start) <= FIXED_POINT_RTOL * start:
+    # He's σ_w² = fan_in·(2/fan_in) comes out as 2.0000000000000004, and that one ulp must not
+    # turn relu's critical line into "unbounded".
+    if sign(start, g_start) == 0:
         return start
-    # Only a strict sign change closes a bracket: at huge q rounding can make L(q) − q exactly 0
-    # (relu at σ_w² = 2 loses σ_b² next to q ~ 1e16), which is no fixed point.
     q = start
     if g_start > 0:
-        lo, g_lo = start, g_start  # the last q with L(q) > q
+        lo, g_lo = start, g_start  # the last q with L(q) clearly above q
         while q <= UNBOUNDED_Q:
-            q *= 4
+            # ×4 steps through every plausible q*, then ×√q, so that an unbounded map reaches
+            # UNBOUNDED_Q in 25 steps instead of 500.
+            q *= 4 if q < GROWTH_STEP_Q else math.sqrt(q)
             g_q = excess(q)
-            if g_q < 0:
+            direction = sign(q, g_q)
+            if direction < 0:
                 return _root(excess, lo, q, g_lo)
-            if g_q > 0:
+            if direction > 0:
                 lo, g_lo = q, g_q
         return math.inf
     collapses = length_map(activation, sw2, sb2, 0.0) == 0
-    hi = start  # the last q with L(q) < q
+    hi = start  # the last q with L(q) clearly below q
     while True:
         q /= 4
         if collapses and q < COLLAPSED_Q * start:
@@ -458,9 +490,10 @@ def fixed_point(activation: Activation, sw2: float, sb2: float, start: float = 1
         if q == 0:  # L(0) > 0, so the root lies in (0, hi)
             return _root(excess, 0.0, hi, excess(0.0))
         g_q = excess(q)
-        if g_q > 0:
+        direction = sign(q, g_q)
+        if direction > 0:
             return _root(excess, q, hi, g_q)
-        if g_q < 0:
+        if direction < 0:
             hi = q
 
 
@@ -523,14 +556,14 @@ def _correlation_fixed_point(activation: Activation, sw2: float, sb2: float, q_s
     return 1.0  # χ₁ exceeds 1 by less than rounding can resolve
 
 
-def correlation_fixed_point(activation: Activation, sw2: float, sb2: float) -> float:
+def correlation_fixed_point(activation: Activation, sw2: float, sb2: float, input_second_moment: float = 1.0) -> float:
     """The stable fixed point c* of the correlation map at q* = :func:`fixed_point`.
 
     c* = 1 in the ordered and critical phases (χ₁ ≤ 1: inputs become identical), c* < 1 in the
     chaotic phase (c* = 0 for odd φ with σ_b² = 0). Conventions: c* = 1 when q* = 0 (every input
     collapses to the same point); nan when q* is infinite.
     """
-    return _correlation_fixed_point(activation, sw2, sb2, fixed_point(activation, sw2, sb2))
+    return _correlation_fixed_point(activation, sw2, sb2, fixed_point(activation, sw2, sb2, input_second_moment))
 
 
 class DepthScales(NamedTuple):
@@ -552,7 +585,7 @@ def _depth_scale(rate: float) -> float:
     return -1.0 / math.log(magnitude)
 
 
-def depth_scales(activation: Activation, sw2: float, sb2: float) -> DepthScales:
+def depth_scales(activation: Activation, sw2: float, sb2: float, input_second_moment: float = 1.0) -> DepthScales:
     """ξ_q and ξ_c at the fixed points q* and c* (Schoenholz et al. 2017).
 
     .. math::
@@ -563,7 +596,7 @@ def depth_scales(activation: Activation, sw2: float, sb2: float) -> DepthScales:
     infinite. At q* = 0 (e.g. tanh, σ_b² = 0, σ_w² < 1) the values are those at q* → 0, which are
     the limits as σ_b² → 0⁺: ξ_q = ξ_c = −1/ln(σ_w²·φ'(0)²).
     """
-    q_star = fixed_point(activation, sw2, sb2)
+    q_star = fixed_point(activation, sw2, sb2, input_second_moment)
     if not math.isfinite(q_star):
         return DepthScales(math.nan, math.nan, math.nan)
     moments = gaussian_moments(activation, q_star)
@@ -584,6 +617,12 @@ def phase(chi: float, tol: float = PHASE_TOL) -> Phase:
     if abs(chi - 1) <= tol:
         return "critical"
     return "ordered" if chi < 1 else "chaotic"
+
+
+def fixed_point_phase(q_star: float, chi: float) -> Phase | Literal["unbounded"]:
+    """The phase at the fixed point q*: "unbounded" where there is none (q* = inf: the variance
+    grows without limit, whatever χ₁ per layer says), else :func:`phase` of χ₁ at q*."""
+    return "unbounded" if q_star == math.inf else phase(chi)
 
 
 def variance_preserving_gain(activation: Activation, sb2: float = 0.0) -> float | None:

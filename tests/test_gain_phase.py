@@ -103,3 +103,21 @@ def test_bad_grids_are_user_errors(cli, text: str) -> None:
 
 def test_parse_grid() -> None:
     assert parse_grid("0:1:5", "--sw2").tolist() == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_phase_reports_unbounded_where_q_star_is_infinite(cli, tmp_path: Path) -> None:
+    """elu: L(q) − q → σ_w²·α²/2 > 0 for σ_w² ≥ 2, so there is no fixed point to classify; gelu at
+    σ_w² = 2.25 explodes from the measured nets' q¹ = σ_w² (see test_theory for the band)."""
+    result = cli("phase", "--activation", "elu", "--sw2", "1:3:3", "--sb2", "0:0.1:2", "--out", tmp_path / "p")
+    assert result.exit_code == 0, result.output
+    with (tmp_path / "p" / "phase.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    for row in rows:
+        unbounded = float(row["sigma_w2"]) >= 2
+        assert (row["q_star"] == "inf") == unbounded, row
+        assert (row["phase"] == "unbounded") == unbounded, row
+    # σ_w² = 1: q* = 0 with χ₁ = σ_w²·elu'(0)² = 1 (critical) without bias, ordered with it.
+    assert "1 ordered, 1 critical, 0 chaotic, 4 unbounded" in result.stdout
+    gelu = ACTIVATIONS.get("gelu")()
+    diagram = compute_phase_diagram(gelu, np.array([2.25]), np.array([0.0]))
+    assert diagram.q_star[0, 0] == math.inf and diagram.phase[0, 0] == "unbounded"

@@ -553,3 +553,35 @@ def test_kaiming_relu_theory_reports_infinite_depth_scales(relu_run: Path) -> No
     assert theory["chi1_at"] == "fixed point"
     assert theory["q_star"] != "inf"
     assert theory["xi_q"] == "inf" and theory["xi_c"] == "inf"
+
+
+# --- Where the variance grows without limit, summary.json agrees with the per-layer theory ------
+
+
+@pytest.mark.parametrize(
+    ("activation", "sw2"),
+    [
+        ("gelu", 2.25),  # between gelu's jump (σ_w² ≈ 2.155) and 1/E[gelu²] at q = 1 (≈ 2.352): test_theory derives both
+        ("silu", 2.6),  # the same band for silu: 2.430 to 2.811
+        ("elu", 2.0),  # L(q) − q → 1 > 0: no fixed point at all
+    ],
+)
+def test_summary_reports_an_unbounded_variance_like_the_per_layer_theory(cli, activation: str, sw2: float) -> None:
+    """Before, gelu and silu in these bands were reported "ordered" with q* = 0 (the fixed point
+    was sought from q = 1, not from the net's q¹ = σ_w²), and elu at σ_w² = 2 "critical" with
+    q* ≈ 1.5e14, while the net and the per-layer theory grow."""
+    width, depth = 256, 30
+    scheme = f"normal:std={math.sqrt(sw2 / width)!r}"
+    result = cli("compare", scheme, "--activation", activation, "--depth", depth, "--width", width, "--batch", 64, "--device", "cpu", "--out", "out")
+    assert result.exit_code == 0, result.output
+    entry = schemes_of(Path("out"))[scheme]
+    theory = entry["theory"]
+    assert theory["q_star"] == "inf" and theory["phase"] == "unbounded" and theory["chi1_at"] == "last layer"
+    assert theory["xi_q"] == "nan" and theory["xi_c"] == "nan"
+    rows = [row for row in read_csv(Path("out") / "layer_stats.csv") if row["seed"] == "0"]
+    predicted = np.array([float(row["theory_pre_std"]) for row in rows])
+    assert np.all(np.diff(predicted) > 0) and predicted[-1] > 2 * predicted[0]
+    assert theory["chi1"] == pytest.approx(float(rows[-1]["chi1"]), rel=1e-12)
+    assert theory["theory_std_last"] == pytest.approx(float(rows[-1]["theory_std"]), rel=1e-12)
+    assert entry["std_last"] > 1.2 * entry["std_first"]  # the measured net grows too (it would collapse at q* = 0)
+    assert "unbounded" in result.stdout

@@ -12,6 +12,9 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.integrate
+import scipy.optimize
+import scipy.special
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -44,6 +47,58 @@ def arccos_relu_map(c: float) -> float:
     return (math.sqrt(1 - c * c) + (math.pi - math.acos(c)) * c) / math.pi
 
 
+class Erf(Activation):
+    """φ = erf, unregistered: its Gaussian integrals have closed forms (Williams 1998)."""
+
+    def __call__(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.special.erf(h)
+
+
+def erf_cross_moment(q: float, c: float) -> float:
+    """E[erf(u₁)·erf(u₂)], u₁, u₂ ~ N(0, q) with correlation c: (2/π)·arcsin(2qc / (1 + 2q))."""
+    return 2 / math.pi * math.asin(2 * q * c / (1 + 2 * q))
+
+
+def erf_derivative_cross_moment(q: float, c: float) -> float:
+    """E[erf'(u₁)·erf'(u₂)] with erf' = (2/√π)·e^(−h²): (4/π)/√det(I + 2Σ), the determinant
+    (1 + 2q)² − (2qc)² factored so that c near ±1 loses no digits."""
+    return 4 / math.pi / math.sqrt((1 + 2 * q * (1 - c)) * (1 + 2 * q * (1 + c)))
+
+
+def _normal_cdf(h: float) -> float:
+    return 0.5 * math.erfc(-h / math.sqrt(2))
+
+
+# φ and φ' of every registered activation without closed forms, written with math and scipy, so
+# the reference shares no code with torch or autograd.
+SCALAR_REFERENCES = {
+    "tanh": (math.tanh, lambda h: 1 / math.cosh(h) ** 2 if abs(h) < 350 else 0.0),
+    "sigmoid": (scipy.special.expit, lambda h: scipy.special.expit(h) * scipy.special.expit(-h)),
+    "gelu": (lambda h: h * _normal_cdf(h), lambda h: _normal_cdf(h) + h * math.exp(-h * h / 2) / math.sqrt(2 * math.pi)),
+    "silu": (lambda h: h * scipy.special.expit(h), lambda h: scipy.special.expit(h) * (1 + h * scipy.special.expit(-h))),
+    "elu": (lambda h: h if h > 0 else math.expm1(h), lambda h: 1.0 if h > 0 else math.exp(h)),
+    "selu": (
+        lambda h: SELU_SCALE * (h if h > 0 else SELU_ALPHA * math.expm1(h)),
+        lambda h: SELU_SCALE * (1.0 if h > 0 else SELU_ALPHA * math.exp(h)),
+    ),
+    "softsign": (lambda h: h / (1 + abs(h)), lambda h: 1 / (1 + abs(h)) ** 2),
+}
+EXTREME_VARIANCES = [1e-6, 1e-3, 1.0, 30.0, 1e3, 1e5, 1e8]
+
+
+def scipy_gaussian_expectation(f, q: float) -> float:
+    """E_{z~N(0,q)}[f(z)] by scipy's adaptive quadrature, over ±13σ split at 0 and at ±2ᵏ (k ≥ −2)
+    inside it, so that QUADPACK sees every kink and every scale of φ at a subinterval's edge."""
+    reach = 13 * math.sqrt(q)
+    cuts = [0.0] + [sign * 2.0**k for k in range(-2, 60) for sign in (-1, 1) if 2.0**k < reach]
+    edges = [-reach, *sorted(cuts), reach]
+
+    def integrand(h: float) -> float:
+        return f(h) * math.exp(-h * h / (2 * q)) / math.sqrt(2 * math.pi * q)
+
+    return math.fsum(scipy.integrate.quad(integrand, a, b, epsabs=0.0, epsrel=1e-13, limit=200)[0] for a, b in itertools.pairwise(edges))
+
+
 # --- quadrature -------------------------------------------------------------------------------
 
 
@@ -65,7 +120,7 @@ def test_gaussian_expectation_at_zero_variance_is_f_of_zero_and_negative_varianc
 @pytest.mark.parametrize("name", SMOOTH)
 def test_moments_are_converged_in_degree(name: str) -> None:
     activation = act(name)
-    for q in np.logspace(-4, 2, 7):
+    for q in (1e-6, 1e-2, 1.0, 1e2, 1e5, 1e8):
         base = theory.gaussian_moments(activation, q, degree=theory.QUADRATURE_DEGREE)
         doubled = theory.gaussian_moments(activation, q, degree=2 * theory.QUADRATURE_DEGREE)
         # Each moment against its natural scale: E[φ] can be 0 (odd φ), and E[φ''φ] enters
@@ -81,12 +136,62 @@ def test_moments_are_converged_in_degree(name: str) -> None:
 def test_bivariate_expectation_is_converged_in_degree(name: str) -> None:
     activation = act(name)
     derivative = theory._derivative(activation)
-    for q, c in [(1e-4, 0.5), (1.0, -0.9), (1.0, 0.99), (100.0, 0.3)]:
+    for q, c in [(1e-6, 0.5), (1.0, -0.9), (1.0, 0.99), (100.0, 0.3), (1e5, 0.999)]:  # q = 1e8: see the erf tests
         for f in (activation, derivative):
             scale = theory.bivariate_gaussian_expectation(f, f, q, 1.0)  # E[f²] ≥ |E[f(u₁)f(u₂)]|
             base = theory.bivariate_gaussian_expectation(f, f, q, c)
             doubled = theory.bivariate_gaussian_expectation(f, f, q, c, degree=2 * theory.BIVARIATE_DEGREE)
             assert abs(base - doubled) <= 1e-10 * scale
+
+
+def test_every_registered_activation_has_closed_forms_or_a_scipy_reference() -> None:
+    # A newly registered activation must add its scalar φ and φ' to SCALAR_REFERENCES.
+    uncovered = [name for name, entry in ACTIVATIONS if entry().piecewise_linear_slopes() is None and name not in SCALAR_REFERENCES]
+    assert uncovered == []
+
+
+@pytest.mark.parametrize("name", list(SCALAR_REFERENCES))
+def test_moments_match_scipy_adaptive_quadrature_from_tiny_to_huge_variances(name: str) -> None:
+    # Above q ≈ 1e3, φ'² of tanh, sigmoid and softsign is a peak of width ~1 under a Gaussian of
+    # width √q: one Gauss–Legendre panel per half-line was 7% off at q = 1e5 and 100% at 1e8.
+    activation = act(name)
+    phi, derivative = SCALAR_REFERENCES[name]
+    for q in EXTREME_VARIANCES:
+        moments = theory.gaussian_moments(activation, q)
+        second = scipy_gaussian_expectation(lambda h: phi(h) ** 2, q)
+        assert moments.second == pytest.approx(second, rel=1e-12), q
+        assert moments.derivative_sq == pytest.approx(scipy_gaussian_expectation(lambda h: derivative(h) ** 2, q), rel=1e-12), q
+        assert abs(moments.mean - scipy_gaussian_expectation(phi, q)) <= 1e-12 * math.sqrt(second), q
+        assert theory.length_map(activation, 1.5, 0.1, q) == pytest.approx(1.5 * second + 0.1, rel=1e-12), q
+
+
+@pytest.mark.parametrize("q", EXTREME_VARIANCES)
+def test_erf_moments_match_closed_forms(q: float) -> None:
+    moments = theory.gaussian_moments(Erf(), q)
+    assert moments.second == pytest.approx(erf_cross_moment(q, 1.0), rel=1e-12)
+    assert moments.derivative_sq == pytest.approx(erf_derivative_cross_moment(q, 1.0), rel=1e-12)
+    assert abs(moments.mean) <= 1e-14
+
+
+@pytest.mark.parametrize("q", [1e-6, 1.0, 1e3, 1e8])
+@pytest.mark.parametrize("c", [-1.0, -0.6, 0.5, 1 - 1e-9, 1.0])
+def test_bivariate_expectation_and_correlation_map_match_erf_closed_forms(q: float, c: float) -> None:
+    erf = Erf()
+    derivative = theory._derivative(erf)
+    cross = theory.bivariate_gaussian_expectation(erf, erf, q, c)
+    assert abs(cross - erf_cross_moment(q, c)) <= 1e-11 * erf_cross_moment(q, 1.0)  # E[φ²] bounds |E[φφ]|
+    expected = erf_derivative_cross_moment(q, c)
+    assert theory.bivariate_gaussian_expectation(derivative, derivative, q, c) == pytest.approx(expected, rel=1e-11)
+    mapped = theory.correlation_map(erf, 1.5, 0.1, q, c)
+    assert abs(mapped - (1.5 * erf_cross_moment(q, c) + 0.1) / q) <= 1e-11 * (1.5 * erf_cross_moment(q, 1.0) + 0.1) / q
+
+
+@pytest.mark.parametrize("q", [1e-6, 1e8])
+@pytest.mark.parametrize("c", [-0.7, 0.0, 0.9, 1 - 1e-9])
+def test_relu_correlation_map_by_quadrature_is_the_arccos_kernel_at_extreme_variances(q: float, c: float) -> None:
+    # relu is scale-free, so any q gives the same map: only the quadrature's resolution can differ.
+    mapped = theory.correlation_map(QuadratureOnly(inner=act("relu")), 2.0, 0.0, q, c)
+    assert mapped == pytest.approx(arccos_relu_map(c), rel=1e-11)
 
 
 @pytest.mark.parametrize("q", [0.2, 1.0, 30.0])
@@ -106,7 +211,7 @@ def test_bivariate_expectation_rejects_a_correlation_outside_minus_one_one() -> 
 
 
 @pytest.mark.parametrize("spec", PIECEWISE_LINEAR)
-@pytest.mark.parametrize("q", [1e-3, 0.7, 2.0, 50.0])
+@pytest.mark.parametrize("q", [1e-6, 1e-3, 0.7, 2.0, 50.0, 1e8])
 def test_closed_form_moments_equal_quadrature(spec: str, q: float) -> None:
     activation = act(spec)
     closed = theory.gaussian_moments(activation, q)
@@ -189,7 +294,7 @@ def test_relu_chi1_is_half_sw2_whatever_q(sw2: float, q: float) -> None:
 def test_he_init_is_critical_for_relu() -> None:
     relu = act("relu")
     q_star = theory.fixed_point(relu, 2.0, 0.0)
-    assert q_star == 1.0  # every q is a fixed point; the one reached from q = 1 is 1
+    assert q_star == 2.0  # every q is a fixed point; the net stays at its q¹ = σ_w²·E[(x⁰)²] = 2
     assert theory.phase(theory.chi1(relu, 2.0, q_star)) == "critical"
     assert theory.depth_scales(relu, 2.0, 0.0)[:2] == (math.inf, math.inf)
     assert theory.phase(theory.chi1(relu, 1.0, 0.0)) == "ordered"  # Xavier on square layers
@@ -246,12 +351,12 @@ def test_tanh_at_unit_gain_without_bias_is_exactly_critical() -> None:
 @pytest.mark.parametrize(
     ("spec", "sw2", "sb2"), [("tanh", 2.5, 0.1), ("sigmoid", 1.0, 0.0), ("sigmoid", 4.0, 0.5), ("selu", 1.0, 0.0), ("gelu", 1.5, 0.2)]
 )
-def test_fixed_point_is_a_stable_fixed_point_reached_from_one(spec: str, sw2: float, sb2: float) -> None:
+def test_fixed_point_is_the_stable_fixed_point_the_network_reaches(spec: str, sw2: float, sb2: float) -> None:
     activation = act(spec)
     q_star = theory.fixed_point(activation, sw2, sb2)
     assert theory.length_map(activation, sw2, sb2, q_star) == pytest.approx(q_star, rel=1e-13)
-    # Independent of the bracketing: plain iteration from q = 1 ends at the same point ...
-    q = 1.0
+    # Independent of the bracketing: plain iteration from q¹ = σ_w²·1 + σ_b² ends at the same point ...
+    q = sw2 + sb2
     for _ in range(300):
         q = theory.length_map(activation, sw2, sb2, q)
     assert q == pytest.approx(q_star, rel=1e-9)
@@ -259,6 +364,84 @@ def test_fixed_point_is_a_stable_fixed_point_reached_from_one(spec: str, sw2: fl
     step = 1e-6 * q_star
     slope = (theory.length_map(activation, sw2, sb2, q_star + step) - theory.length_map(activation, sw2, sb2, q_star - step)) / (2 * step)
     assert 0 <= slope < 1
+
+
+@pytest.mark.parametrize("name", ["gelu", "silu"])
+def test_fixed_point_starts_at_the_networks_first_layer_variance(name: str) -> None:
+    # gelu and silu (σ_b² = 0) have an unstable fixed point q_u(σ_w²) between collapse and
+    # explosion. The net starts at q¹ = σ_w²; a search from q = 1 instead reported "q* = 0,
+    # ordered" for σ_w² between the jump σ_j (where q_u = σ_w², i.e. E[φ(z)²] = 1 at q = σ_j) and
+    # 1/E_{N(0,1)}[φ²] (where q_u = 1), while the net and the per-layer theory explode.
+    activation = act(name)
+    phi = SCALAR_REFERENCES[name][0]
+
+    def second_moment(q: float) -> float:
+        return scipy_gaussian_expectation(lambda h: phi(h) ** 2, q)
+
+    jump = scipy.optimize.brentq(lambda q: second_moment(q) - 1, 1.0, 4.0, xtol=1e-10)
+    preserving = 1 / second_moment(1.0)
+    assert jump < preserving  # the band exists
+    inside = (jump + preserving) / 2
+    assert theory.fixed_point(activation, inside, 0.0) == math.inf
+    q = theory.propagate_forward(activation, inside, 0.0, 60).q
+    assert np.all(np.diff(q) > 0) and q[-1] > 100 * q[0]
+    assert theory.fixed_point_phase(theory.fixed_point(activation, inside, 0.0), math.nan) == "unbounded"
+    below = 0.99 * jump
+    assert theory.fixed_point(activation, below, 0.0) == 0.0
+    q = theory.propagate_forward(activation, below, 0.0, 60).q
+    assert np.all(np.diff(q) < 0) and q[-1] < 1e-3 * q[0]
+    # The fixed point follows the net's input scale: from E[(x⁰)²] = 1/σ_w², q¹ = 1 < q_u.
+    assert theory.fixed_point(activation, inside, 0.0, input_second_moment=1 / inside) == 0.0
+
+
+def test_fixed_point_of_a_network_with_zero_first_layer() -> None:
+    sigmoid = act("sigmoid")
+    # q¹ = 0, then q² = σ_w²·sigmoid(0)² = σ_w²/4, and from there the usual search.
+    assert theory.fixed_point(sigmoid, 2.0, 0.0, input_second_moment=0.0) == pytest.approx(theory.fixed_point(sigmoid, 2.0, 0.0), rel=1e-12)
+    assert theory.fixed_point(act("tanh"), 0.0, 0.0) == 0.0
+
+
+# Maps with L(q) − q > 0 for every q that tend to a constant as q grows (slope 1 at infinity):
+# rounding makes L(q) − q look negative somewhere near q ~ 1e13–1e15, where an exact sign test
+# found a "fixed point". Quadrature-only relu, leaky relu and linear have exact excesses σ_b², σ_b²
+# and σ_b²; elu and selu at σ_w²·(positive slope)²/2 = 1 tend to σ_w²·E[φ²; z < 0] → σ_w²·(λα)²/2.
+UNBOUNDED_MAPS = [
+    ("elu", False, 2.0, 0.0),
+    ("elu", False, 2.0, 0.1),
+    ("selu", False, 2 / SELU_SCALE**2, 0.0),
+    ("relu", True, 2.0, 0.1),
+    ("leaky_relu:negative_slope=0.5", True, 1.6, 0.01),
+    ("linear", True, 1.0, 0.5),
+]
+
+
+@pytest.mark.parametrize(("spec", "quadrature", "sw2", "sb2"), UNBOUNDED_MAPS)
+def test_a_map_above_the_diagonal_everywhere_is_unbounded(spec: str, quadrature: bool, sw2: float, sb2: float) -> None:
+    activation = QuadratureOnly(inner=act(spec)) if quadrature else act(spec)
+    if not quadrature:  # L(q) − q > 0 all the way up, by scipy's quadrature
+        phi = SCALAR_REFERENCES[spec][0]
+        for q in np.logspace(0, 8, 5):
+            assert sw2 * scipy_gaussian_expectation(lambda h: phi(h) ** 2, q) + sb2 - q > 0.05
+    q_star = theory.fixed_point(activation, sw2, sb2)
+    assert q_star == math.inf
+    assert theory.fixed_point_phase(q_star, theory.chi1(activation, sw2, q_star)) == "unbounded"
+    assert all(math.isnan(value) for value in theory.depth_scales(activation, sw2, sb2))
+    assert math.isnan(theory.correlation_fixed_point(activation, sw2, sb2))
+
+
+@pytest.mark.parametrize("quadrature", [False, True])
+def test_a_distant_fixed_point_is_still_found(quadrature: bool) -> None:
+    # Slope 1 − 1e-6 and offset 1: q* = 1/(1 − σ_w²) = 1e6, a root the sign test must not blur.
+    linear = QuadratureOnly(inner=act("linear")) if quadrature else act("linear")
+    sw2 = 1 - 1e-6
+    assert theory.fixed_point(linear, sw2, 1.0) == pytest.approx(1 / (1 - sw2), rel=1e-6)
+
+
+def test_fixed_point_phase() -> None:
+    assert theory.fixed_point_phase(math.inf, math.nan) == "unbounded"
+    assert theory.fixed_point_phase(math.inf, 0.5) == "unbounded"
+    assert theory.fixed_point_phase(2.0, 0.5) == "ordered"
+    assert theory.fixed_point_phase(0.0, 1.0) == "critical"
 
 
 def test_fixed_point_closed_cases() -> None:
@@ -377,11 +560,13 @@ def test_critical_gain() -> None:
 
 
 def test_critical_gain_is_none_where_chi1_jumps_over_one() -> None:
-    # GELU without bias: below the jump q collapses to 0 with χ₁ = σ_w²/4 < 1, above it q explodes.
+    # GELU without bias: below the jump (L(q¹) = q¹ at q¹ = σ_w²) q collapses to 0 with
+    # χ₁ = σ_w²/4 < 1; above it q explodes.
     gelu = act("gelu")
-    gain = theory.variance_preserving_gain(gelu)
-    assert theory.chi1(gelu, 0.999 * gain**2, theory.fixed_point(gelu, 0.999 * gain**2, 0.0)) < 0.6
-    assert theory.fixed_point(gelu, 1.001 * gain**2, 0.0) == math.inf
+    phi = SCALAR_REFERENCES["gelu"][0]
+    jump = scipy.optimize.brentq(lambda q: scipy_gaussian_expectation(lambda h: phi(h) ** 2, q) - 1, 1.0, 4.0, xtol=1e-10)
+    assert theory.chi1(gelu, 0.999 * jump, theory.fixed_point(gelu, 0.999 * jump, 0.0)) < 0.6
+    assert theory.fixed_point(gelu, 1.001 * jump, 0.0) == math.inf
     assert theory.critical_gain(gelu) is None
 
 

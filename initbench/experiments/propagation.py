@@ -226,7 +226,7 @@ class SchemeTheory:
     chi1_at: str  # "fixed point" or "last layer"
     xi_q: float
     xi_c: float
-    phase: str
+    phase: str  # ordered, critical or chaotic at q*; unbounded when q* = inf
 
 
 def module_memory_estimate(config: Config, runs: int, backward: bool) -> int:
@@ -293,25 +293,26 @@ def scheme_theory(run: Run, activation: Activation, config: Config, points: list
         q_star = math.inf if sigma_w2 > 0 else 1.0
         grad_std = np.full(depth, math.nan)  # no backward recursion for residual nets here
         chi1 = float(prediction.chi1[-1])
-        return SchemeTheory(sigma_w2, sigma_b2, prediction, grad_std, q_star, chi1, "last layer", math.nan, math.nan, theory.phase(chi1))
+        return SchemeTheory(sigma_w2, sigma_b2, prediction, grad_std, q_star, chi1, "last layer", math.nan, math.nan, theory.fixed_point_phase(q_star, chi1))
     if model.arch == "cnn":
         # Layer 1 sees input.channels; its σ_w² differs when the scheme's fan mode is not fan_in.
         first = 9 * config.input.channels
         sw2 = [variance_first * first if (variance_first := run.scheme.weight_variance(first, fans_hidden[1])) is not None else math.nan] + [sigma_w2] * (depth - 1)
     else:
         sw2 = [sigma_w2] * depth
-    prediction = theory.propagate_forward(activation, sw2, sigma_b2, depth)
+    input_second_moment = 1.0  # E[(x⁰)²] of the N(0, 1) inputs: q¹ = σ_w² + σ_b²
+    prediction = theory.propagate_forward(activation, sw2, sigma_b2, depth, input_second_moment)
     with np.errstate(all="ignore"):
         last_q = float(prediction.q[-1])
         last_grad_var = theory.gaussian_moments(activation, last_q).derivative_sq / config.input.batch_size() if math.isfinite(last_q) else math.nan
         grad_std = np.sqrt(theory.propagate_backward(activation, sw2, prediction.q, last_grad_var))
-    q_star = theory.fixed_point(activation, sigma_w2, sigma_b2)
+    q_star = theory.fixed_point(activation, sigma_w2, sigma_b2, input_second_moment)
     if math.isfinite(q_star):
         chi1, chi1_at = theory.chi1(activation, sigma_w2, q_star), "fixed point"
     else:
         chi1, chi1_at = float(prediction.chi1[-1]), "last layer"
-    xi_q, xi_c, _ = theory.depth_scales(activation, sigma_w2, sigma_b2)
-    phase = "undefined" if math.isnan(chi1) else theory.phase(chi1)
+    xi_q, xi_c, _ = theory.depth_scales(activation, sigma_w2, sigma_b2, input_second_moment)
+    phase = "undefined" if math.isnan(chi1) and math.isfinite(q_star) else theory.fixed_point_phase(q_star, chi1)
     return SchemeTheory(sigma_w2, sigma_b2, prediction, grad_std, q_star, chi1, chi1_at, xi_q, xi_c, phase)
 
 
