@@ -15,7 +15,6 @@ commands, so ``initbench --help`` answers fast.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,6 +26,7 @@ from rich.markup import escape
 
 from initbench import __version__
 from initbench.errors import InitbenchError
+from initbench.signals import exit_code
 
 if TYPE_CHECKING:
     from initbench.config import Config
@@ -44,7 +44,6 @@ stderr = Console(stderr=True)
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
-EXIT_INTERRUPTED = 130
 
 
 @contextmanager
@@ -59,9 +58,9 @@ def reported_errors() -> Iterator[None]:
         if error.hint:
             stderr.print(error.hint, highlight=False, markup=False)
         raise typer.Exit(EXIT_USER_ERROR) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (see initbench.signals): 130 or 143
         stderr.print("[yellow]Interrupted.[/yellow] A run directory already started records status 'interrupted' in its meta.json.")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(exit_code(interrupt)) from None
     except Exception as error:
         if os.environ.get("INITBENCH_FULL_ERROR") == "1":
             raise
@@ -95,16 +94,24 @@ class RichProgress:
         self._progress.advance(self._task, steps)
 
 
-def execute_and_report(config: Config, out: Path | None, quiet: bool) -> None:
-    """Run ``config`` with a progress bar when on a terminal, then print the table and the path."""
-    from initbench.experiments import SilentProgress
+def execute_and_report(config: Config | None, out: Path | None, quiet: bool, resume: Path | None = None) -> None:
+    """Run ``config`` (or resume the run in ``resume``) with a progress bar when on a terminal,
+    then print the table and the path."""
+    from initbench.experiments import Progress, SilentProgress
     from initbench.runner import execute
+    from initbench.runner import resume as resume_run
+
+    def start(progress: Progress) -> Any:
+        if resume is not None:
+            return resume_run(resume, progress)
+        assert config is not None
+        return execute(config, out, progress)
 
     if quiet or not stderr.is_terminal:
-        directory, result = execute(config, out, SilentProgress())
+        directory, result = start(SilentProgress())
     else:
         with RichProgress() as progress:
-            directory, result = execute(config, out, progress)
+            directory, result = start(progress)
     if not quiet:
         for table in result.console_tables:
             stdout.print(table)
@@ -141,12 +148,15 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="A YAML config, e.g. configs/relu_kaiming.yaml or a run's config.yaml.")],
+    config: Annotated[Path | None, typer.Argument(help="A YAML config, e.g. configs/relu_kaiming.yaml or a run's config.yaml.")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. model.depth=50 init.gain=auto.", show_default=False)] = None,
     out: OutOption = None,
     device: DeviceOption = None,
     seeds: SeedsOption = None,
     quiet: QuietOption = False,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Run an interrupted or failed run again in its directory, from where it stopped.")
+    ] = None,
 ) -> None:
     """Run the experiment a config describes.
 
@@ -155,14 +165,27 @@ def run(
       initbench run configs/relu_kaiming.yaml
 
       initbench run configs/relu_kaiming.yaml model.depth=50 init.scheme=xavier_normal --seeds 3
+
+      initbench run --resume results/circles_dlai-20250101-120000
     """
     with reported_errors():
-        from initbench.config import load_config
+        if resume is not None:
+            if config is not None or overrides or out is not None or device is not None or seeds is not None:
+                raise InitbenchError(
+                    "--resume takes only the run directory: the run continues with the config it recorded.",
+                    hint=f"Run `initbench run --resume {resume}` alone, or start a new run with the changes.",
+                )
+            execute_and_report(None, None, quiet, resume)
+            return
+        if config is None:
+            raise InitbenchError("Give a config to run, or --resume DIR.", hint="For example: initbench run configs/relu_kaiming.yaml")
+        from initbench.config import apply_overrides, read_yaml, validate_config
         from initbench.sweep import check_no_sweep_section
 
-        check_no_sweep_section(config)
+        raw = read_yaml(config)  # the only read: a pipe or /dev/stdin can be read once
+        check_no_sweep_section(raw, config)
         flags = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None)
-        execute_and_report(load_config(config, [*(overrides or []), *flags]), out, quiet)
+        execute_and_report(validate_config(apply_overrides(raw, [*(overrides or []), *flags]), str(config)), out, quiet)
 
 
 @app.command()
@@ -200,8 +223,8 @@ def compare(
         if config is not None:
             from initbench.sweep import check_no_sweep_section
 
-            check_no_sweep_section(config)
             raw = read_yaml(config)
+            check_no_sweep_section(raw, config)
         else:
             raw = dict(DEFAULT_TRAIN_COMPARE if experiment == "train" else DEFAULT_COMPARE)
         init = raw.get("init") if isinstance(raw.get("init"), dict) else {}
@@ -466,15 +489,16 @@ def phase(
         from initbench.plots import phase_figure
         from initbench.registry import build_from_spec
         from initbench.report import rich_table
-        from initbench.rundir import RunDirectory, command_line
+        from initbench.rundir import RunDirectory, command_line, opening_meta
+        from initbench.runner import recorded
 
         function = build_from_spec(ACTIVATIONS, activation)
         sw2_values, sb2_values = parse_grid(sw2, "--sw2"), parse_grid(sb2, "--sb2")
         torch_device = resolve_device(device or "auto")
-        directory = RunDirectory.create(out, f"phase-{function.registry_name}")
         settings = {"activation": activation, "sw2": sw2, "sb2": sb2, "depth": depth, "width": width, "measure": measure}
-        directory.begin(yaml.safe_dump(settings, sort_keys=False), str(torch_device), "float64", command_line())
-        with directory.recording():
+        meta = opening_meta(str(torch_device), "float64", command_line())
+        directory = RunDirectory.create(out, f"phase-{function.registry_name}", yaml.safe_dump(settings, sort_keys=False), meta)
+        with recorded([directory]):
             diagram = compute_phase_diagram(function, sw2_values, sb2_values)
             if measure:
                 diagram.measured_depth = measure_convergence_depth(diagram, function, depth, width, torch_device)
@@ -528,10 +552,7 @@ def list_entries(
                 stdout.print(f"    {entry.formula}", highlight=False, markup=False, style="green", soft_wrap=True)
 
 
-def main() -> None:
-    """Entry point of the console script and ``python -m initbench``."""
-    app(prog_name="initbench")
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    from initbench.signals import main
+
+    main()

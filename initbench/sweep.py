@@ -51,9 +51,7 @@ import hashlib
 import itertools
 import json
 import math
-import os
 import re
-import socket
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -64,13 +62,14 @@ import yaml
 
 from initbench.config import Config, apply_overrides, read_yaml, validate_config
 from initbench.errors import InitbenchError
+from initbench.experiments import EXPERIMENTS, ExperimentResult, Progress, RunContext, build_runs
 from initbench.registry import parse_scalar
-from initbench.rundir import RESULTS_ROOT, RunDirectory, SweepDirectory, command_line
+from initbench.rundir import RESULTS_ROOT, RunDirectory, SweepDirectory, command_line, is_live_here, opening_meta
+from initbench.runner import recorded, run_and_save, title
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from initbench.experiments import ExperimentResult, Progress
 
 INDEX_FORMAT = "initbench-sweep/1"
 KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -165,9 +164,9 @@ def split_sweep_section(raw: dict[str, Any]) -> tuple[dict[str, Any], list[Axis]
     return base, section_axes(base.pop("sweep"))
 
 
-def check_no_sweep_section(path: Path) -> None:
-    """Refuse to ``initbench run`` a config that describes a sweep, and say what to do instead."""
-    if "sweep" in read_yaml(path):
+def check_no_sweep_section(raw: dict[str, Any], path: Path) -> None:
+    """Refuse to ``initbench run`` the config ``raw`` (read from ``path``) that describes a sweep."""
+    if "sweep" in raw:
         raise InitbenchError(
             f"Config '{path}' has a sweep: section, so it describes many runs.",
             hint=f"Run it with `initbench sweep {path}`; to run the base config alone, remove the sweep: section.",
@@ -472,23 +471,14 @@ def point_status(directory: SweepDirectory, name: str) -> str:
 def live_elsewhere(directory: SweepDirectory, name: str) -> int | None:
     """The pid of a live process on this host that is running the point, if there is one.
 
-    A ``running`` point on another host cannot be checked: it is taken for a killed job (a SLURM
-    timeout kills without a chance to record ``interrupted``) and run again.
+    A ``running`` point whose lock nobody holds, on another host, cannot be checked further: it is
+    taken for a killed job (a SLURM timeout kills without a chance to record ``interrupted``).
     """
     try:
         meta = json.loads((directory.point_path(name) / "meta.json").read_text())
-        pid = int(meta["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
         return None
-    if meta.get("host") != socket.gethostname() or pid == os.getpid():
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return int(meta["pid"]) if isinstance(meta, dict) and is_live_here(meta) else None
 
 
 @dataclass
@@ -501,30 +491,21 @@ class ShardOutcome:
     failed: list[str] = field(default_factory=list)
 
 
-def claim(directory: SweepDirectory, name: str, log: Callable[[str], None], outcome: ShardOutcome) -> RunDirectory | None:
-    """The point's fresh run directory, moving an unfinished attempt aside; None if not to run now."""
+def to_run(directory: SweepDirectory, name: str, log: Callable[[str], None], outcome: ShardOutcome) -> bool:
+    """Whether to run point ``name`` now (its lock held), after moving an unfinished attempt aside."""
     status = point_status(directory, name)
     if status == "complete":
         outcome.skipped.append(name)
         log(f"Skipped {name}: already complete.")
-        return None
+        return False
     if status == "running" and (pid := live_elsewhere(directory, name)) is not None:
         outcome.busy.append(name)
         log(f"Skipped {name}: still running in process {pid} on this host.")
-        return None
+        return False
     if status != "missing":
-        try:
-            moved = directory.set_aside(name, status if status.isalpha() else "incomplete")
-        except FileNotFoundError:  # another process moved it first and now runs it
-            outcome.busy.append(name)
-            log(f"Skipped {name}: another process took it over.")
-            return None
+        moved = directory.set_aside(name, status if status.isalpha() else "incomplete")
         log(f"Moved the {status} attempt at {name} aside to {moved.name}; running it again.")
-    run_directory = directory.claim_point(name)
-    if run_directory is None:
-        outcome.busy.append(name)
-        log(f"Skipped {name}: another process claimed it first.")
-    return run_directory
+    return True
 
 
 def run_stack(
@@ -537,62 +518,92 @@ def run_stack(
     outcome: ShardOutcome,
     command: list[str],
 ) -> None:
-    """Run one stack of points (or one point) and write each point's run directory.
+    """Run one stack of points (or one point) through the run lifecycle, one directory per point.
 
-    Mirrors :func:`initbench.runner.execute`: meta.json says ``running`` before the work, then
-    ``complete``, ``interrupted`` or ``failed`` (every point of a stack fails together if the
-    shared pass fails). A failure is recorded and raised; the shard decides whether to go on.
+    Each point is locked, then claimed and begun (config.yaml, a ``running`` meta.json) before the
+    work; each ends ``complete``, ``interrupted`` or ``failed`` on its own. A failure stays with its
+    point: if the shared pass fails, the points run again one at a time, so only the point that
+    fails is recorded ``failed`` and its healthy stack-mates complete. An interrupt stops the shard.
     """
-    from initbench.engine import resolve_device, resolve_dtype
-    from initbench.experiments import EXPERIMENTS, RunContext, StackableExperiment, build_runs
+    from initbench.engine import resolve_device
 
     experiment = EXPERIMENTS.get(configs[group[0]].experiment)()
     device = resolve_device(configs[group[0]].device)
-    claimed = [
-        (index, run_directory) for index in group if (run_directory := claim(directory, sweep.points[index].name, log, outcome)) is not None
-    ]
-    if not claimed:
-        return
-    names = [sweep.points[index].name for index, _ in claimed]
-    first = configs[claimed[0][0]]
-    context = RunContext(config=first, device=device, dtype=resolve_dtype(first.dtype), progress=progress)
-    log(f"Running {', '.join(names)}" + (f" (stacked: {len(names)} points in one pass)" if len(names) > 1 else "") + ".")
-    pending: list[tuple[int, RunDirectory]] = []
+    locks: list[tuple[str, int]] = []
     try:
-        for index, run_directory in claimed:
-            extra = {
-                "sweep": str(directory.path.resolve()),
-                "point": sweep.points[index].name,
-                "host": socket.gethostname(),
-                "pid": os.getpid(),
-            }
-            if len(claimed) > 1:
-                extra["stacked_with"] = [name for name in names if name != sweep.points[index].name]
-            run_directory.begin(configs[index].to_yaml(), str(device), configs[index].dtype, command, extra)
-            pending.append((index, run_directory))
-        results: list[ExperimentResult]
-        if len(claimed) == 1:
-            results = [experiment.run(context)]
+        chosen: list[int] = []
+        for index in group:
+            name = sweep.points[index].name
+            handle = directory.lock_point(name)
+            if handle is None:
+                outcome.busy.append(name)
+                log(f"Skipped {name}: another process is running it.")
+                continue
+            locks.append((name, handle))
+            if to_run(directory, name, log, outcome):
+                chosen.append(index)
+        names = [sweep.points[index].name for index in chosen]
+        claimed: list[tuple[int, RunDirectory]] = []
+        for index in chosen:
+            name = sweep.points[index].name
+            extra: dict[str, Any] = {"sweep": str(directory.path.resolve()), "point": name}
+            if len(chosen) > 1:
+                extra["stacked_with"] = [other for other in names if other != name]
+            meta = opening_meta(str(device), configs[index].dtype, command, extra)
+            run_directory = directory.claim_point(name, configs[index].to_yaml(), meta)
+            if run_directory is None:  # made by a process that does not take the lock (an older initbench)
+                outcome.busy.append(name)
+                log(f"Skipped {name}: another process claimed it first.")
+                continue
+            claimed.append((index, run_directory))
+        if not claimed:
+            return
+        names = [sweep.points[index].name for index, _ in claimed]
+        log(f"Running {', '.join(names)}" + (f" (stacked: {len(names)} points in one pass)" if len(names) > 1 else "") + ".")
+        with recorded([run_directory for _, run_directory in claimed]):
+            run_claimed(experiment, [(sweep.points[index].name, configs[index], run_directory) for index, run_directory in claimed],
+                        device, progress, log, outcome)
+    finally:
+        for name, handle in locks:
+            directory.unlock_point(name, handle)
+
+
+def run_claimed(
+    experiment: Any,
+    claimed: list[tuple[str, Config, RunDirectory]],
+    device: Any,
+    progress: Progress,
+    log: Callable[[str], None],
+    outcome: ShardOutcome,
+) -> None:
+    """Run and save claimed points: stacked in one pass when there are several, else alone."""
+    from initbench.engine import resolve_dtype
+
+    def context(config: Config) -> RunContext:
+        return RunContext(config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress)
+
+    def finish_point(name: str, config: Config, run_directory: RunDirectory, work: Callable[[], ExperimentResult]) -> None:
+        try:
+            run_and_save(run_directory, work, lambda result: run_directory.save(result, title=title(config)))
+        except Exception as error:  # recorded in its meta.json; the other points go on
+            outcome.failed.append(name)
+            log(f"Failed {name}: {type(error).__name__}: {error}")
         else:
-            assert isinstance(experiment, StackableExperiment)  # only these stack (see stack_key)
-            activation = first.model.build_activation()
-            record = experiment.measure(context, [run for index, _ in claimed for run in build_runs(configs[index], activation)])
-            results = [experiment.analyse(configs[index], record.subset(labels(configs[index]))) for index, _ in claimed]
-        for (index, run_directory), result in zip(claimed, results):
-            config = configs[index]
-            run_directory.save(result, title=f"initbench {config.experiment}: {config.name}")
-            run_directory.finish("complete")
-            pending.remove((index, run_directory))
-            outcome.ran.append(sweep.points[index].name)
-    except KeyboardInterrupt:
-        for _, run_directory in pending:
-            run_directory.finish("interrupted")
-        raise
-    except BaseException as error:
-        for index, run_directory in pending:
-            run_directory.finish("failed", error=f"{type(error).__name__}: {error}")
-            outcome.failed.append(sweep.points[index].name)
-        raise
+            outcome.ran.append(name)
+
+    if len(claimed) > 1:
+        first = claimed[0][1]
+        activation = first.model.build_activation()
+        try:
+            record = experiment.measure(context(first), [run for _, config, _ in claimed for run in build_runs(config, activation)])
+        except Exception as error:
+            log(f"The stacked pass failed ({type(error).__name__}: {error}); running its points one at a time.")
+        else:
+            for name, config, run_directory in claimed:
+                finish_point(name, config, run_directory, lambda config=config: experiment.analyse(config, record.subset(labels(config))))
+            return
+    for name, config, run_directory in claimed:
+        finish_point(name, config, run_directory, lambda config=config: experiment.run(context(config)))
 
 
 def run_shard(
@@ -606,8 +617,8 @@ def run_shard(
 
     Everything is read from the directory's ``sweep.json``, so a job on another machine needs only
     the path. Every point of the shard is checked (device, memory, dataset) before any runs. Points
-    already complete are skipped; the rest run in stacks. A stack that fails is recorded (its
-    points' meta.json say ``failed``) and the shard goes on with the next; an interrupt stops it.
+    already complete are skipped; the rest run in stacks. A point that fails is recorded (its
+    meta.json says ``failed``) and the shard goes on; an interrupt stops it.
     """
     from initbench.engine import resolve_device
     from initbench.experiments import EXPERIMENTS, SilentProgress, load_experiments
@@ -633,13 +644,7 @@ def run_shard(
     for group in stacks(configs, todo):
         parts = [group] if len(group) == 1 or fits_in_memory(configs, group) else [[index] for index in group]
         for part in parts:
-            try:
-                run_stack(directory, sweep, configs, part, progress or SilentProgress(), log, outcome, command or command_line())
-            except Exception as error:  # recorded in the points' meta.json; the other stacks still run
-                names = [sweep.points[index].name for index in part]
-                accounted = {*outcome.ran, *outcome.skipped, *outcome.busy, *outcome.failed}
-                outcome.failed += [name for name in names if name not in accounted]
-                log(f"Failed {', '.join(names)}: {type(error).__name__}: {error}")
+            run_stack(directory, sweep, configs, part, progress or SilentProgress(), log, outcome, command or command_line())
     return outcome
 
 
@@ -942,15 +947,9 @@ def write_report(report: SweepReport, out: Path | None) -> RunDirectory:
     """
     from initbench.experiments import Table
 
-    directory = RunDirectory.create(out, "report", report.path)
-    directory.begin(
-        yaml.safe_dump({"report_of": str(report.path)}),
-        "cpu",
-        "-",
-        command_line(),
-        {"complete": report.complete, "missing": len(report.missing)},
-    )
-    with directory.recording():
+    meta = opening_meta("cpu", "-", command_line(), {"complete": report.complete, "missing": len(report.missing)})
+    directory = RunDirectory.create(out, "report", yaml.safe_dump({"report_of": str(report.path)}), meta, report.path)
+    with recorded([directory]):
         directory.write_csv(
             "sweep_results.csv",
             Table(report.columns, [tuple(csv_cell(row.get(column)) for column in report.columns) for row in report.rows]),

@@ -177,7 +177,9 @@ def test_rerun_skips_complete_points_and_retries_failed_ones_keeping_them(
     monkeypatch.setattr(propagation, "measure_runs", fail_at_depth_3)
     failed = cli("sweep", base, *axes, "--out", out)
     assert failed.exit_code == 1, failed.output
-    assert "Failed scheme-xavier_depth-3, scheme-he_depth-3: RuntimeError: disk on fire" in failed.stdout
+    assert "The stacked pass failed (RuntimeError: disk on fire); running its points one at a time." in failed.stdout
+    assert "Failed scheme-xavier_depth-3: RuntimeError: disk on fire" in failed.stdout
+    assert "Failed scheme-he_depth-3: RuntimeError: disk on fire" in failed.stdout
     assert "2 ran" in failed.stdout and "2 failed" in failed.stdout
     meta = json.loads((out / "points" / "scheme-he_depth-3" / "meta.json").read_text())
     assert meta["status"] == "failed" and "disk on fire" in meta["error"]

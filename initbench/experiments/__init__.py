@@ -59,14 +59,24 @@ class ExperimentResult:
     console_tables: list[RichTable] = field(default_factory=list)  # shown at the end of the run
 
 
+class Checkpoint(Protocol):
+    """Where a long experiment keeps its progress: ``save`` a state, ``load`` the last one (None: none)."""
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    def load(self) -> dict[str, Any] | None: ...
+
+
 @dataclass(frozen=True)
 class RunContext:
-    """What an experiment runs with: the config, resolved device and dtype, and a progress sink."""
+    """What an experiment runs with: the config, resolved device and dtype, a progress sink, and
+    where to keep a checkpoint (None: the run cannot be resumed, as a sweep's stacked pass)."""
 
     config: Config
     device: torch.device
     dtype: torch.dtype
     progress: Progress
+    checkpoint: Checkpoint | None = None
 
 
 class Experiment(Protocol):
