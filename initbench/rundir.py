@@ -311,16 +311,25 @@ class RunDirectory:
         with signals.deferred():
             self.finished = True
             try:
-                self.write_json(self.META, self.meta)
-            except OSError as failure:
-                self.meta["recorded_in_place"] = f"{type(failure).__name__}: {failure}"
-                data = (json.dumps(json_safe(self.meta), indent=2, allow_nan=False) + "\n").encode()
-                try:
-                    _overwrite_in_place(self.path / self.META, data)
-                except OSError:
-                    (self.path / self.META).unlink(missing_ok=True)
-                    if status == "complete":
-                        raise failure from None
+                self._record_meta(status == "complete")
+            except KeyboardInterrupt:  # without initbench's handlers a Ctrl-C is not deferred: say so, then stop
+                self.meta["status"] = "interrupted"
+                self._record_meta(must=False)
+                raise
+
+    def _record_meta(self, must: bool) -> None:
+        """Write meta.json; on a full disk rewrite it in place, else remove it (raising if ``must``)."""
+        try:
+            self.write_json(self.META, self.meta)
+        except OSError as failure:
+            self.meta["recorded_in_place"] = f"{type(failure).__name__}: {failure}"
+            data = (json.dumps(json_safe(self.meta), indent=2, allow_nan=False) + "\n").encode()
+            try:
+                _overwrite_in_place(self.path / self.META, data)
+            except OSError:
+                (self.path / self.META).unlink(missing_ok=True)
+                if must:
+                    raise failure from None
 
 
 def command_line() -> list[str]:

@@ -16,6 +16,7 @@ gradients (:meth:`StackedMLP.set_gradients`), fewer and cheaper ops than autogra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -248,3 +249,27 @@ class StackedTrainer:
             return (outputs[..., 0] > 0).long()
         return outputs.argmax(-1)
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next step depends on, on the CPU: parameters, optimizer state, each run's
+        batch stream and epoch order, and which runs diverged (with the parameters they froze at).
+        A trainer given it by :meth:`load_state_dict` continues exactly as this one would."""
+        return {
+            "model": {name: tensor.cpu() for name, tensor in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "batch_streams": [stream.get_state() for stream in self.batch_streams],
+            "orders": [order.cpu() for order in self.orders],
+            "position": self.position,
+            "diverged_at": list(self.diverged_at),
+            "frozen": {index: [tensor.cpu() for tensor in saved] for index, saved in self._frozen.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state``."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for stream, stream_state in zip(self.batch_streams, state["batch_streams"], strict=True):
+            stream.set_state(stream_state)
+        self.orders = [order.to(self.device) for order in state["orders"]]
+        self.position = state["position"]
+        self.diverged_at = list(state["diverged_at"])
+        self._frozen = {int(index): [tensor.to(self.device) for tensor in saved] for index, saved in state["frozen"].items()}
