@@ -8,7 +8,8 @@
 
 This is the only module that catches :class:`~initbench.errors.InitbenchError`: it prints the
 message and exits with code 2. Other failures exit with code 1 and a one-line message; set
-``INITBENCH_FULL_ERROR=1`` for the traceback. Heavy imports (torch, matplotlib) happen inside the
+``INITBENCH_FULL_ERROR=1`` for the traceback. Ctrl-C exits 130 and SIGTERM 143 (see
+:mod:`initbench.signals`, which starts the CLI). Heavy imports (torch, matplotlib) happen inside the
 commands, so ``initbench --help`` answers fast.
 """
 
@@ -30,7 +31,7 @@ from initbench.signals import exit_code
 
 if TYPE_CHECKING:
     from initbench.config import Config
-    from initbench.sweep import Shard, Sweep
+    from initbench.sweeps import Shard, Sweep
 
 app = typer.Typer(
     name="initbench",
@@ -180,7 +181,7 @@ def run(
         if config is None:
             raise InitbenchError("Give a config to run, or --resume DIR.", hint="For example: initbench run configs/relu_kaiming.yaml")
         from initbench.config import apply_overrides, read_yaml, validate_config
-        from initbench.sweep import check_no_sweep_section
+        from initbench.sweeps import check_no_sweep_section
 
         raw = read_yaml(config)  # the only read: a pipe or /dev/stdin can be read once
         check_no_sweep_section(raw, config)
@@ -221,7 +222,7 @@ def compare(
         from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, apply_overrides, load_config, read_yaml
 
         if config is not None:
-            from initbench.sweep import check_no_sweep_section
+            from initbench.sweeps import check_no_sweep_section
 
             raw = read_yaml(config)
             check_no_sweep_section(raw, config)
@@ -282,7 +283,7 @@ def sweep(
       initbench sweep results/depth        [dim]# resume: run the points not complete yet[/dim]
     """
     with reported_errors():
-        from initbench import sweep as sweeps
+        from initbench import sweeps
 
         if launcher not in sweeps.LAUNCHERS:
             raise InitbenchError(f"Unknown launcher '{launcher}'.", hint=f"Valid launchers: {', '.join(sweeps.LAUNCHERS)}.")
@@ -328,7 +329,7 @@ def sweep(
 
 def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
     """Run ``shard`` of the sweep in this process, with a progress bar on a terminal; exit 1 if a point failed."""
-    from initbench.sweep import run_shard
+    from initbench.sweeps import run_shard
 
     def log(message: str) -> None:
         if not quiet:
@@ -368,7 +369,7 @@ def show_points(definition: Sweep, configs: list[Config], out: Path | None, shar
     """The ``--dry-run`` table: every point of the shard, its stack, status and overrides."""
     from initbench.report import rich_table
     from initbench.rundir import SweepDirectory
-    from initbench.sweep import point_status, stacks
+    from initbench.sweeps import point_status, stacks
 
     selected = shard.select(len(definition.points))
     stack_of = {index: number for number, group in enumerate(stacks(configs, selected), start=1) for index in group}
@@ -403,7 +404,7 @@ def report(
     """
     with reported_errors():
         from initbench.report import rich_table
-        from initbench.sweep import collect, write_report
+        from initbench.sweeps import collect, write_report
 
         merged = collect(sweep_dir)
         directory = write_report(merged, out)
@@ -442,22 +443,21 @@ def gain(
         import json
 
         from initbench.activations import ACTIVATIONS
-        from initbench.engine import resolve_device
-        from initbench.gains import compute_gains, measure_gains
+        from initbench.config import validate_config
+        from initbench.experiments import SilentProgress
+        from initbench.experiments.gain import GainExperiment, gains_of
         from initbench.registry import build_from_spec
-        from initbench.report import rich_table
+        from initbench.runner import run_detached
 
-        function = build_from_spec(ACTIVATIONS, activation)
-        gains = compute_gains(function, sb2)
+        build_from_spec(ACTIVATIONS, activation)  # an unknown name is refused in the command's own words
+        # The net of the measured check: 100 layers of 256 units, batch 256 (the README's numbers).
+        raw = {"name": "gain", "experiment": "gain", "model": {"activation": activation}, "gain": {"sb2": sb2}, "input": {"batch": 256}}
+        config = validate_config({**raw, **({"device": device} if device else {})}, "initbench gain")
         if as_json:
-            stdout.print_json(json.dumps(gains.as_json()))
+            stdout.print_json(json.dumps(gains_of(config).as_json()))
             return
-        measured = measure_gains(function, gains.named(), sb2, resolve_device(device or "auto"))
-        labels = {"preserving": "variance-preserving", "critical": "critical (χ₁ = 1)", "torch": "PyTorch calculate_gain"}
-        rows = [(labels[name], value, *measured[name]) for name, value in gains.named().items()]
-        rows += [(labels[name], None, None, None) for name in labels if name not in gains.named()]
-        stdout.print(rich_table(f"Gains for {gains.activation}, σ_b² = {sb2:g}", ("gain", "σ_w", "std L1", "std L100"), rows))
-        stdout.print("Measured: a 100-layer, 256-unit net with weights N(0, σ_w²/256), batch 256, seed 0. – means no such gain exists.", highlight=False)
+        for table in run_detached(GainExperiment(), config, SilentProgress()).console_tables:
+            stdout.print(table)
 
 
 @app.command()
@@ -470,6 +470,7 @@ def phase(
     measure: Annotated[bool, typer.Option("--measure", help="Also measure correlation convergence in real nets.")] = False,
     out: OutOption = None,
     device: DeviceOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """The order–chaos phase diagram over (σ_w², σ_b²): χ₁, depth scales and the common schemes.
 
@@ -480,48 +481,20 @@ def phase(
       initbench phase --activation relu --sw2 1:3:21 --sb2 0:0.2:5 --measure --depth 50
     """
     with reported_errors():
-        import yaml
-
         from initbench.activations import ACTIVATIONS
-        from initbench.engine import resolve_device
-        from initbench.experiments import Table
-        from initbench.phase import compute_phase_diagram, measure_convergence_depth, parse_grid, scheme_positions
-        from initbench.plots import phase_figure
+        from initbench.config import validate_config
+        from initbench.phase import parse_grid
         from initbench.registry import build_from_spec
-        from initbench.report import rich_table
-        from initbench.rundir import RunDirectory, command_line, opening_meta
-        from initbench.runner import recorded
 
         function = build_from_spec(ACTIVATIONS, activation)
-        sw2_values, sb2_values = parse_grid(sw2, "--sw2"), parse_grid(sb2, "--sb2")
-        torch_device = resolve_device(device or "auto")
-        settings = {"activation": activation, "sw2": sw2, "sb2": sb2, "depth": depth, "width": width, "measure": measure}
-        meta = opening_meta(str(torch_device), "float64", command_line())
-        directory = RunDirectory.create(out, f"phase-{function.registry_name}", yaml.safe_dump(settings, sort_keys=False), meta)
-        with recorded([directory]):
-            diagram = compute_phase_diagram(function, sw2_values, sb2_values)
-            if measure:
-                diagram.measured_depth = measure_convergence_depth(diagram, function, depth, width, torch_device)
-            positions = scheme_positions(function)
-            rows = [
-                (float(diagram.sw2[column]), float(diagram.sb2[row]), float(diagram.q_star[row, column]), float(diagram.chi1[row, column]),
-                 float(diagram.xi_c[row, column]), float(diagram.c_star[row, column]), float(diagram.predicted_depth[row, column]),
-                 float(diagram.measured_depth[row, column]) if diagram.measured_depth is not None else "")
-                for row in range(len(diagram.sb2)) for column in range(len(diagram.sw2))
-            ]
-            columns = ("sigma_w2", "sigma_b2", "q_star", "chi1", "xi_c", "c_star", "predicted_depth", "measured_depth")
-            directory.write_csv("phase.csv", Table(columns, rows))
-            figure = phase_figure(diagram, positions, depth if measure else None)
-            directory.write_figure("phase.png", figure)
-        summary_rows = []
-        for label, value in positions.items():
-            q = compute_phase_diagram(function, [value], [0.0])
-            summary_rows.append((label, value, float(q.chi1[0, 0]), float(q.xi_c[0, 0])))
-        stdout.print(rich_table(f"Where the common schemes sit ({function.spec()}, σ_b² = 0)", ("scheme", "σ_w²", "χ₁", "ξ_c"), summary_rows))
-        ordered = int((diagram.chi1 < 1).sum())
-        chaotic = int((diagram.chi1 > 1).sum())
-        stdout.print(f"Grid: {len(sw2_values)} × {len(sb2_values)} points, {ordered} ordered, {chaotic} chaotic.", highlight=False)
-        stdout.print(f"Results: {directory.path}", highlight=False, soft_wrap=True)
+        parse_grid(sw2, "--sw2"), parse_grid(sb2, "--sb2")  # refused in the options' own words
+        raw: dict[str, Any] = {
+            "name": f"phase-{function.registry_name}",
+            "experiment": "phase",
+            "model": {"activation": activation, "depth": depth, "width": width},
+            "phase": {"sw2": sw2, "sb2": sb2, "measure": measure},
+        }
+        execute_and_report(validate_config({**raw, **({"device": device} if device else {})}, "initbench phase"), out, quiet)
 
 
 @app.command("list")

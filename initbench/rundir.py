@@ -273,10 +273,12 @@ class RunDirectory:
         """Write the experiment's tables, summary, figures and the Markdown report."""
         for name, table in result.tables.items():
             self.write_csv(name, table)
-        self.write_json("summary.json", result.summary)
+        if result.summary is not None:
+            self.write_json("summary.json", result.summary)
         for name, figure in result.figures.items():
             self.write_figure(name, figure)
-        self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
+        if result.report is not None:
+            self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
 
     @contextmanager
     def recording(self) -> Iterator[None]:

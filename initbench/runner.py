@@ -111,6 +111,13 @@ def run_in(directory: RunDirectory, config: Config, experiment: Any, device: Any
     return run_and_save(directory, lambda: experiment.run(context), lambda result: directory.save(result, title=title(config)))
 
 
+def run_detached(experiment: Any, config: Config, progress: Progress) -> ExperimentResult:
+    """Run ``experiment`` with no directory, for a command that prints its result (``initbench gain``)."""
+    device = resolve_device(config.device)
+    experiment.check(config, device)
+    return experiment.run(RunContext(config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress))
+
+
 def execute(config: Config, out: Path | None, progress: Progress, root: Path = RESULTS_ROOT) -> tuple[RunDirectory, ExperimentResult]:
     """Run ``config``'s experiment and write its run directory.
 

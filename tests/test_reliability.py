@@ -124,7 +124,7 @@ def test_concurrent_runs_given_one_out_leave_one_intact_run(tmp_path: Path) -> N
 
 
 def sweep_racer(path: str, barrier: Any, results: Any) -> None:
-    from initbench.sweep import run_shard
+    from initbench.sweeps import run_shard
 
     barrier.wait()
     outcome = run_shard(Path(path), log=lambda message: None)
@@ -134,7 +134,7 @@ def sweep_racer(path: str, barrier: Any, results: Any) -> None:
 def test_sweeps_racing_on_one_directory_run_each_point_once(tmp_path: Path) -> None:
     """Sweeps started together on one sweep directory: every point runs exactly once, and no sweep
     moves aside a point another has claimed (no ``.incomplete-n`` or ``.running-n`` attempts)."""
-    from initbench.sweep import Sweep, open_sweep_directory
+    from initbench.sweeps import Sweep, open_sweep_directory
 
     base = write_config(tmp_path / "base.yaml", yaml.safe_dump({**FORWARD, "init": {"scheme": "he"}}))
     sweep = Sweep.from_config(base, ["model.depth=2,3,4", "model.width=4,8", "init.scheme=he,xavier_normal"])
@@ -203,7 +203,7 @@ def test_early_signals_exit_quietly(tmp_path: Path) -> None:
     exit 130 or 143 (or the signal's own death before Python has started our code)."""
     config = write_config(tmp_path / "tiny.yaml", yaml.safe_dump(FORWARD))
     sent = 0
-    for delay in (0.15, 0.3, 0.5, 0.8, 1.2, 2.0):
+    for delay in (0.1, 0.4, 1.5):
         for signum in (signal.SIGINT, signal.SIGTERM):
             out = tmp_path / f"early-{delay}-{signum}"
             process = initbench("run", config, "--out", out, "--quiet")
@@ -258,19 +258,25 @@ def writes_of(config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.Monkey
     return count[0]
 
 
-@pytest.mark.parametrize("config", [FORWARD, TRAIN], ids=["forward", "train"])
-def test_a_fault_at_any_write_never_leaves_running_nor_a_broken_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any]) -> None:
+ALL_FAULTS = ("enospc", "enospc-everywhere", "interrupt", "sigterm")
+
+
+@pytest.mark.parametrize(("config", "faults"), [(FORWARD, ALL_FAULTS), (TRAIN, ("enospc", "sigterm"))], ids=["forward", "train"])
+def test_a_fault_at_any_write_never_leaves_running_nor_a_broken_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, config: dict[str, Any], faults: tuple[str, ...]
+) -> None:
     """At every write a run makes (claim, checkpoints, tables, figures, meta.json), inject a full
     disk (from there on), a full disk where even the in-place rewrite fails, Ctrl-C, or a real
-    SIGTERM. Afterwards meta.json never says ``running`` (or is gone, when nothing could be
-    written), says ``complete`` only when every result was written, and every file left parses whole."""
+    SIGTERM (training, with more writes: a full disk and SIGTERM). Afterwards meta.json never says
+    ``running`` (or is gone, when nothing could be written), says ``complete`` only when every
+    result was written, and every file left parses whole."""
     previous = {signum: signal.getsignal(signum) for signum in signals.HANDLED}
     signals.install()
     try:
         total = writes_of(config, tmp_path, monkeypatch)
         cases = 0
         for at in range(total):
-            for fault in ("enospc", "enospc-everywhere", "interrupt", "sigterm"):
+            for fault in faults:
                 out = tmp_path / f"{fault}-{at}"
                 with monkeypatch.context() as patch:
                     inject(patch, at, fault)
@@ -350,7 +356,7 @@ def test_an_interrupted_training_run_resumes_to_the_uninterrupted_numbers(tmp_pa
     config = validate_config({**TRAIN, "dtype": dtype}, "test")
     reference, _ = execute(config, tmp_path / "reference", SilentProgress())
     expected = outputs(reference.path)
-    schedules = [(3,), (10,), (17,), (39,), (12, 25)]
+    schedules = [(3,), (10,), (39,), (12, 25)]
     for schedule in schedules:
         out = tmp_path / "-".join(map(str, schedule))
         with pytest.raises(signals.Interrupted):

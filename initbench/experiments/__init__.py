@@ -15,7 +15,7 @@ from initbench.registry import Registry
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
-    from rich.table import Table as RichTable
+    from rich.console import RenderableType
 
     from initbench.activations import Activation
     from initbench.config import Config
@@ -53,10 +53,10 @@ class ExperimentResult:
     """Everything a run produced, in memory, for the run directory to write."""
 
     tables: dict[str, Table]  # file name -> table, e.g. "layer_stats.csv"
-    summary: dict[str, Any]  # summary.json
+    summary: dict[str, Any] | None  # summary.json (None: the experiment writes none)
     figures: dict[str, Figure] = field(default_factory=dict)  # file name -> figure
-    report: str = ""  # the Markdown body of summary.md
-    console_tables: list[RichTable] = field(default_factory=list)  # shown at the end of the run
+    report: str | None = ""  # the Markdown body of summary.md (None: no summary.md)
+    console_tables: list[RenderableType] = field(default_factory=list)  # shown at the end of the run
 
 
 class Checkpoint(Protocol):
@@ -125,4 +125,4 @@ def build_runs(config: Config, activation: Activation) -> list[Run]:
 
 def load_experiments() -> None:
     """Import the modules that register experiments (deferred: they import torch and matplotlib)."""
-    from initbench.experiments import propagation, train  # noqa: F401
+    from initbench.experiments import gain, phase, propagation, train  # noqa: F401
