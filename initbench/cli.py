@@ -525,7 +525,13 @@ def list_entries(
                 stdout.print(f"    {entry.formula}", highlight=False, markup=False, style="green", soft_wrap=True)
 
 
-if __name__ == "__main__":
-    from initbench.signals import main
+def main() -> None:
+    """The console script as installed before it became :func:`initbench.signals.main` (which
+    ``pip install -e .`` now installs): the same start, signals first."""
+    from initbench.signals import main as start
 
+    start()
+
+
+if __name__ == "__main__":
     main()
