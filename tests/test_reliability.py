@@ -137,7 +137,7 @@ def test_sweeps_racing_on_one_directory_run_each_point_once(tmp_path: Path) -> N
     from initbench.sweeps import Sweep, open_sweep_directory
 
     base = write_config(tmp_path / "base.yaml", yaml.safe_dump({**FORWARD, "init": {"scheme": "he"}}))
-    sweep = Sweep.from_config(base, ["model.depth=2,3,4", "model.width=4,8", "init.scheme=he,xavier_normal"])
+    sweep = Sweep.from_config(base, ["model.depth=2,3,4", "init.scheme=he,xavier_normal"])
     out = open_sweep_directory(sweep, tmp_path / "sw").path
     racers, rounds = 3, 2
     context = multiprocessing.get_context("spawn")
@@ -198,21 +198,29 @@ def test_a_signal_mid_run_records_interrupted_and_exits_128_plus_its_number(tmp_
     print(f"reliability: signal {signal.Signals(signum).name} mid-run: exit {process.returncode}, meta.json interrupted")
 
 
+def handles_sigterm(pid: int) -> bool:
+    """Whether the process has installed its SIGTERM handler: initbench's code is running."""
+    caught = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to see when the handlers are installed")
 def test_early_signals_exit_quietly(tmp_path: Path) -> None:
-    """Ctrl-C or SIGTERM while initbench is still starting (importing typer, torch): no traceback,
-    exit 130 or 143 (or the signal's own death before Python has started our code)."""
+    """Ctrl-C or SIGTERM from the moment initbench's code runs, while it is still importing typer and
+    torch: exit 130 or 143 and no traceback. (Before that, Python's own start-up is not ours to handle.)"""
     config = write_config(tmp_path / "tiny.yaml", yaml.safe_dump(FORWARD))
     sent = 0
-    for delay in (0.1, 0.4, 1.5):
+    for delay in (0.0, 0.2, 1.0):
         for signum in (signal.SIGINT, signal.SIGTERM):
             out = tmp_path / f"early-{delay}-{signum}"
             process = initbench("run", config, "--out", out, "--quiet")
+            wait_for(lambda: process.poll() is not None or handles_sigterm(process.pid), 60)
             time.sleep(delay)
             process.send_signal(signum)
             sent += 1
             _, stderr = process.communicate(timeout=120)
             assert "Traceback" not in stderr, stderr
-            assert process.returncode in (0, 128 + signum, -signum), (delay, signum, process.returncode, stderr)
+            assert process.returncode in (0, 128 + signum), (delay, signum, process.returncode, stderr)
             if out.exists():
                 assert status(out) in ("interrupted", "complete")
                 files_parse(out)
