@@ -4,8 +4,9 @@ Every file is written atomically (to a temporary name in the same folder, then r
 are never overwritten (a directory is claimed by renaming a prepared one into place, so exactly one
 of several racing processes gets it; ``--out`` must be new or empty), and ``meta.json`` says
 whether the run is ``running``, ``complete``, ``interrupted`` or ``failed``; it never stays
-``running`` after the run ended, even when the disk is full. Non-finite numbers are written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` in JSON
-(plain JSON has no such numbers) and as ``nan``/``inf`` in CSV.
+``running`` after the run ended, even when the disk is full. Non-finite numbers are written as the
+strings ``"nan"``, ``"inf"``, ``"-inf"`` in JSON (plain JSON has no such numbers) and as
+``nan``/``inf`` in CSV.
 """
 
 from __future__ import annotations

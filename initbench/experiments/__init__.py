@@ -125,4 +125,5 @@ def build_runs(config: Config, activation: Activation) -> list[Run]:
 
 def load_experiments() -> None:
     """Import the modules that register experiments (deferred: they import torch and matplotlib)."""
-    from initbench.experiments import gain, phase, propagation, train  # noqa: F401
+    from initbench.experiments import propagation, train  # noqa: F401  (first: `initbench list` shows them first)
+    from initbench.experiments import gain, phase  # noqa: F401

@@ -62,7 +62,9 @@ class PhaseExperiment:
             figures={"phase.png": phase_figure(diagram, positions, depth if settings.measure else None)},
             report=None,
             console_tables=[
-                rich_table(f"Where the common schemes sit ({function.spec()}, σ_b² = 0)", ("scheme", "σ_w²", "χ₁", "ξ_c"), summary_rows),
+                rich_table(
+                    f"Where the common schemes sit ({function.spec()}, σ_b² = 0)", ("scheme", "σ_w²", "χ₁", "ξ_c"), summary_rows
+                ),
                 Text(f"Grid: {len(sw2_values)} × {len(sb2_values)} points, {ordered} ordered, {chaotic} chaotic."),
             ],
         )

@@ -88,7 +88,12 @@ def to_run(directory: SweepDirectory, name: str, log: Callable[[str], None], out
         log(f"Skipped {name}: still running in process {pid} on this host.")
         return False
     if status != "missing":
-        moved = directory.set_aside(name, status if status.isalpha() else "incomplete")
+        try:
+            moved = directory.set_aside(name, status if status.isalpha() else "incomplete")
+        except FileNotFoundError:  # moved by a process that does not take the lock (an older initbench)
+            outcome.busy.append(name)
+            log(f"Skipped {name}: another process took it over.")
+            return False
         log(f"Moved the {status} attempt at {name} aside to {moved.name}; running it again.")
     return True
 
