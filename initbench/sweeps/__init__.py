@@ -48,6 +48,7 @@ together) and are then written as separate point directories, each equal to its 
 the rounding of the batched matmul, see :mod:`initbench.engine`). With the ``init`` axes slowest,
 every shard holds whole stacks whenever N divides the number of combinations of the other axes.
 Training points stack the same way: their runs train as one stacked model, each exactly as alone.
+A failure stays with its point: if a stack's pass fails, its points run again one at a time.
 """
 
 from initbench.sweeps.collect import SweepReport, collect, write_report

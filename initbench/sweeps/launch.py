@@ -211,7 +211,7 @@ def run_shard(
     meta.json says ``failed``) and the shard goes on; an interrupt stops it.
     """
     from initbench.engine import resolve_device
-    from initbench.experiments import EXPERIMENTS, SilentProgress, load_experiments
+    from initbench.experiments import SilentProgress, load_experiments
 
     load_experiments()
     directory = SweepDirectory(path)
