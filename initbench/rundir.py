@@ -25,8 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -280,20 +278,6 @@ class RunDirectory:
             self.write_figure(name, figure)
         if result.report is not None:
             self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
-
-    @contextmanager
-    def recording(self) -> Iterator[None]:
-        """Wrap a run's work: meta.json ends ``complete``, ``interrupted`` (Ctrl-C, SIGTERM) or
-        ``failed`` (with the error), and the exception still propagates."""
-        try:
-            yield
-        except KeyboardInterrupt:
-            self.finish("interrupted")
-            raise
-        except BaseException as error:
-            self.finish("failed", error=f"{type(error).__name__}: {error}")
-            raise
-        self.finish("complete")
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Record how the run ended: ``complete``, ``interrupted`` or ``failed`` (with the error).
