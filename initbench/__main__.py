@@ -1,5 +1,5 @@
-"""``python -m initbench`` runs the CLI."""
+"""``python -m initbench`` runs the CLI (signals handled first, see :mod:`initbench.signals`)."""
 
-from initbench.cli import main
+from initbench.signals import main
 
 main()

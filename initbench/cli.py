@@ -8,14 +8,14 @@
 
 This is the only module that catches :class:`~initbench.errors.InitbenchError`: it prints the
 message and exits with code 2. Other failures exit with code 1 and a one-line message; set
-``INITBENCH_FULL_ERROR=1`` for the traceback. Heavy imports (torch, matplotlib) happen inside the
+``INITBENCH_FULL_ERROR=1`` for the traceback. Ctrl-C exits 130 and SIGTERM 143 (see
+:mod:`initbench.signals`, which starts the CLI). Heavy imports (torch, matplotlib) happen inside the
 commands, so ``initbench --help`` answers fast.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,10 +27,11 @@ from rich.markup import escape
 
 from initbench import __version__
 from initbench.errors import InitbenchError
+from initbench.signals import exit_code
 
 if TYPE_CHECKING:
     from initbench.config import Config
-    from initbench.sweep import Shard, Sweep
+    from initbench.sweeps import Shard, Sweep
 
 app = typer.Typer(
     name="initbench",
@@ -44,7 +45,6 @@ stderr = Console(stderr=True)
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
-EXIT_INTERRUPTED = 130
 
 
 @contextmanager
@@ -59,9 +59,9 @@ def reported_errors() -> Iterator[None]:
         if error.hint:
             stderr.print(error.hint, highlight=False, markup=False)
         raise typer.Exit(EXIT_USER_ERROR) from None
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (see initbench.signals): 130 or 143
         stderr.print("[yellow]Interrupted.[/yellow] A run directory already started records status 'interrupted' in its meta.json.")
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+        raise typer.Exit(exit_code(interrupt)) from None
     except Exception as error:
         if os.environ.get("INITBENCH_FULL_ERROR") == "1":
             raise
@@ -95,16 +95,24 @@ class RichProgress:
         self._progress.advance(self._task, steps)
 
 
-def execute_and_report(config: Config, out: Path | None, quiet: bool) -> None:
-    """Run ``config`` with a progress bar when on a terminal, then print the table and the path."""
-    from initbench.experiments import SilentProgress
+def execute_and_report(config: Config | None, out: Path | None, quiet: bool, resume: Path | None = None) -> None:
+    """Run ``config`` (or resume the run in ``resume``) with a progress bar when on a terminal,
+    then print the table and the path."""
+    from initbench.experiments import Progress, SilentProgress
     from initbench.runner import execute
+    from initbench.runner import resume as resume_run
+
+    def start(progress: Progress) -> Any:
+        if resume is not None:
+            return resume_run(resume, progress)
+        assert config is not None
+        return execute(config, out, progress)
 
     if quiet or not stderr.is_terminal:
-        directory, result = execute(config, out, SilentProgress())
+        directory, result = start(SilentProgress())
     else:
         with RichProgress() as progress:
-            directory, result = execute(config, out, progress)
+            directory, result = start(progress)
     if not quiet:
         for table in result.console_tables:
             stdout.print(table)
@@ -142,13 +150,16 @@ EvalOption = Annotated[bool, typer.Option("--eval", help="Run modules in eval mo
 
 @app.command()
 def run(
-    config: Annotated[Path, typer.Argument(help="A YAML config, e.g. configs/relu_kaiming.yaml or a run's config.yaml.")],
+    config: Annotated[Path | None, typer.Argument(help="A YAML config, e.g. configs/relu_kaiming.yaml or a run's config.yaml.")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. model.depth=50 init.gain=auto.", show_default=False)] = None,
     out: OutOption = None,
     device: DeviceOption = None,
     seeds: SeedsOption = None,
     eval_mode: EvalOption = False,
     quiet: QuietOption = False,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Run an interrupted or failed run again in its directory, from where it stopped.")
+    ] = None,
 ) -> None:
     """Run the experiment a config describes.
 
@@ -157,14 +168,27 @@ def run(
       initbench run configs/relu_kaiming.yaml
 
       initbench run configs/relu_kaiming.yaml model.depth=50 init.scheme=xavier_normal --seeds 3
+
+      initbench run --resume results/circles_dlai-20250101-120000
     """
     with reported_errors():
-        from initbench.config import load_config
-        from initbench.sweep import check_no_sweep_section
+        if resume is not None:
+            if config is not None or overrides or out is not None or device is not None or seeds is not None:
+                raise InitbenchError(
+                    "--resume takes only the run directory: the run continues with the config it recorded.",
+                    hint=f"Run `initbench run --resume {resume}` alone, or start a new run with the changes.",
+                )
+            execute_and_report(None, None, quiet, resume)
+            return
+        if config is None:
+            raise InitbenchError("Give a config to run, or --resume DIR.", hint="For example: initbench run configs/relu_kaiming.yaml")
+        from initbench.config import apply_overrides, read_yaml, validate_config
+        from initbench.sweeps import check_no_sweep_section
 
-        check_no_sweep_section(config)
+        raw = read_yaml(config)  # the only read: a pipe or /dev/stdin can be read once
+        check_no_sweep_section(raw, config)
         flags = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None) + ["model.eval=true"] * eval_mode
-        execute_and_report(load_config(config, [*(overrides or []), *flags]), out, quiet)
+        execute_and_report(validate_config(apply_overrides(raw, [*(overrides or []), *flags]), str(config)), out, quiet)
 
 
 @app.command()
@@ -201,10 +225,10 @@ def compare(
         from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, apply_overrides, load_config, read_yaml
 
         if config is not None:
-            from initbench.sweep import check_no_sweep_section
+            from initbench.sweeps import check_no_sweep_section
 
-            check_no_sweep_section(config)
             raw = read_yaml(config)
+            check_no_sweep_section(raw, config)
         else:
             raw = dict(DEFAULT_TRAIN_COMPARE if experiment == "train" else DEFAULT_COMPARE)
         init = raw.get("init") if isinstance(raw.get("init"), dict) else {}
@@ -322,7 +346,7 @@ def sweep(
       initbench sweep results/depth        [dim]# resume: run the points not complete yet[/dim]
     """
     with reported_errors():
-        from initbench import sweep as sweeps
+        from initbench import sweeps
 
         if launcher not in sweeps.LAUNCHERS:
             raise InitbenchError(f"Unknown launcher '{launcher}'.", hint=f"Valid launchers: {', '.join(sweeps.LAUNCHERS)}.")
@@ -368,7 +392,7 @@ def sweep(
 
 def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
     """Run ``shard`` of the sweep in this process, with a progress bar on a terminal; exit 1 if a point failed."""
-    from initbench.sweep import run_shard
+    from initbench.sweeps import run_shard
 
     def log(message: str) -> None:
         if not quiet:
@@ -408,7 +432,7 @@ def show_points(definition: Sweep, configs: list[Config], out: Path | None, shar
     """The ``--dry-run`` table: every point of the shard, its stack, status and overrides."""
     from initbench.report import rich_table
     from initbench.rundir import SweepDirectory
-    from initbench.sweep import point_status, stacks
+    from initbench.sweeps import point_status, stacks
 
     selected = shard.select(len(definition.points))
     stack_of = {index: number for number, group in enumerate(stacks(configs, selected), start=1) for index in group}
@@ -443,7 +467,7 @@ def report(
     """
     with reported_errors():
         from initbench.report import rich_table
-        from initbench.sweep import collect, write_report
+        from initbench.sweeps import collect, write_report
 
         merged = collect(sweep_dir)
         directory = write_report(merged, out)
@@ -482,22 +506,21 @@ def gain(
         import json
 
         from initbench.activations import ACTIVATIONS
-        from initbench.engine import resolve_device
-        from initbench.gains import compute_gains, measure_gains
+        from initbench.config import validate_config
+        from initbench.experiments import SilentProgress
+        from initbench.experiments.gain import GainExperiment, gains_of
         from initbench.registry import build_from_spec
-        from initbench.report import rich_table
+        from initbench.runner import run_detached
 
-        function = build_from_spec(ACTIVATIONS, activation)
-        gains = compute_gains(function, sb2)
+        build_from_spec(ACTIVATIONS, activation)  # an unknown name is refused in the command's own words
+        # The net of the measured check: 100 layers of 256 units, batch 256 (the README's numbers).
+        raw = {"name": "gain", "experiment": "gain", "model": {"activation": activation}, "gain": {"sb2": sb2}, "input": {"batch": 256}}
+        config = validate_config({**raw, **({"device": device} if device else {})}, "initbench gain")
         if as_json:
-            stdout.print_json(json.dumps(gains.as_json()))
+            stdout.print_json(json.dumps(gains_of(config).as_json()))
             return
-        measured = measure_gains(function, gains.named(), sb2, resolve_device(device or "auto"))
-        labels = {"preserving": "variance-preserving", "critical": "critical (χ₁ = 1)", "torch": "PyTorch calculate_gain"}
-        rows = [(labels[name], value, *measured[name]) for name, value in gains.named().items()]
-        rows += [(labels[name], None, None, None) for name in labels if name not in gains.named()]
-        stdout.print(rich_table(f"Gains for {gains.activation}, σ_b² = {sb2:g}", ("gain", "σ_w", "std L1", "std L100"), rows))
-        stdout.print("Measured: a 100-layer, 256-unit net with weights N(0, σ_w²/256), batch 256, seed 0. – means no such gain exists.", highlight=False)
+        for table in run_detached(GainExperiment(), config, SilentProgress()).console_tables:
+            stdout.print(table)
 
 
 @app.command()
@@ -510,6 +533,7 @@ def phase(
     measure: Annotated[bool, typer.Option("--measure", help="Also measure correlation convergence in real nets.")] = False,
     out: OutOption = None,
     device: DeviceOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """The order–chaos phase diagram over (σ_w², σ_b²): χ₁, depth scales and the common schemes.
 
@@ -520,47 +544,20 @@ def phase(
       initbench phase --activation relu --sw2 1:3:21 --sb2 0:0.2:5 --measure --depth 50
     """
     with reported_errors():
-        import yaml
-
         from initbench.activations import ACTIVATIONS
-        from initbench.engine import resolve_device
-        from initbench.experiments import Table
-        from initbench.phase import compute_phase_diagram, measure_convergence_depth, parse_grid, scheme_positions
-        from initbench.plots import phase_figure
+        from initbench.config import validate_config
+        from initbench.phase import parse_grid
         from initbench.registry import build_from_spec
-        from initbench.report import rich_table
-        from initbench.rundir import RunDirectory, command_line
 
         function = build_from_spec(ACTIVATIONS, activation)
-        sw2_values, sb2_values = parse_grid(sw2, "--sw2"), parse_grid(sb2, "--sb2")
-        torch_device = resolve_device(device or "auto")
-        directory = RunDirectory.create(out, f"phase-{function.registry_name}")
-        settings = {"activation": activation, "sw2": sw2, "sb2": sb2, "depth": depth, "width": width, "measure": measure}
-        directory.begin(yaml.safe_dump(settings, sort_keys=False), str(torch_device), "float64", command_line())
-        with directory.recording():
-            diagram = compute_phase_diagram(function, sw2_values, sb2_values)
-            if measure:
-                diagram.measured_depth = measure_convergence_depth(diagram, function, depth, width, torch_device)
-            positions = scheme_positions(function)
-            rows = [
-                (float(diagram.sw2[column]), float(diagram.sb2[row]), float(diagram.q_star[row, column]), float(diagram.chi1[row, column]),
-                 diagram.phase[row, column], float(diagram.xi_c[row, column]), float(diagram.c_star[row, column]), float(diagram.predicted_depth[row, column]),
-                 float(diagram.measured_depth[row, column]) if diagram.measured_depth is not None else "")
-                for row in range(len(diagram.sb2)) for column in range(len(diagram.sw2))
-            ]
-            columns = ("sigma_w2", "sigma_b2", "q_star", "chi1", "phase", "xi_c", "c_star", "predicted_depth", "measured_depth")
-            directory.write_csv("phase.csv", Table(columns, rows))
-            figure = phase_figure(diagram, positions, depth if measure else None)
-            directory.write_figure("phase.png", figure)
-        summary_rows = []
-        for label, value in positions.items():
-            q = compute_phase_diagram(function, [value], [0.0])
-            summary_rows.append((label, value, float(q.q_star[0, 0]), float(q.chi1[0, 0]), q.phase[0, 0], float(q.xi_c[0, 0])))
-        columns = ("scheme", "σ_w²", "q*", "χ₁", "phase", "ξ_c")
-        stdout.print(rich_table(f"Where the common schemes sit ({function.spec()}, σ_b² = 0)", columns, summary_rows))
-        counts = {name: int((diagram.phase == name).sum()) for name in ("ordered", "critical", "chaotic", "unbounded")}
-        stdout.print(f"Grid: {len(sw2_values)} × {len(sb2_values)} points, " + ", ".join(f"{count} {name}" for name, count in counts.items()) + ".", highlight=False)
-        stdout.print(f"Results: {directory.path}", highlight=False, soft_wrap=True)
+        parse_grid(sw2, "--sw2"), parse_grid(sb2, "--sb2")  # refused in the options' own words
+        raw: dict[str, Any] = {
+            "name": f"phase-{function.registry_name}",
+            "experiment": "phase",
+            "model": {"activation": activation, "depth": depth, "width": width},
+            "phase": {"sw2": sw2, "sb2": sb2, "measure": measure},
+        }
+        execute_and_report(validate_config({**raw, **({"device": device} if device else {})}, "initbench phase"), out, quiet)
 
 
 @app.command("list")
@@ -592,9 +589,12 @@ def list_entries(
 
 
 def main() -> None:
-    """Entry point of the console script and ``python -m initbench``."""
-    app(prog_name="initbench")
+    """The console script as installed before it became :func:`initbench.signals.main` (which
+    ``pip install -e .`` now installs): the same start, signals first."""
+    from initbench.signals import main as start
+
+    start()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -180,6 +180,31 @@ class TrainConfig(Section):
         return spec_from_mapping(value, "train.dataset", "{name: moons, noise: 0.2}")
 
 
+class PhaseConfig(Section):
+    """The order–chaos phase diagram (``experiment: phase``): grids over σ_w² and σ_b² as
+    ``START:STOP:N``; ``measure`` also measures correlation convergence in real nets of
+    ``model.depth`` × ``model.width``."""
+
+    sw2: str = "0.25:4:24"
+    sb2: str = "0:0.5:11"
+    measure: bool = False
+
+    @field_validator("sw2", "sb2")
+    @classmethod
+    def _grid(cls, value: str, info: Any) -> str:
+        from initbench.phase import parse_grid
+
+        parse_grid(value, f"phase.{info.field_name}")
+        return value
+
+
+class GainConfig(Section):
+    """Gains of ``model.activation`` (``experiment: gain``), measured in a ``model.depth`` ×
+    ``model.width`` net fed ``input.batch`` rows."""
+
+    sb2: float = Field(default=0.0, ge=0)  # bias variance σ_b²
+
+
 class InputConfig(Section):
     """The inputs of the forward and gradients experiments: i.i.d. N(0, 1) values.
 
@@ -230,12 +255,18 @@ class Config(Section):
     train: TrainConfig | None = None
     _resolved: list[tuple[str, InitScheme]] = PrivateAttr(default_factory=list)
     _resolved_bias: InitScheme = PrivateAttr()
+    phase: PhaseConfig | None = None
+    gain: GainConfig | None = None
 
     @model_validator(mode="after")
     def _train_section(self) -> Config:
-        """A training run records the training settings it used, defaults included."""
+        """A training, phase or gain run records the settings it used, defaults included."""
         if self.experiment == "train" and self.train is None:
             self.train = TrainConfig()
+        if self.experiment == "phase" and self.phase is None:
+            self.phase = PhaseConfig()
+        if self.experiment == "gain" and self.gain is None:
+            self.gain = GainConfig()
         if self.experiment != "train" and self.model.hidden is not None:
             raise InitbenchError("model.hidden is for experiment: train; the forward and gradients experiments use depth and width.")
         if self.model.arch == "module" and self.experiment != "train" and self.input.shape is None:

@@ -250,6 +250,18 @@ class StackedModules:
         """The stacked parameters ``[runs, ...]``, leaves an optimizer can step."""
         return iter(self.params.values())
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The stacked parameters and buffers (BatchNorm's running statistics), for a checkpoint."""
+        return {**{f"params.{k}": v.detach() for k, v in self.params.items()}, **{f"buffers.{k}": v for k, v in self.buffers.items()}}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from :meth:`state_dict`'s ``state``, in place (the optimizer holds these tensors)."""
+        with torch.no_grad():
+            for key, value in self.params.items():
+                value.copy_(state[f"params.{key}"])
+            for key, value in self.buffers.items():
+                value.copy_(state[f"buffers.{key}"])
+
     def losses(self, x: torch.Tensor, y: torch.Tensor, task: str) -> tuple[torch.Tensor, Callable[[], None]]:
         """Each run's loss on ``(x, y)``, ``[runs]``, and a function that sets the parameters' gradients (autograd)."""
         with torch.enable_grad():

@@ -4,16 +4,19 @@ the run directory saves it. Colours follow the order of the schemes, the same in
 
 from __future__ import annotations
 
+import math
 import warnings
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import NullLocator
 from matplotlib.transforms import blended_transform_factory
 
 if TYPE_CHECKING:
     from initbench.phase import PhaseDiagram
+    from initbench.sweeps.collect import SweepReport
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
@@ -208,4 +211,113 @@ def decision_boundary_figure(
         axes.set_xticks([])
         axes.set_yticks([])
     figure.suptitle(title)
+    return figure
+
+
+def by_depth_figure(report: SweepReport) -> Figure:
+    """The metric at the last layer (or after training) against depth, one line per other setting.
+
+    Lines are keyed by scheme × activation and any other key that varies; log scales on both axes
+    for std (depths usually span decades). Non-finite values are drawn as ✕ on the top edge and zeros
+    as ▼ on the bottom edge, as in ``std_by_layer.png``.
+    """
+    from initbench.sweeps.collect import result_columns, series_label, varying
+
+    assert report.metric is not None
+    rows = [row for row in report.rows if isinstance(row.get("depth"), int) and report.metric in row]
+    keys = [
+        key
+        for key in varying(rows, [column for column in report.columns if column not in (report.metric, "point", "depth")])
+        if key not in result_columns()
+    ]
+    lines: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        lines.setdefault(series_label(row, keys) or report.metric, []).append(row)
+    figure = Figure(figsize=(9, 5.5), layout="constrained")
+    axes = figure.add_subplot()
+    log = report.metric == "std_last"
+    if log:
+        axes.set_yscale("log")
+    axes.set_xscale("log")
+    edge = blended_transform_factory(axes.transData, axes.transAxes)
+    for index, (label, members) in enumerate(lines.items()):
+        members = sorted(members, key=lambda row: row["depth"])
+        depths = [row["depth"] for row in members]
+        values = [float(row[report.metric]) for row in members]
+        shown = [value if math.isfinite(value) and (value > 0 or not log) else math.nan for value in values]
+        axes.plot(depths, shown, "o-", color=color(index), lw=2, label=label)
+        for depth, value in zip(depths, values):
+            if not math.isfinite(value):
+                axes.plot([depth], [0.98], "x", color=color(index), ms=7, transform=edge, clip_on=False)
+            elif log and value == 0:
+                axes.plot([depth], [0.02], "v", color=color(index), ms=7, transform=edge, clip_on=False)
+    if log and not any(
+        isinstance(row[report.metric], float) and math.isfinite(row[report.metric]) and row[report.metric] > 0 for row in rows
+    ):
+        axes.set_ylim(1e-3, 1e3)
+    depths = sorted({row["depth"] for row in rows})
+    axes.set_xticks(depths, [str(depth) for depth in depths])
+    axes.xaxis.set_minor_locator(NullLocator())
+    axes.set_xlabel("depth (layers)")
+    axes.set_ylabel({"std_last": "std of φ(h) at the last layer", "test_acc": "test accuracy", "loss": "final loss"}[report.metric])
+    axes.set_title(f"{report.sweep.name}: {report.metric} against depth (median over seeds; ✕ non-finite, ▼ zero)")
+    axes.grid(True, which="major", alpha=0.3)
+    axes.legend(fontsize=8, loc="best")
+    return figure
+
+
+def heatmap_figure(report: SweepReport) -> Figure:
+    """Scheme × activation, coloured by log10 std at the last layer (or test accuracy, or loss).
+
+    One panel per combination of the other keys that vary (depth, width, ...). Each cell shows its
+    value and verdict; non-finite cells are grey and say so.
+    """
+    from initbench.sweeps.collect import result_columns, series_label, varying
+
+    assert report.metric is not None
+    rows = [row for row in report.rows if report.metric in row]
+    others = [
+        key
+        for key in varying(rows, [column for column in report.columns if column not in ("point", "scheme", "activation")])
+        if key not in result_columns()
+    ]
+    panels: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        panels.setdefault(series_label(row, others), []).append(row)
+    schemes = list(dict.fromkeys(row["scheme"] for row in rows))
+    activations = list(dict.fromkeys(str(row["activation"]) for row in rows))
+    log = report.metric == "std_last"
+    columns = min(len(panels), 3)
+    grid_rows = math.ceil(len(panels) / columns)
+    figure = Figure(figsize=(1.6 + 1.9 * len(activations) * columns, 1.2 + 0.55 * len(schemes) * grid_rows + 0.6), layout="constrained")
+    image = None
+    for number_, (title, members) in enumerate(panels.items()):
+        axes = figure.add_subplot(grid_rows, columns, number_ + 1)
+        values = np.full((len(schemes), len(activations)), np.nan)
+        notes = [["" for _ in activations] for _ in schemes]
+        for row in members:
+            r, c = schemes.index(row["scheme"]), activations.index(str(row["activation"]))
+            value = float(row[report.metric])
+            verdict = row.get("verdict") or ("" if row.get("diverged") in (None, 0) else "diverged")
+            if log:
+                values[r, c] = math.log10(value) if math.isfinite(value) and value > 0 else np.nan
+                notes[r][c] = ("non-finite" if not math.isfinite(value) else "0" if value == 0 else f"{value:.2g}") + (
+                    f"\n{verdict}" if verdict else ""
+                )
+            else:
+                values[r, c] = value
+                notes[r][c] = f"{value:.3g}" + (f"\n{verdict}" if verdict else "")
+        masked = np.ma.masked_invalid(values)
+        image = axes.imshow(masked, cmap="RdBu_r" if log else "viridis", vmin=-3 if log else None, vmax=3 if log else None, aspect="auto")
+        axes.set_facecolor("0.85")
+        for r in range(len(schemes)):
+            for c in range(len(activations)):
+                dark = log and abs(values[r, c]) > 2  # deep red or blue: white text reads better
+                axes.text(c, r, notes[r][c], ha="center", va="center", fontsize=7, color="white" if dark else "black")
+        axes.set_xticks(range(len(activations)), activations, fontsize=8)
+        axes.set_yticks(range(len(schemes)), schemes, fontsize=8)
+        axes.set_title(title or report.sweep.name, fontsize=9)
+    if image is not None:
+        label = "log10 std of φ(h) at the last layer (0: std 1)" if log else report.metric
+        figure.colorbar(image, ax=figure.axes, label=label, shrink=0.8)
     return figure

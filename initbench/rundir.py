@@ -1,31 +1,35 @@
 """The run directory: the one place that writes files.
 
 Every file is written atomically (to a temporary name in the same folder, then renamed), results
-are never overwritten (a directory is claimed with an exclusive ``mkdir``, ``--out`` must be new or
-empty), and ``meta.json`` says whether the run is ``running``, ``complete``, ``interrupted`` or
-``failed``. Non-finite numbers are written as the strings ``"nan"``, ``"inf"``, ``"-inf"`` in JSON
-(plain JSON has no such numbers) and as ``nan``/``inf`` in CSV.
+are never overwritten (a directory is claimed by renaming a prepared one into place, so exactly one
+of several racing processes gets it; ``--out`` must be new or empty), and ``meta.json`` says
+whether the run is ``running``, ``complete``, ``interrupted`` or ``failed``; it never stays
+``running`` after the run ended, even when the disk is full. Non-finite numbers are written as the
+strings ``"nan"``, ``"inf"``, ``"-inf"`` in JSON (plain JSON has no such numbers) and as
+``nan``/``inf`` in CSV.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
+import fcntl
 import io
 import json
 import math
 import os
 import platform
+import shutil
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initbench import __version__
+from initbench import __version__, signals
 from initbench.errors import InitbenchError
 from initbench.experiments import ExperimentResult, Table
 
@@ -60,7 +64,7 @@ def git_commit() -> str | None:
 
 
 def _claim_new(path: Path) -> Path:
-    """Create ``path``, or ``path-1``, ``path-2``, ... if taken: two runs never share a directory."""
+    """Create ``path``, or ``path-1``, ``path-2``, ... if taken: two sweeps never share a fresh directory."""
     candidate, suffix = path, 0
     while True:
         try:
@@ -71,36 +75,156 @@ def _claim_new(path: Path) -> Path:
             candidate = path.with_name(f"{path.name}-{suffix}")
 
 
-class RunDirectory:
-    """A run's output folder. Create one with :meth:`create`."""
+def opening_meta(device: str, dtype: str, command: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A run's ``meta.json`` at its start: versions, device, command, host and pid, status ``running``.
 
-    def __init__(self, path: Path) -> None:
+    ``extra`` adds keys (a sweep records the point's name and sweep there).
+    """
+    import torch
+
+    return {
+        "initbench": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "dtype": dtype,
+        "torch_threads": torch.get_num_threads(),
+        "git_commit": git_commit(),
+        "command": command,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "ended": None,
+        "wall_seconds": None,
+        "status": "running",
+        **(extra or {}),
+    }
+
+
+def is_live_here(meta: dict[str, Any]) -> bool:
+    """Whether the process ``meta`` names runs on this host (and is not this process)."""
+    try:
+        pid = int(meta["pid"])
+    except (KeyError, TypeError, ValueError):
+        return False
+    if meta.get("host") != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _overwrite_in_place(path: Path, data: bytes) -> None:
+    """Rewrite ``path``'s bytes without a new file: on a full disk a short file's block is still there."""
+    with path.open("r+b") as stream:
+        stream.write(data)
+        stream.truncate()
+
+
+def _write_all(handle: int, data: bytes) -> None:
+    with os.fdopen(handle, "wb") as stream:
+        stream.write(data)
+
+
+class RunDirectory:
+    """A run's output folder, claimed with :meth:`claim` or :meth:`create`, or reopened to resume.
+
+    A directory comes into existence whole: its ``config.yaml`` and a ``running`` meta.json are
+    written into a hidden folder beside it, which is then renamed into place. The rename is the
+    claim: of several processes given the same path only one succeeds (a rename onto a directory
+    that is not empty fails), and no reader ever sees a claimed directory without its meta.json.
+    """
+
+    CONFIG = "config.yaml"
+    META = "meta.json"
+
+    def __init__(self, path: Path, meta: dict[str, Any] | None = None) -> None:
         self.path = path
-        self.meta: dict[str, Any] = {}
-        self._started = 0.0
+        self.meta: dict[str, Any] = meta or {}
+        self.finished = False
+        self._started = time.perf_counter()
 
     @classmethod
-    def create(cls, out: Path | None, name: str, root: Path = RESULTS_ROOT) -> RunDirectory:
-        """``out`` exactly (refused if it exists and is not empty), or ``root/<name>-<timestamp>``."""
+    def claim(cls, path: Path, config_yaml: str, meta: dict[str, Any]) -> RunDirectory | None:
+        """``path``, new (or empty) and holding ``config.yaml`` and ``meta``, or None if it is taken."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = cls(Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".claim")), meta)
+        try:
+            os.chmod(staging.path, 0o777 & ~UMASK)  # mkdtemp makes folders private; results are not
+            staging.write_text(cls.CONFIG, config_yaml)
+            staging.write_json(cls.META, meta)
+            try:
+                os.rename(staging.path, path)  # replaces an empty directory; fails on one with files
+            except OSError as error:
+                if error.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                    return None
+                raise
+        finally:
+            if staging.path.exists():
+                shutil.rmtree(staging.path, ignore_errors=True)
+        return cls(path, meta)
+
+    @classmethod
+    def create(cls, out: Path | None, name: str, config_yaml: str, meta: dict[str, Any], root: Path = RESULTS_ROOT) -> RunDirectory:
+        """Claim ``out`` exactly (refused if it exists and is not empty), or ``root/<name>-<timestamp>``
+        (``-1``, ``-2``, ... appended while taken: two runs never share a directory)."""
         if out is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            return cls(_claim_new(root / f"{name}-{stamp}"))
-        refused = InitbenchError(
-            f"--out {out} already exists and is not empty; initbench never overwrites results.",
-            hint="Choose a new directory, or leave --out out to get a fresh one under results/.",
-        )
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
-            raise refused
+            base, suffix = root / f"{name}-{stamp}", 0
+            while (directory := cls.claim(base.with_name(f"{base.name}-{suffix}") if suffix else base, config_yaml, meta)) is None:
+                suffix += 1
+            return directory
+        directory = cls.claim(out, config_yaml, meta)
+        if directory is None:
+            raise InitbenchError(
+                f"--out {out} already exists and is not empty; initbench never overwrites results.",
+                hint="Choose a new directory, or leave --out out to get a fresh one under results/.",
+            )
+        return directory
+
+    @classmethod
+    def reopen(cls, path: Path, command: list[str]) -> tuple[RunDirectory, str]:
+        """Claim an unfinished run's directory to run it again in place; returns it and its config text.
+
+        Refused for a complete run and for one whose process still runs on this host. The claim
+        renames meta.json to a name of this process's own: of two processes resuming the same
+        directory only one can, and meanwhile the run has no meta.json to mislead a reader.
+        """
+        meta_path = path / cls.META
         try:
-            out.mkdir(parents=True)  # exclusive: of two runs racing for a new --out, one wins
-        except FileExistsError:
-            # An existing empty directory is claimed by creating meta.json exclusively; a second
-            # run given the same --out at the same moment finds it taken.
-            try:
-                (out / "meta.json").open("x").close()
-            except FileExistsError:
-                raise refused from None
-        return cls(out)
+            meta = json.loads(meta_path.read_text())
+            status = meta["status"]
+        except FileNotFoundError:
+            raise InitbenchError(f"{path} has no {cls.META}: it is not a run directory, or another process is resuming it.") from None
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise InitbenchError(f"Cannot read {meta_path}: {error}.") from None
+        if status == "complete":
+            raise InitbenchError(f"{path} is complete; there is nothing to resume.", hint="Start a new run to run it again.")
+        if status == "running" and is_live_here(meta):
+            raise InitbenchError(f"{path} is still running in process {meta['pid']} on this host.")
+        claimed = path / f".{cls.META}.{os.getpid()}.resume"
+        try:
+            os.rename(meta_path, claimed)
+        except FileNotFoundError:
+            raise InitbenchError(f"Another process is resuming {path}.") from None
+        try:
+            config_text = (path / cls.CONFIG).read_text()
+            attempts = [*meta.get("attempts", []), {key: meta.get(key) for key in ("status", "started", "ended", "error", "host", "pid")}]
+            meta.update(command=command, host=socket.gethostname(), pid=os.getpid(), status="running", ended=None, wall_seconds=None)
+            meta.pop("error", None)
+            meta.update(started=datetime.now(timezone.utc).isoformat(timespec="seconds"), attempts=attempts)
+            directory = cls(path, meta)
+            directory.write_json(cls.META, meta)
+        except BaseException:
+            os.rename(claimed, meta_path)  # as it was: resumable again
+            raise
+        claimed.unlink()
+        return directory, config_text
 
     def write_bytes(self, name: str, data: bytes) -> Path:
         """Write ``name`` atomically: readers see the old file or the whole new one, never half."""
@@ -108,8 +232,7 @@ class RunDirectory:
         handle, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
         try:
             os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp makes files private; results are not
-            with os.fdopen(handle, "wb") as stream:
-                stream.write(data)
+            _write_all(handle, data)
             os.replace(temporary, target)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
@@ -134,58 +257,37 @@ class RunDirectory:
         figure.savefig(buffer, format="png", dpi=120)
         return self.write_bytes(name, buffer.getvalue())
 
-    def begin(self, config_yaml: str, device: str, dtype: str, command: list[str], extra: dict[str, Any] | None = None) -> None:
-        """Write the resolved config and a ``running`` meta.json before any work starts.
+    def read_bytes(self, name: str) -> bytes | None:
+        """``name``'s bytes, or None if there is no such file."""
+        try:
+            return (self.path / name).read_bytes()
+        except FileNotFoundError:
+            return None
 
-        ``extra`` adds keys to meta.json (a sweep records the point's name and sweep there).
-        """
-        import torch
-
-        self._started = time.perf_counter()
-        self.write_text("config.yaml", config_yaml)
-        self.meta = {
-            "initbench": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "device": device,
-            "dtype": dtype,
-            "torch_threads": torch.get_num_threads(),
-            "git_commit": git_commit(),
-            "command": command,
-            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "ended": None,
-            "wall_seconds": None,
-            "status": "running",
-            **(extra or {}),
-        }
-        self.write_json("meta.json", self.meta)
+    def remove(self, name: str) -> None:
+        """Delete ``name`` (a checkpoint, once the run it served is complete)."""
+        (self.path / name).unlink(missing_ok=True)
 
     def save(self, result: ExperimentResult, title: str) -> None:
         """Write the experiment's tables, summary, figures and the Markdown report."""
         for name, table in result.tables.items():
             self.write_csv(name, table)
-        self.write_json("summary.json", result.summary)
+        if result.summary is not None:
+            self.write_json("summary.json", result.summary)
         for name, figure in result.figures.items():
             self.write_figure(name, figure)
-        self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
-
-    @contextmanager
-    def recording(self) -> Iterator[None]:
-        """Wrap the work done after :meth:`begin`: meta.json ends ``complete``, ``interrupted``
-        (Ctrl-C) or ``failed`` (with the error), and the exception still propagates."""
-        try:
-            yield
-        except KeyboardInterrupt:
-            self.finish("interrupted")
-            raise
-        except BaseException as error:
-            self.finish("failed", error=f"{type(error).__name__}: {error}")
-            raise
-        self.finish("complete")
+        if result.report is not None:
+            self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
 
     def finish(self, status: str, error: str | None = None) -> None:
-        """Record how the run ended: ``complete``, ``interrupted`` or ``failed`` (with the error)."""
+        """Record how the run ended: ``complete``, ``interrupted`` or ``failed`` (with the error).
+
+        Signals wait until the record is written. If meta.json cannot be replaced (a full disk
+        refuses the temporary file), it is overwritten in place; if even that fails, it is removed.
+        Either way it never says ``running`` after the run ended. Failing to record ``complete``
+        raises (the run did not end as recorded); failing to record a failure leaves the original
+        error to propagate.
+        """
         self.meta.update(
             status=status,
             ended=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -193,7 +295,28 @@ class RunDirectory:
         )
         if error is not None:
             self.meta["error"] = error
-        self.write_json("meta.json", self.meta)
+        with signals.deferred():
+            self.finished = True
+            try:
+                self._record_meta(status == "complete")
+            except KeyboardInterrupt:  # without initbench's handlers a Ctrl-C is not deferred: say so, then stop
+                self.meta["status"] = "interrupted"
+                self._record_meta(must=False)
+                raise
+
+    def _record_meta(self, must: bool) -> None:
+        """Write meta.json; on a full disk rewrite it in place, else remove it (raising if ``must``)."""
+        try:
+            self.write_json(self.META, self.meta)
+        except OSError as failure:
+            self.meta["recorded_in_place"] = f"{type(failure).__name__}: {failure}"
+            data = (json.dumps(json_safe(self.meta), indent=2, allow_nan=False) + "\n").encode()
+            try:
+                _overwrite_in_place(self.path / self.META, data)
+            except OSError:
+                (self.path / self.META).unlink(missing_ok=True)
+                if must:
+                    raise failure from None
 
 
 def command_line() -> list[str]:
@@ -210,8 +333,9 @@ class SweepDirectory:
     - the index files are created only if absent (written to a temporary name, then hard-linked
       into place, which fails instead of replacing); a shard that finds them compares them with
       its own and refuses to mix two different sweeps in one folder;
-    - a point's directory ``points/<name>/`` is claimed with an exclusive ``mkdir``, so two
-      processes can never run into the same one;
+    - a point is decided on, claimed and run under its lock (:meth:`lock_point`), and its
+      directory ``points/<name>/`` is claimed by :meth:`RunDirectory.claim`, so two processes can
+      never run into the same one;
     - an unfinished point (status ``running``, ``interrupted`` or ``failed``, or no meta.json) is
       renamed to ``points/<name>.<status>-<n>`` before the point runs again, keeping what it wrote.
     """
@@ -297,12 +421,38 @@ class SweepDirectory:
                 raise
             return target
 
-    def claim_point(self, name: str) -> RunDirectory | None:
-        """The point's new run directory, or None if another process claimed it first."""
-        path = self.point_path(name)
+    def lock_point(self, name: str) -> int | None:
+        """Lock point ``name`` for this process (until :meth:`unlock_point`); None if another holds it.
+
+        Only the holder may look at a point's status, move an unfinished attempt aside, claim and
+        run it, so two sweeps can never both decide to run one point, nor one move aside a point
+        the other has just claimed. The lock is an ``flock`` on ``points/.<name>.lock``: the kernel
+        drops it when its process dies, so a killed job never blocks a point.
+        """
+        path = self.point_path(f".{name}.lock")
         path.parent.mkdir(exist_ok=True)
-        try:
-            path.mkdir()
-        except FileExistsError:
-            return None
-        return RunDirectory(path)
+        while True:
+            handle = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                return None
+            try:
+                current = os.stat(path)
+                held = os.fstat(handle)
+                if (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                    return handle
+            except FileNotFoundError:
+                pass
+            os.close(handle)  # its holder removed that file after we opened it: lock the one there now
+
+    def unlock_point(self, name: str, handle: int) -> None:
+        """Release :meth:`lock_point`'s lock, removing the lock file (no sweep leaves any behind)."""
+        self.point_path(f".{name}.lock").unlink(missing_ok=True)
+        os.close(handle)
+
+    def claim_point(self, name: str, config_yaml: str, meta: dict[str, Any]) -> RunDirectory | None:
+        """The point's new run directory, begun with ``config_yaml`` and ``meta``; None if taken."""
+        self.point_path(name).parent.mkdir(exist_ok=True)
+        return RunDirectory.claim(self.point_path(name), config_yaml, meta)

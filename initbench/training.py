@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -162,6 +162,10 @@ class StackedModel(Protocol):
 
     def losses(self, x: torch.Tensor, y: torch.Tensor, task: str) -> tuple[torch.Tensor, Callable[[], None]]: ...
 
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> Any: ...
+
 
 class StackedTrainer:
     """Trains the runs of one architecture together on one dataset.
@@ -269,23 +273,4 @@ class StackedTrainer:
             return (outputs[..., 0] > 0).long()
         return outputs.argmax(-1)
 
-
-
-def mlp_trainer(
-    runs: list[Run],
-    dataset: Dataset,
-    hidden: list[int],
-    activation: Activation,
-    use_bias: bool,
-    device: torch.device,
-    dtype: torch.dtype,
-    optimizer: str,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    batch_size: int | None,
-) -> StackedTrainer:
-    """A trainer of plain MLPs (the fast path): ``hidden`` widths between the dataset's input and output."""
-    sizes = [dataset.input_dim, *hidden, dataset.output_dim]
-    model = StackedMLP(runs, sizes, activation, use_bias, device, dtype)
-    return StackedTrainer(runs, dataset, model, device, dtype, optimizer, lr, momentum, weight_decay, batch_size)
+from typing import Any, Protocol

@@ -121,3 +121,43 @@ def test_phase_reports_unbounded_where_q_star_is_infinite(cli, tmp_path: Path) -
     gelu = ACTIVATIONS.get("gelu")()
     diagram = compute_phase_diagram(gelu, np.array([2.25]), np.array([0.0]))
     assert diagram.q_star[0, 0] == math.inf and diagram.phase[0, 0] == "unbounded"
+
+
+def test_phase_and_gain_are_experiments_that_run_and_sweep(cli, tmp_path: Path) -> None:
+    """``experiment: phase`` and ``experiment: gain`` configs run through ``initbench run`` and
+    ``initbench sweep``, with the numbers of the ``phase`` and ``gain`` commands."""
+    grid = ("--sw2", "1:3:5", "--sb2", "0:0.2:3")
+    assert cli("phase", "--activation", "relu", *grid, "--depth", "10", "--width", "16", "--out", tmp_path / "command").exit_code == 0
+    config = tmp_path / "command" / "config.yaml"
+    assert "experiment: phase" in config.read_text()
+    assert cli("run", config, "--out", tmp_path / "run").exit_code == 0
+    expected = (tmp_path / "command" / "phase.csv").read_bytes()
+    assert (tmp_path / "run" / "phase.csv").read_bytes() == expected
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["config.yaml", "meta.json", "phase.csv", "phase.png"]
+    swept = cli("sweep", config, "model.activation=relu,tanh", "--out", tmp_path / "sweep")
+    assert swept.exit_code == 0, swept.output
+    assert (tmp_path / "sweep" / "points" / "activation-relu" / "phase.csv").read_bytes() == expected
+    report = cli("report", tmp_path / "sweep")
+    assert report.exit_code == 0 and "All 2 points complete." in report.stdout
+
+    gain = tmp_path / "gain.yaml"
+    gain.write_text("experiment: gain\nname: g\nmodel: {activation: tanh, depth: 10, width: 32}\ninput: {batch: 16}\ngain: {sb2: 0.05}\n")
+    assert cli("run", gain, "--out", tmp_path / "gain").exit_code == 0
+    printed = json.loads(cli("gain", "tanh", "--sb2", "0.05", "--json").stdout)
+    assert json.loads((tmp_path / "gain" / "summary.json").read_text()) == printed
+    with (tmp_path / "gain" / "gains.csv").open() as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["gain"] for row in rows] == ["preserving", "critical", "torch"]
+    assert float(rows[2]["sigma_w"]) == pytest.approx(5 / 3)
+    swept = cli("sweep", gain, "gain.sb2=0,0.1", "--out", tmp_path / "gain-sweep")
+    assert swept.exit_code == 0 and "2 ran" in swept.stdout
+
+
+def test_phase_settings_are_validated_like_any_config(cli, tmp_path: Path) -> None:
+    config = tmp_path / "phase.yaml"
+    config.write_text("experiment: phase\nphase: {sw2: '1:3'}\n")
+    result = cli("run", config)
+    assert result.exit_code == 2 and "phase.sw2 '1:3' is not START:STOP:N" in result.stderr
+    config.write_text("experiment: phase\nphase: {mesure: true}\n")
+    result = cli("run", config)
+    assert result.exit_code == 2 and "phase.mesure: unknown key. Did you mean 'measure'?" in result.stderr

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from initbench.errors import InitbenchError
-from initbench.sweep import MAX_NAME, Axis, Shard, Sweep, parse_axis, point_names, section_axes, stacks
+from initbench.sweeps import MAX_NAME, Axis, Shard, Sweep, parse_axis, point_names, section_axes, stacks
 from tests.conftest import read_csv, write_config
 
 BASE = """
@@ -177,7 +177,9 @@ def test_rerun_skips_complete_points_and_retries_failed_ones_keeping_them(
     monkeypatch.setattr(propagation, "measure_runs", fail_at_depth_3)
     failed = cli("sweep", base, *axes, "--out", out)
     assert failed.exit_code == 1, failed.output
-    assert "Failed scheme-xavier_depth-3, scheme-he_depth-3: RuntimeError: disk on fire" in failed.stdout
+    assert "The stacked pass failed (RuntimeError: disk on fire); running its points one at a time." in failed.stdout
+    assert "Failed scheme-xavier_depth-3: RuntimeError: disk on fire" in failed.stdout
+    assert "Failed scheme-he_depth-3: RuntimeError: disk on fire" in failed.stdout
     assert "2 ran" in failed.stdout and "2 failed" in failed.stdout
     meta = json.loads((out / "points" / "scheme-he_depth-3" / "meta.json").read_text())
     assert meta["status"] == "failed" and "disk on fire" in meta["error"]

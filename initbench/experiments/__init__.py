@@ -15,7 +15,7 @@ from initbench.registry import Registry
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
-    from rich.table import Table as RichTable
+    from rich.console import RenderableType
 
     from initbench.config import Config
     from initbench.engine import Run
@@ -52,20 +52,30 @@ class ExperimentResult:
     """Everything a run produced, in memory, for the run directory to write."""
 
     tables: dict[str, Table]  # file name -> table, e.g. "layer_stats.csv"
-    summary: dict[str, Any]  # summary.json
+    summary: dict[str, Any] | None  # summary.json (None: the experiment writes none)
     figures: dict[str, Figure] = field(default_factory=dict)  # file name -> figure
-    report: str = ""  # the Markdown body of summary.md
-    console_tables: list[RichTable] = field(default_factory=list)  # shown at the end of the run
+    report: str | None = ""  # the Markdown body of summary.md (None: no summary.md)
+    console_tables: list[RenderableType] = field(default_factory=list)  # shown at the end of the run
+
+
+class Checkpoint(Protocol):
+    """Where a long experiment keeps its progress: ``save`` a state, ``load`` the last one (None: none)."""
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+    def load(self) -> dict[str, Any] | None: ...
 
 
 @dataclass(frozen=True)
 class RunContext:
-    """What an experiment runs with: the config, resolved device and dtype, and a progress sink."""
+    """What an experiment runs with: the config, resolved device and dtype, a progress sink, and
+    where to keep a checkpoint (None: the run cannot be resumed, as a sweep's stacked pass)."""
 
     config: Config
     device: torch.device
     dtype: torch.dtype
     progress: Progress
+    checkpoint: Checkpoint | None = None
 
 
 class Experiment(Protocol):
@@ -114,4 +124,5 @@ def build_runs(config: Config) -> list[Run]:
 
 def load_experiments() -> None:
     """Import the modules that register experiments (deferred: they import torch and matplotlib)."""
-    from initbench.experiments import propagation, train  # noqa: F401
+    from initbench.experiments import propagation, train  # noqa: F401  (first: `initbench list` shows them first)
+    from initbench.experiments import gain, phase  # noqa: F401

@@ -105,6 +105,23 @@ class TrainingRecord:
         )
 
 
+def save_training(context: RunContext, trainer: StackedTrainer, evaluations: list[Evaluation]) -> None:
+    """Checkpoint at an evaluation: the trainer's state before the step of the last evaluation."""
+    if context.checkpoint is not None:
+        state = {"evaluations": [vars(evaluation) for evaluation in evaluations], "trainer": trainer.state_dict()}
+        context.checkpoint.save(state)
+
+
+def resume_training(context: RunContext, trainer: StackedTrainer) -> tuple[list[Evaluation], int]:
+    """The evaluations so far and the step to continue from: restored from the run's checkpoint, if any."""
+    state = context.checkpoint.load() if context.checkpoint is not None else None
+    if state is None:
+        return [], 0
+    trainer.load_state_dict(state["trainer"])
+    evaluations = [Evaluation(**fields) for fields in state["evaluations"]]
+    return evaluations, evaluations[-1].step
+
+
 @EXPERIMENTS.register("train")
 class TrainExperiment:
     """Short training runs of every scheme × seed, batched: curves, final accuracy, decision boundaries."""
@@ -149,11 +166,13 @@ class TrainExperiment:
             model = build_stack(config, runs, context.device, outputs=dataset.output_dim, inputs=inputs)
             trainer = StackedTrainer(runs, dataset, model, context.device, dtype, *optimizer, input_shape)
         checkpoints = evaluation_steps(settings.steps, settings.eval_every)
-        evaluations: list[Evaluation] = []
+        evaluations, start = resume_training(context, trainer)
         context.progress.start(f"training {len(runs)} runs", total=settings.steps)
-        for step in range(settings.steps + 1):
-            if step in checkpoints:
+        context.progress.advance(start)
+        for step in range(start, settings.steps + 1):
+            if step in checkpoints and not (evaluations and evaluations[-1].step == step):
                 evaluations.append(trainer.evaluate(step))
+                save_training(context, trainer, evaluations)
             if step < settings.steps:
                 trainer.step(step)
                 context.progress.advance()
