@@ -273,4 +273,47 @@ class StackedTrainer:
             return (outputs[..., 0] > 0).long()
         return outputs.argmax(-1)
 
-from typing import Any, Protocol
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next step depends on, on the CPU: parameters, optimizer state, each run's
+        batch stream and epoch order, and which runs diverged (with the parameters they froze at).
+        A trainer given it by :meth:`load_state_dict` continues exactly as this one would."""
+        return {
+            "model": {name: tensor.cpu() for name, tensor in self.model.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "batch_streams": [stream.get_state() for stream in self.batch_streams],
+            "orders": [order.cpu() for order in self.orders],
+            "position": self.position,
+            "diverged_at": list(self.diverged_at),
+            "frozen": {index: [tensor.cpu() for tensor in saved] for index, saved in self._frozen.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state``."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        for stream, stream_state in zip(self.batch_streams, state["batch_streams"], strict=True):
+            stream.set_state(stream_state)
+        self.orders = [order.to(self.device) for order in state["orders"]]
+        self.position = state["position"]
+        self.diverged_at = list(state["diverged_at"])
+        self._frozen = {int(index): [tensor.to(self.device) for tensor in saved] for index, saved in state["frozen"].items()}
+
+
+def mlp_trainer(
+    runs: list[Run],
+    dataset: Dataset,
+    hidden: list[int],
+    activation: Activation,
+    use_bias: bool,
+    device: torch.device,
+    dtype: torch.dtype,
+    optimizer: str,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    batch_size: int | None,
+) -> StackedTrainer:
+    """A trainer of plain MLPs (the fast path): ``hidden`` widths between the dataset's input and output."""
+    sizes = [dataset.input_dim, *hidden, dataset.output_dim]
+    model = StackedMLP(runs, sizes, activation, use_bias, device, dtype)
+    return StackedTrainer(runs, dataset, model, device, dtype, optimizer, lr, momentum, weight_decay, batch_size)
