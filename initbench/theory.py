@@ -21,7 +21,7 @@ deviations (the dropped tail weighs e^(−72) ≈ 5e-32), splitting the range at
 registered φ has its only kink) and at h = ±4ᵏ, k = 0, 1, ..., wherever those fall inside it, with
 Gauss–Legendre nodes on every panel. Panels that grow geometrically away from the kink resolve φ
 on its own scale and the Gaussian on its, so the rule converges exponentially for every q; a single
-panel per half-line misses the peak of φ'² above q ≈ 1e3 (5% off at q = 1e5 for tanh). The 2-D
+panel per half-line misses the peak of φ'² above q ≈ 1e3 (7% off at q = 1e5 for tanh). The 2-D
 rule nests the same 1-D rule: E[f(u₁)·g(u₂)] = E_{u₁}[f(u₁)·E[g(u₂) | u₁]], the inner Gaussian
 split at its mean, at u₂ = 0 and at u₂ = ±4ᵏ.
 """
