@@ -15,19 +15,22 @@ from initbench.registry import Registry
 if TYPE_CHECKING:
     import torch
     from matplotlib.figure import Figure
-    from rich.table import Table as RichTable
 
     from initbench.activations import Activation
     from initbench.config import Config
     from initbench.engine import Run
+    from initbench.report import FittedTable
 
 
 class Progress(Protocol):
-    """Where an experiment reports progress: ``start`` a task of ``total`` steps, ``advance`` it."""
+    """Where an experiment reports progress: ``start`` a task of ``total`` steps, ``advance`` it,
+    and ``update`` the latest numbers shown beside it (a training run's loss and accuracy)."""
 
     def start(self, description: str, total: int) -> None: ...
 
     def advance(self, steps: int = 1) -> None: ...
+
+    def update(self, **fields: float) -> None: ...
 
 
 class SilentProgress:
@@ -37,6 +40,9 @@ class SilentProgress:
         pass
 
     def advance(self, steps: int = 1) -> None:
+        pass
+
+    def update(self, **fields: float) -> None:
         pass
 
 
@@ -56,7 +62,7 @@ class ExperimentResult:
     summary: dict[str, Any]  # summary.json
     figures: dict[str, Figure] = field(default_factory=dict)  # file name -> figure
     report: str = ""  # the Markdown body of summary.md
-    console_tables: list[RichTable] = field(default_factory=list)  # shown at the end of the run
+    console_tables: list[FittedTable] = field(default_factory=list)  # shown at the end of the run
 
 
 @dataclass(frozen=True)
