@@ -140,7 +140,8 @@ def std_by_layer_figure(
         if label in duplicates:  # drawn on top of an earlier curve: markers, offset, and a note
             repeat = sum(1 for other in labels[:index] if other in duplicates)
             step = max(1, len(layers) // 12)
-            marker = {"marker": DUPLICATE_MARKERS[repeat % len(DUPLICATE_MARKERS)], "markevery": (repeat % step, step), "ms": 7, "mew": 1.5, "mfc": "none"}
+            symbol = DUPLICATE_MARKERS[repeat % len(DUPLICATE_MARKERS)]
+            marker = {"marker": symbol, "markevery": (repeat % step, step), "ms": 7, "mew": 1.5, "mfc": "none"}
             style["ls"] = "none"  # markers only: the earlier curve stays visible under them
             name = f"{label} (same curve as {duplicates[label]})"
         line = axes.plot(layers, median, lw=2, **style, **marker)[0]
@@ -228,7 +229,8 @@ def histograms_figure(histograms: dict[str, dict[int, tuple[np.ndarray, np.ndarr
                 axes.set_xticks([])
                 axes.set_yticks([])
                 axes.set_facecolor("0.95")
-                axes.text(0.5, 0.5, "non-finite\n(inf or NaN):\nno histogram", ha="center", va="center", transform=axes.transAxes, color="red", fontsize=8)
+                message = "non-finite\n(inf or NaN):\nno histogram"
+                axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes, color="red", fontsize=8)
                 continue
             share = counts / counts.sum()
             spikes = share > SPIKE_RATIO * np.sort(share)[-3] if len(share) >= 3 else np.zeros(len(share), dtype=bool)
@@ -300,7 +302,8 @@ def phase_figure(diagram: PhaseDiagram, positions: dict[str, float], depth: int 
     grid[0].set_title(f"Order (blue) and chaos (red): {diagram.activation}")
     handles: list[Any] = []
     for index, (label, value) in enumerate(positions.items()):
-        handles.append(grid[0].plot([value], [0.0], marker="o^sD"[index % 4], color="gold", mec="black", ms=9, ls="none", label=label, clip_on=False)[0])
+        symbol = "o^sD"[index % 4]
+        handles.append(grid[0].plot([value], [0.0], marker=symbol, color="gold", mec="black", ms=9, ls="none", label=label, clip_on=False)[0])
     handles.append(Line2D([], [], color="black", lw=2, label="χ₁ = 1 (edge of chaos)"))
 
     xi = np.where(no_fixed_point, np.nan, diagram.xi_c)

@@ -7,9 +7,6 @@ a panel uses, whether the legend overlaps the data.
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgb

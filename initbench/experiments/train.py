@@ -133,7 +133,8 @@ class TrainExperiment:
         for step in range(settings.steps + 1):
             if step in checkpoints:
                 evaluations.append(latest := trainer.evaluate(step))
-                context.progress.update(loss=float(latest.loss.nanmedian()), **({} if latest.test_acc is None else {"test acc": float(latest.test_acc.nanmedian())}))
+                accuracy = {} if latest.test_acc is None else {"test acc": float(latest.test_acc.nanmedian())}
+                context.progress.update(loss=float(latest.loss.nanmedian()), **accuracy)
             if step < settings.steps:
                 trainer.step(step)
                 context.progress.advance()
@@ -211,7 +212,8 @@ class TrainExperiment:
 
         columns = ("scheme", "train acc", "test acc", "loss", "steps to target", "diverged") if classify else ("scheme", "loss", "diverged")
         table_rows = [
-            (label, entry["train_acc"]["median"], entry["test_acc"]["median"], entry["loss"]["median"], reached_text(entry["steps_to_target_per_seed"]) if "steps_to_target_per_seed" in entry else None, f"{entry['diverged']}/{config.seeds}")
+            (label, entry["train_acc"]["median"], entry["test_acc"]["median"], entry["loss"]["median"],
+             reached_text(entry["steps_to_target_per_seed"]) if "steps_to_target_per_seed" in entry else None, f"{entry['diverged']}/{config.seeds}")
             if classify
             else (label, entry["loss"]["median"], f"{entry['diverged']}/{config.seeds}")
             for label, entry in schemes.items()
