@@ -257,7 +257,7 @@ def histograms_figure(histograms: dict[str, dict[int, tuple[np.ndarray, np.ndarr
     if spiked:
         figure.legend(
             [Patch(facecolor="0.7", hatch="////", edgecolor="black", lw=0.5)],
-            ["a spike, cut to the height of the rest; its share printed on it"],
+            ["a spike (a bin over 3× the others), drawn no taller than the rest; its share printed on it"],
             loc="outside lower center",
             fontsize=8,
         )

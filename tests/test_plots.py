@@ -7,6 +7,9 @@ a panel uses, whether the legend overlaps the data.
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
 from matplotlib.colors import to_rgb
@@ -256,3 +259,70 @@ def test_cell_labels_contrast_with_their_background(rgb: tuple[float, float, flo
 
     assert text_color_on(rgb) == text
     assert (luminance(rgb) > 0.45) == (text == "black")
+
+
+def sweep_report(metric: str = "std_last"):
+    """A 3 schemes × 2 activations × 3 depths propagation sweep: he/tanh overflows at depth 100."""
+    from initbench.sweep import PROPAGATION_METRICS, Axis, Sweep, SweepReport
+
+    axes = (Axis("init.scheme", ("xavier", "he", "zeros")), Axis("model.activation", ("tanh", "relu")), Axis("model.depth", (10, 30, 100)))
+    sweep = Sweep.expand({"name": "grid", "model": {"depth": 10, "width": 8}}, axes, "test")
+    rows = []
+    for point in sweep.points:
+        scheme, activation, depth = point.values["init.scheme"], point.values["model.activation"], point.values["model.depth"]
+        base = {"xavier": 0.9 if activation == "tanh" else 0.5, "he": 1.3 if activation == "tanh" else 1.0, "zeros": 0.0}[scheme]
+        std = math.inf if (scheme, activation, depth) == ("he", "tanh", 100) else base ** (depth / 10)
+        rows.append({
+            "point": point.name, "scheme": scheme, "experiment": "forward", "activation": activation, "depth": depth, "width": 8,
+            "seeds": 1, "std_first": 1.0, "std_last": std, "theory_std_last": 1.2 * std if scheme != "zeros" else 0.0,
+            "chi1": 1.0, "phase": "critical", "verdict": "stable", "first_nonfinite_layer": None,
+        })
+    columns = ("point", "scheme", "experiment", "activation", "depth", "width", "seeds", *PROPAGATION_METRICS)
+    return SweepReport(sweep, Path("."), columns, rows, [], metric)
+
+
+def test_sweep_by_depth_has_one_colour_per_scheme_one_style_per_activation_and_theory() -> None:
+    from initbench.sweep import by_depth_figure
+
+    figure = by_depth_figure(sweep_report())
+    axes = main_axes(figure)
+    measured = [line for line in axes.get_lines() if line.get_linewidth() == 2]
+    theory = [line for line in axes.get_lines() if line.get_linewidth() == 1]
+    assert len(measured) == 6 and len(theory) == 4  # zeros has no positive prediction to draw
+    by_scheme: dict[str, set] = {}
+    for line in measured:
+        by_scheme.setdefault(to_rgb(line.get_color()), set()).add(line.get_linestyle())
+    assert set(by_scheme) == {to_rgb(color(index)) for index in range(3)}
+    assert all(styles == {"-", "--"} for styles in by_scheme.values())
+    title = figure.axes[0].get_title()
+    assert "init.scheme" in title and "model.activation" in title and "model.depth" in title
+    texts = legend_texts(figure)
+    assert texts[:5] == ["scheme xavier", "scheme he", "scheme zeros", "activation tanh", "activation relu"]
+    assert "mean-field theory (thin)" in texts and "non-finite" in texts and "exactly 0" in texts
+    low, high = axes.get_ylim()
+    assert low < 0.5**10 and 1.3**3 < high < 1e3  # measurements set the range
+    assert not legend_covers_data(figure)
+
+
+def test_sweep_heatmap_panels_share_one_scale_and_labels_contrast_with_cells() -> None:
+    from initbench.sweep import heatmap_figure
+
+    for metric in ("std_last", "test_acc"):
+        report = sweep_report(metric)
+        if metric == "test_acc":
+            for row in report.rows:
+                row["test_acc"] = {"tanh": 0.6, "relu": 0.95}[row["activation"]] * (0.5 if row["scheme"] == "zeros" else 1.0)
+        figure = heatmap_figure(report)
+        images = [axes.images[0] for axes in figure.axes if axes.images]
+        assert len(images) == 3 and len({id(image.norm) for image in images}) == 1
+        colorbars = [axes for axes in figure.axes if axes.get_label() == "<colorbar>"]
+        assert len(colorbars) == 1
+        for axes in figure.axes:
+            if not axes.images:
+                continue
+            image = axes.images[0]
+            data = image.get_array()
+            for text in axes.texts:
+                column, row = (round(value) for value in text.get_position())
+                cell = (0.85, 0.85, 0.85) if np.ma.is_masked(data[row, column]) else image.cmap(image.norm(data[row, column]))[:3]
+                assert abs(luminance(cell) - luminance(to_rgb(text.get_color()))) > 0.4, (text.get_text(), cell)
