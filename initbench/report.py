@@ -153,10 +153,11 @@ class FittedTable:
 
 
 def short_keys(labels: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Labels longer than LABEL_WIDTH → ``name [n]`` (the part before ``:``), and the legend lines."""
+    """Labels with a word longer than LABEL_WIDTH (a spec does not wrap) → ``name [n]`` (the part
+    before ``:``), and the legend lines; labels of shorter words wrap."""
     shown, legend = [], []
     for label in labels:
-        if cell_len(label) <= LABEL_WIDTH:
+        if max(cell_len(word) for word in label.split() or [""]) <= LABEL_WIDTH:
             shown.append(label)
             continue
         key = f"[{len(legend) + 1}]"

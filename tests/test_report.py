@@ -115,3 +115,8 @@ def test_silent_progress_accepts_updates() -> None:
     from initbench.experiments import SilentProgress
 
     SilentProgress().update(loss=1.0)
+
+
+def test_a_long_label_of_short_words_wraps_instead_of_getting_a_key() -> None:
+    text = render(rich_table("title", ("scheme", "σ_w²"), [("Xavier = He (gain auto = 1.67)", 2.778), ("LeCun = Xavier (gain 1)", 1.0)]), 40)
+    assert "[1]" not in text and "1.67)" in text and "2.78" in text
