@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
@@ -20,6 +22,8 @@ VERDICT_STYLES = {"stable": "green", "vanishing": "yellow", "exploding": "red", 
 LABEL_WIDTH = 20
 #: Columns whose long labels get a key: scheme specs grow without bound (``normal:mean=0,std=2``).
 KEYED_COLUMNS = ("scheme",)
+#: A word that reads as a number (``1.9e+105``, ``-3``, ``nan``, ``12/30``): never broken across lines.
+NUMBER = re.compile(r"[-+(]?(\d[\d.,/:e+-]*|nan|inf)[%),;:]?")
 
 
 def format_number(value: Any, compact: bool = False) -> str:
@@ -69,12 +73,29 @@ class ColumnSpec:
     wraps: bool
 
     def widths(self) -> tuple[int, int]:
-        """(narrowest, widest) content width: the longest word when it wraps, the longest cell when not."""
-        texts = [Text.from_markup(cell).plain for cell in self.cells]
-        widest = max(cell_len(text) for text in [self.header, *texts])
-        words = [word for text in [self.header, *texts] for word in text.split()] if self.wraps else texts
-        narrowest = max([cell_len(word) for word in words] + [cell_len(word) for word in self.header.split()] + [1])
+        """(narrowest, widest) content width. A column that does not wrap needs its longest cell; one
+        that wraps needs its longest number, and its longest other word up to LABEL_WIDTH (longer
+        words, such as a sweep point's name, fold)."""
+        texts = self.texts
+        widest = max(cell_len(text) for text in texts)
+        words = [word for text in texts for word in text.split()] if self.wraps else texts[1:]
+        needed = [cell_len(word) if not self.wraps or NUMBER.fullmatch(word) else min(cell_len(word), LABEL_WIDTH) for word in words]
+        narrowest = max(needed + [min(cell_len(word), LABEL_WIDTH) for word in self.header.split()] + [1])
         return narrowest, widest
+
+    @cached_property
+    def texts(self) -> list[str]:
+        """The header and the cells' plain text."""
+        return [self.header, *(Text.from_markup(cell).plain for cell in self.cells)]
+
+    @cached_property
+    def lengths(self) -> list[int]:
+        return [cell_len(text) for text in self.texts]
+
+    def lines(self, width: int) -> list[int]:
+        """About how many lines the header and each cell take at ``width`` (their length over it,
+        rounded up: cheap enough to ask at every width of a long table)."""
+        return [max(1, -(-length // width)) for length in self.lengths]
 
 
 class FittedTable:
@@ -112,17 +133,21 @@ class FittedTable:
         specs = [self.columns[index] for index in indices]
         ranges = [spec.widths() for spec in specs]
         widths = [widest for _, widest in ranges]
+        lines = [spec.lines(width) for spec, width in zip(specs, widths, strict=True)]
         excess = sum(widths) + 3 * len(indices) + 1 - available
         while excess > 0:
             candidates = [position for position in range(len(specs)) if widths[position] > ranges[position][0]]
             if not candidates:
                 break
+            narrower = {position: specs[position].lines(widths[position] - 1) for position in candidates}
 
             def height_after(position: int) -> tuple[int, int]:
-                trial = [*widths[:position], widths[position] - 1, *widths[position + 1 :]]
-                return self.height(specs, trial), -(widths[position] - ranges[position][0])
+                trial = [narrower[position] if other == position else lines[other] for other in range(len(specs))]
+                return sum(max(row) for row in zip(*trial, strict=True)), -(widths[position] - ranges[position][0])
 
-            widths[min(candidates, key=height_after)] -= 1
+            chosen = min(candidates, key=height_after)
+            widths[chosen] -= 1
+            lines[chosen] = narrower[chosen]
             excess -= 1
         table = RichTable(title=title)
         for spec, width in zip(specs, widths, strict=True):
@@ -132,16 +157,6 @@ class FittedTable:
         for row in range(len(specs[0].cells)):
             table.add_row(*(spec.cells[row] for spec in specs))
         return table
-
-    @staticmethod
-    def height(specs: list[ColumnSpec], widths: list[int]) -> int:
-        """Lines the table's header and rows take at ``widths``."""
-
-        def lines(text: str, width: int) -> int:
-            return max(1, len(textwrap.wrap(Text.from_markup(text).plain, width, break_long_words=False)))
-
-        rows = [[spec.header for spec in specs], *([spec.cells[row] for spec in specs] for row in range(len(specs[0].cells)))]
-        return sum(max(lines(cell, width) for cell, width in zip(row, widths, strict=True)) for row in rows)
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         groups = self.column_groups(options.max_width)
@@ -177,7 +192,7 @@ def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
         numeric = all(is_number(value) for value in values)
         cells = [format_number(value, compact=True) for value in values]
         if column.endswith("verdict"):
-            cells = [f"[{style}]{text}[/{style}]" if (style := VERDICT_STYLES.get(text.split(" ")[0])) else text for text in cells]
+            cells = [f"[{style}]{text}[/{style}]" if (style := VERDICT_STYLES.get(text.split(" ")[0].rstrip(":"))) else text for text in cells]
         if index == 0 and column in KEYED_COLUMNS:
             cells, legend = short_keys(cells)
         justify = "left" if index == 0 or not numeric else "right"

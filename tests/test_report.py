@@ -120,3 +120,10 @@ def test_silent_progress_accepts_updates() -> None:
 def test_a_long_label_of_short_words_wraps_instead_of_getting_a_key() -> None:
     text = render(rich_table("title", ("scheme", "σ_w²"), [("Xavier = He (gain auto = 1.67)", 2.778), ("LeCun = Xavier (gain 1)", 1.0)]), 40)
     assert "[1]" not in text and "1.67)" in text and "2.78" in text
+
+
+def test_a_long_point_name_folds_and_the_table_keeps_every_column() -> None:
+    rows = [(f"scheme-normal:std={index}_depth-{10 * index}_activation-relu", index, "missing", f"init.scheme=normal:std={index} model.depth={10 * index}") for index in range(3)]
+    text = render(rich_table("points", ("point", "stack", "status", "overrides"), rows))
+    assert "(1 of 2)" not in text and max(len(line) for line in text.splitlines()) <= 80
+    assert "model.depth=20" in text and "…" not in text
