@@ -472,7 +472,7 @@ def gain(
         labels = {"preserving": "variance-preserving", "critical": "critical (χ₁ = 1)", "torch": "PyTorch calculate_gain"}
         rows = [(labels[name], value, *measured[name]) for name, value in gains.named().items()]
         rows += [(labels[name], None, None, None) for name in labels if name not in gains.named()]
-        stdout.print(rich_table(f"Gains for {gains.activation}, σ_b² = {sb2:g}", ("gain", "σ_w", "std L1", "std L100"), rows))
+        stdout.print(rich_table(f"Gains for {gains.activation}, σ_b² = {sb2:g}", ("gain", "σ_w", "std L1", "std L100"), rows, compact=False))
         stdout.print("Measured: a 100-layer, 256-unit net with weights N(0, σ_w²/256), batch 256, seed 0. – means no such gain exists.", highlight=False)
 
 

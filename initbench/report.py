@@ -181,16 +181,17 @@ def short_keys(labels: Sequence[str]) -> tuple[list[str], list[str]]:
     return shown, legend
 
 
-def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> FittedTable:
+def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], compact: bool = True) -> FittedTable:
     """A terminal table (see :class:`FittedTable`); a column named ``verdict`` is coloured by verdict.
 
-    Numbers are formatted with :func:`format_number` (``compact``); cells are rich markup.
+    Numbers are formatted with :func:`format_number`, ``compact`` unless a table's numbers are
+    meant to be copied (gains); cells are rich markup.
     """
     specs, legend = [], []
     for index, column in enumerate(columns):
         values = [row[index] for row in rows]
         numeric = all(is_number(value) for value in values)
-        cells = [format_number(value, compact=True) for value in values]
+        cells = [format_number(value, compact=compact) for value in values]
         if column.endswith("verdict"):
             cells = [f"[{style}]{text}[/{style}]" if (style := VERDICT_STYLES.get(text.split(" ")[0].rstrip(":"))) else text for text in cells]
         if index == 0 and column in KEYED_COLUMNS:
