@@ -71,12 +71,45 @@ def reported_errors() -> Iterator[None]:
 
 
 class RichProgress:
-    """A rich progress bar on stderr, one task at a time."""
+    """A rich progress bar on stderr, one task at a time, in 80 columns: steps done, rate and time
+    left on the bar's line; time elapsed and the latest numbers an experiment reports (a training
+    run's median loss and accuracy) on a line below it.
 
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    The bar is cleared when the work ends (``transient``), so what is printed next starts on a line
+    of its own, and lines printed while it runs go above it.
+    """
 
-        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=stderr, transient=True)
+    def __init__(self, console: Console | None = None) -> None:
+        import datetime
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+        from rich.text import Text
+
+        class RateColumn(ProgressColumn):
+            """Steps per second, over rich's recent window."""
+
+            def render(self, task: Task) -> Text:
+                speed = task.finished_speed or task.speed
+                return Text("– it/s" if speed is None else f"{speed:.3g} it/s", style="progress.data.speed")
+
+        class TwoLineProgress(Progress):
+            def get_renderables(self):  # type: ignore[no-untyped-def]
+                yield self.make_tasks_table(self.tasks)
+                for task in self.tasks:
+                    elapsed = datetime.timedelta(seconds=int(task.elapsed or 0))
+                    latest = task.fields.get("latest")
+                    yield Text(f"  {elapsed} elapsed" + (f"; {latest}" if latest else ""), style="dim", overflow="ellipsis", no_wrap=True)
+
+        self._progress = TwoLineProgress(
+            TextColumn("{task.description}"),
+            BarColumn(bar_width=20),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=console or stderr,
+            transient=True,
+        )
         self._task: Any = None
 
     def __enter__(self) -> RichProgress:
@@ -89,10 +122,16 @@ class RichProgress:
     def start(self, description: str, total: int) -> None:
         if self._task is not None:
             self._progress.remove_task(self._task)
-        self._task = self._progress.add_task(description, total=total)
+        self._task = self._progress.add_task(description, total=total, latest="")
 
     def advance(self, steps: int = 1) -> None:
         self._progress.advance(self._task, steps)
+
+    def update(self, **fields: float) -> None:
+        from initbench.report import format_number
+
+        latest = ", ".join(f"{name} {format_number(value, compact=True)}" for name, value in fields.items())
+        self._progress.update(self._task, latest=f"median over runs: {latest}" if latest else "")
 
 
 def execute_and_report(config: Config | None, out: Path | None, quiet: bool, resume: Path | None = None) -> None:

@@ -1,28 +1,97 @@
-"""Figures, built with matplotlib's object API (no pyplot state). Functions return a ``Figure``;
-the run directory saves it. Colours follow the order of the schemes, the same in every figure.
+"""Figures, built with matplotlib's object API (no pyplot state). Functions take plain data and
+return a ``Figure``; the run directory saves it. Each scheme keeps its colour and line style (its
+position in the run) in every figure; legends sit outside the axes, so they never cover data.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.colors import LogNorm, Normalize, PowerNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import NullLocator
-from matplotlib.transforms import blended_transform_factory
+from matplotlib.patches import Patch, Rectangle
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullLocator, PercentFormatter
+
+from initbench.report import format_number, reached_text
 
 if TYPE_CHECKING:
     from initbench.phase import PhaseDiagram
     from initbench.sweeps.collect import SweepReport
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+#: The first ten schemes are solid, the next ten dash-dotted: 20 distinct (colour, style) pairs.
+#: Theory is dashed and thinner.
+LINESTYLES: list[Any] = ["-", (0, (8, 2, 1.5, 2))]
+#: Markers that tell apart curves that lie on top of each other.
+DUPLICATE_MARKERS = "osD^v<>"
+#: A histogram bin holding more than this many times the third-largest bin is a spike (ReLU's
+#: zeros, tanh's ±1): it is cut to the height of the rest and its share printed on it.
+SPIKE_RATIO = 3.0
 
 
 def color(index: int) -> str:
     return COLORS[index % len(COLORS)]
+
+
+def linestyle(index: int) -> Any:
+    return LINESTYLES[(index // len(COLORS)) % len(LINESTYLES)]
+
+
+def luminance(rgb: Sequence[float]) -> float:
+    """Relative luminance (ITU-R BT.709 weights on sRGB), 0 black to 1 white: picks a readable text colour."""
+    red, green, blue = rgb[:3]
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def text_color_on(rgb: Sequence[float]) -> str:
+    return "black" if luminance(rgb) > 0.45 else "white"
+
+
+def seeds_text(counts: set[int]) -> str:
+    return f"{counts.pop()} seeds" if len(counts) == 1 else "seeds"
+
+
+def log_limits(values: np.ndarray) -> tuple[float, float] | None:
+    """Log-axis limits around the finite positive ``values``: at least a decade, 8% margins."""
+    shown = values[np.isfinite(values) & (values > 0)]
+    if not shown.size:
+        return None
+    low, high = math.log10(float(shown.min())), math.log10(float(shown.max()))
+    middle, span = (low + high) / 2, max(high - low, 1.0)
+    return 10 ** (middle - 0.58 * span), 10 ** (middle + 0.58 * span)
+
+
+def same_curve(first: np.ndarray, second: np.ndarray) -> bool:
+    """Whether two ``[seeds, depth]`` arrays draw the same median line and the same marks."""
+    if first.shape[1] != second.shape[1]:
+        return False
+    return bool(
+        np.array_equal(np.isfinite(first).all(axis=0), np.isfinite(second).all(axis=0))
+        and np.array_equal((first == 0).any(axis=0), (second == 0).any(axis=0))
+        and np.allclose(median_line(first), median_line(second), rtol=1e-6, atol=0, equal_nan=True)
+    )
+
+
+def median_line(values: np.ndarray) -> np.ndarray:
+    """Median over seeds of the finite positive values per layer (NaN where there are none)."""
+    positive = np.where(np.isfinite(values) & (values > 0), values, np.nan)
+    with warnings.catch_warnings():  # layers where every seed is 0 or non-finite are all-NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(positive, axis=0)
+
+
+def band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Min and max over seeds of the finite positive values per layer."""
+    positive = np.where(np.isfinite(values) & (values > 0), values, np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmin(positive, axis=0), np.nanmax(positive, axis=0)
 
 
 def std_by_layer_figure(
@@ -38,48 +107,99 @@ def std_by_layer_figure(
         ylabel, title: axis label and title.
         theory: label → array ``[depth]`` of predictions, drawn dashed in the same colour.
 
-    Layers the log scale cannot show are drawn, not dropped: std = 0 as ▼ on the bottom edge,
-    non-finite values as ✕ on the top edge with a dotted line where they begin.
+    The y-range follows the measurements (and the theory where a measurement exists), so a theory
+    that runs on past a float overflow leaves the frame instead of squashing the data. Layers the
+    log scale cannot show get their own labelled strips: non-finite (✕) above, std = 0 (▼) below,
+    one row per scheme so that marks never hide each other. A curve identical to an earlier one is
+    drawn with markers and says so in the legend.
     """
-    figure = Figure(figsize=(9, 5.5), layout="constrained")
-    axes = figure.add_subplot()
+    labels = list(series)
+    nonfinite = {label: ~np.isfinite(values).all(axis=0) for label, values in series.items()}
+    zero = {label: (values == 0).any(axis=0) for label, values in series.items()}
+    strips = [name for name, marks in (("non-finite", nonfinite), ("std = 0", zero)) if any(mask.any() for mask in marks.values())]
+    heights = [0.25 + 0.12 * len(labels) if "non-finite" in strips else 0, 10, 0.25 + 0.12 * len(labels) if "std = 0" in strips else 0]
+    rows = [index for index, height in enumerate(heights) if height]
+    figure = Figure(figsize=(10.5, 5.8), layout="constrained")
+    grid = figure.subplots(len(rows), 1, sharex=True, height_ratios=[heights[index] for index in rows], squeeze=False)[:, 0]
+    panels = dict(zip(rows, grid, strict=True))
+    axes = panels[1]
     axes.set_yscale("log")
-    edge = blended_transform_factory(axes.transData, axes.transAxes)
-    for index, (label, values) in enumerate(series.items()):
+    shown_values: list[np.ndarray] = []
+    duplicates: dict[str, str] = {}
+    for index, label in enumerate(labels):
+        duplicates.update({label: earlier for earlier in reversed(labels[:index]) if same_curve(series[earlier], series[label])})
+    handles: list[Any] = []
+    names: list[str] = []
+    for index, label in enumerate(labels):
+        values = series[label]
         layers = np.arange(1, values.shape[1] + 1)
-        with warnings.catch_warnings():  # layers where every seed is 0 or non-finite are all-NaN here
-            warnings.simplefilter("ignore", RuntimeWarning)
-            positive = np.where(np.isfinite(values) & (values > 0), values, np.nan)
-            median = np.nanmedian(positive, axis=0) if np.isfinite(positive).any() else np.full(len(layers), np.nan)
-            low, high = np.nanmin(positive, axis=0), np.nanmax(positive, axis=0)
-        line = axes.plot(layers, median, color=color(index), lw=2, label=label)[0]
+        median = median_line(values)
+        low, high = band(values)
+        style = {"color": color(index), "ls": linestyle(index)}
+        marker = {}
+        name = label
+        if label in duplicates:  # drawn on top of an earlier curve: markers, offset, and a note
+            repeat = sum(1 for other in labels[:index] if other in duplicates)
+            step = max(1, len(layers) // 12)
+            symbol = DUPLICATE_MARKERS[repeat % len(DUPLICATE_MARKERS)]
+            marker = {"marker": symbol, "markevery": (repeat % step, step), "ms": 7, "mew": 1.5, "mfc": "none"}
+            style["ls"] = "none"  # markers only: the earlier curve stays visible under them
+            name = f"{label} (same curve as {duplicates[label]})"
+        line = axes.plot(layers, median, lw=2, **style, **marker)[0]
+        handles.append(line)
+        names.append(name)
         if values.shape[0] > 1:
-            axes.fill_between(layers, low, high, color=line.get_color(), alpha=0.2, lw=0)
-        zero = (values == 0).any(axis=0)
-        if zero.any():
-            axes.plot(layers[zero], np.full(zero.sum(), 0.02), "v", color=line.get_color(), ms=5, transform=edge, clip_on=False)
-        nonfinite = ~np.isfinite(values).all(axis=0)
-        if nonfinite.any():
-            first = int(layers[nonfinite][0])
-            axes.plot(layers[nonfinite], np.full(nonfinite.sum(), 0.98), "x", color=line.get_color(), ms=5, transform=edge, clip_on=False)
-            axes.axvline(first, color=line.get_color(), ls=":", lw=1)
+            axes.fill_between(layers, low, high, color=style["color"], alpha=0.18, lw=0)
+        shown_values += [low, high]
         if theory is not None and label in theory:
-            axes.plot(layers, theory[label], color=line.get_color(), ls="--", lw=1.2)
-    handles, labels = axes.get_legend_handles_labels()
-    # Proxy entries explain the edge markers and the dashed theory lines once, not per scheme.
-    handles += [Line2D([], [], color="0.3", marker="v", ls="none"), Line2D([], [], color="0.3", marker="x", ls="none")]
-    labels += ["std = 0 (bottom edge)", "non-finite (top edge)"]
-    if theory:
-        handles.append(Line2D([], [], color="0.3", ls="--"))
-        labels.append("mean-field theory")
-    axes.legend(handles, labels, fontsize=9, loc="best")
-    axes.set_xlabel("layer")
+            predicted = np.asarray(theory[label], dtype=float)
+            axes.plot(layers, predicted, color=style["color"], ls="--", lw=1.2)
+            shown_values.append(np.where(np.isfinite(median), predicted, np.nan))
+        if nonfinite[label].any():
+            axes.axvline(int(layers[nonfinite[label]][0]), color=style["color"], ls=":", lw=1)
+        position = 1 - (index + 1) / (len(labels) + 1)
+        for row, marks, symbol in ((0, nonfinite[label], "x"), (2, zero[label], "v")):
+            if marks.any():
+                panels[row].plot(layers[marks], np.full(marks.sum(), position), symbol, color=style["color"], ms=5, mew=1.3)
+    limits = log_limits(np.concatenate([np.ravel(values) for values in shown_values])) if shown_values else None
+    if limits is None:  # nothing a log scale can draw: keep a sensible frame and say why it is empty
+        axes.set_ylim(1e-3, 1e3)
+        axes.text(0.5, 0.5, "no finite, non-zero std to draw", ha="center", va="center", transform=axes.transAxes, color="0.4")
+    else:
+        axes.set_ylim(*limits)
+    for row, text in ((0, "non-\nfinite"), (2, "std\n= 0")):
+        if row in panels:
+            strip = panels[row]
+            strip.set_ylim(0, 1)
+            strip.set_yticks([])
+            strip.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=9)
+            strip.set_facecolor("0.96")
+            strip.grid(True, axis="x", alpha=0.3)
+    seeds = {values.shape[0] for values in series.values()}
+    handles.append(Line2D([], [], color="0.3", lw=2))
+    names.append(f"median over {seeds_text(set(seeds))}" if max(seeds) > 1 else "one seed")
+    if max(seeds) > 1:
+        handles.append(Patch(color="0.3", alpha=0.25, lw=0))
+        names.append(f"min–max over {seeds_text(set(seeds))}")
+    if theory and any(label in theory for label in labels):
+        handles.append(Line2D([], [], color="0.3", ls="--", lw=1.2))
+        names.append("mean-field theory")
+    if "non-finite" in strips:
+        handles.append(Line2D([], [], color="0.3", marker="x", ls=":", lw=1))
+        names.append("non-finite (any seed; dotted: first layer)")
+    if "std = 0" in strips:
+        handles.append(Line2D([], [], color="0.3", marker="v", ls="none"))
+        names.append("std exactly 0 (any seed)")
+    figure.legend(handles, names, loc="outside right upper", fontsize=9)
+    grid[-1].set_xlabel("layer")
     axes.set_ylabel(ylabel)
-    axes.set_title(title)
+    grid[0].set_title(title)
     axes.grid(True, which="major", alpha=0.3)
-    if not any((np.isfinite(values) & (values > 0)).any() for values in series.values()):
-        axes.set_ylim(1e-3, 1e3)  # nothing drawable on a log scale: keep a sensible frame
     return figure
+
+
+def compact_ticks(value: float, _position: int) -> str:
+    return "0" if value == 0 else f"{value:.3g}" if 1e-3 <= abs(value) < 1e4 else f"{value:.0e}"
 
 
 def histograms_figure(histograms: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]], title: str) -> Figure:
@@ -87,41 +207,91 @@ def histograms_figure(histograms: dict[str, dict[int, tuple[np.ndarray, np.ndarr
 
     Args:
         histograms: label → layer → ``(edges, counts)`` (edges NaN when the layer was non-finite).
+
+    Bars are each bin's share of the values. A spike (a bin over SPIKE_RATIO times the third
+    largest: ReLU's exact zeros, tanh's saturated ±1) would flatten everything else, so it is cut
+    to the height of the rest, hatched, and its share printed on it.
     """
     labels = list(histograms)
     layers = sorted({layer for per_layer in histograms.values() for layer in per_layer})
-    figure = Figure(figsize=(2.3 * len(layers) + 1, 1.7 * len(labels) + 0.8), layout="constrained")
+    figure = Figure(figsize=(2.4 * len(layers) + 1.4, 1.8 * len(labels) + 1.0), layout="constrained")
     grid = figure.subplots(len(labels), len(layers), squeeze=False)
+    spiked = False
     for row, label in enumerate(labels):
         for column, layer in enumerate(layers):
             axes = grid[row][column]
             edges, counts = histograms[label][layer]
-            if np.isfinite(edges).all():
-                axes.stairs(counts / max(counts.sum(), 1), edges, fill=True, color=color(row), alpha=0.8)
-            else:
-                axes.text(0.5, 0.5, "non-finite", ha="center", va="center", transform=axes.transAxes, color="red")
-            axes.set_yticks([])
-            axes.tick_params(labelsize=7)
             if row == 0:
                 axes.set_title(f"layer {layer}", fontsize=9)
             if column == 0:
-                axes.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
+                axes.set_ylabel(f"{label}\nshare of values", fontsize=8)
+            axes.tick_params(labelsize=7)
+            if not np.isfinite(edges).all() or counts.sum() == 0:
+                axes.set_xticks([])
+                axes.set_yticks([])
+                axes.set_facecolor("0.95")
+                message = "non-finite\n(inf or NaN):\nno histogram"
+                axes.text(0.5, 0.5, message, ha="center", va="center", transform=axes.transAxes, color="red", fontsize=8)
+                continue
+            share = counts / counts.sum()
+            spikes = share > SPIKE_RATIO * np.sort(share)[-3] if len(share) >= 3 else np.zeros(len(share), dtype=bool)
+            rest = share[~spikes]
+            top = 1.25 * float(rest.max()) if spikes.any() and rest.size and rest.max() > 0 else 1.08 * float(share.max())
+            axes.stairs(np.where(spikes, 0.0, share), edges, fill=True, color=color(row), alpha=0.8)
+            for bin_index in np.flatnonzero(spikes):
+                spiked = True
+                left, right = float(edges[bin_index]), float(edges[bin_index + 1])
+                height = min(float(share[bin_index]), top)
+                axes.bar(left, height, width=right - left, align="edge", color=color(row), alpha=0.45, hatch="////", edgecolor="black", lw=0.5)
+                on_left = bin_index < len(share) / 2  # label beside the bar, on the side with room
+                axes.text(
+                    right if on_left else left, 0.97 * top, f" {share[bin_index]:.0%} " if on_left else f"{share[bin_index]:.0%} ",
+                    ha="left" if on_left else "right", va="top", fontsize=7, fontweight="bold",
+                )
+            axes.set_ylim(0, top)
+            axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+            axes.yaxis.set_major_locator(MaxNLocator(3))
+            axes.xaxis.set_major_locator(MaxNLocator(3))
+            axes.xaxis.set_major_formatter(FuncFormatter(compact_ticks))
+            if row == len(labels) - 1 or not np.isfinite(histograms[labels[row + 1]][layer][0]).all():
+                axes.set_xlabel("φ(h)", fontsize=8)
+    if spiked:
+        figure.legend(
+            [Patch(facecolor="0.7", hatch="////", edgecolor="black", lw=0.5)],
+            ["a spike (a bin over 3× the others), drawn no taller than the rest; its share printed on it"],
+            loc="outside lower center",
+            fontsize=8,
+        )
     figure.suptitle(title)
     return figure
 
+
+def cell_rectangles(axes: Axes, xs: np.ndarray, ys: np.ndarray, mask: np.ndarray, **style: Any) -> None:
+    """Draw the cells of a ``[len(ys), len(xs)]`` grid where ``mask`` holds (centred on the points)."""
+    dx = float(xs[1] - xs[0]) if len(xs) > 1 else 1.0
+    dy = float(ys[1] - ys[0]) if len(ys) > 1 else 1.0
+    for row, column in zip(*np.nonzero(mask), strict=True):
+        axes.add_patch(Rectangle((xs[column] - dx / 2, ys[row] - dy / 2), dx, dy, **style))
+
+
+NO_FIXED_POINT = {"facecolor": "0.8", "edgecolor": "0.55", "hatch": "xx", "lw": 0}
+NOT_SETTLED = {"facecolor": "white", "edgecolor": "crimson", "hatch": "///", "lw": 0}
 
 
 def phase_figure(diagram: PhaseDiagram, positions: dict[str, float], depth: int | None) -> Figure:
     """Heatmaps over (σ_w², σ_b²): χ₁ with its χ₁ = 1 line and the common schemes marked, and
     the correlation depth scale ξ_c; with measurements (``depth`` given), the predicted and the
-    measured convergence depths side by side on one colour scale.
-    """
-    from matplotlib.colors import LogNorm, TwoSlopeNorm
+    measured convergence depths side by side on one colour scale, with one colorbar.
 
+    No cell is left blank: where q* is unbounded (no fixed point, so no χ₁, ξ_c or c*) cells are
+    grey and cross-hatched; measured cells that never settled within ``depth`` layers are hatched
+    red; a predicted depth beyond ``depth`` takes the top colour (the colorbar's arrow).
+    """
     panels = 3 if diagram.measured_depth is not None else 2
-    figure = Figure(figsize=(5.2 * panels, 4.6), layout="constrained")
+    figure = Figure(figsize=(5.2 * panels, 5.0), layout="constrained")
     grid = figure.subplots(1, panels, squeeze=False)[0]
     sw2, sb2 = np.meshgrid(diagram.sw2, diagram.sb2)
+    no_fixed_point = ~np.isfinite(diagram.q_star) | ~np.isfinite(diagram.chi1)
     chi = np.ma.masked_invalid(diagram.chi1)
     finite_chi = chi.compressed()
     top = max(float(finite_chi.max()) if finite_chi.size else 2.0, 1.01)
@@ -131,62 +301,122 @@ def phase_figure(diagram: PhaseDiagram, positions: dict[str, float], depth: int 
     if finite_chi.size and finite_chi.min() < 1 < finite_chi.max() and min(sw2.shape) > 1:
         grid[0].contour(sw2, sb2, chi.filled(np.nan), levels=[1.0], colors="black", linewidths=2)
     grid[0].set_title(f"Order (blue) and chaos (red): {diagram.activation}")
+    handles: list[Any] = []
     for index, (label, value) in enumerate(positions.items()):
-        grid[0].plot([value], [0.0], marker="o^sD"[index % 4], color="gold", mec="black", ms=9, ls="none", label=label, clip_on=False)
-    grid[0].plot([], [], color="black", lw=2, label="χ₁ = 1 (edge of chaos)")
-    grid[0].legend(fontsize=8, loc="upper left")
+        symbol = "o^sD"[index % 4]
+        handles.append(grid[0].plot([value], [0.0], marker=symbol, color="gold", mec="black", ms=9, ls="none", label=label, clip_on=False)[0])
+    handles.append(Line2D([], [], color="black", lw=2, label="χ₁ = 1 (edge of chaos)"))
 
-    def depth_panel(axes, values: np.ndarray, title: str, label: str, vmax: float | None) -> None:
-        shown = np.ma.masked_invalid(np.where(values > 0, values, np.nan))
-        if shown.count():
-            norm = LogNorm(vmin=max(float(shown.min()), 0.1), vmax=vmax or float(shown.max()))
-            mesh = axes.pcolormesh(sw2, sb2, shown, cmap="viridis", norm=norm, shading="nearest")
-            figure.colorbar(mesh, ax=axes, label=label)
-        axes.set_title(title)
-
+    xi = np.where(no_fixed_point, np.nan, diagram.xi_c)
+    finite_xi = xi[np.isfinite(xi) & (xi > 0)]
     if diagram.measured_depth is None:
-        depth_panel(grid[1], diagram.xi_c, "Correlation depth scale ξ_c (theory)", "ξ_c (layers)", None)
+        if finite_xi.size:
+            xi_top = float(finite_xi.max())
+            norm = LogNorm(vmin=float(finite_xi.min()), vmax=xi_top if xi_top > finite_xi.min() else xi_top * 10)
+            mesh = grid[1].pcolormesh(sw2, sb2, np.ma.masked_invalid(np.minimum(xi, xi_top)), cmap="viridis", norm=norm, shading="nearest")
+            figure.colorbar(mesh, ax=grid[1], label="ξ_c (layers)", extend="max" if np.isinf(xi).any() else "neither")
+        grid[1].set_title("Correlation depth scale ξ_c (theory)")
     else:
         assert depth is not None
-        limit = float(depth)
-        depth_panel(grid[1], np.minimum(diagram.predicted_depth, limit), "Predicted convergence depth", "layers", limit)
-        depth_panel(grid[2], diagram.measured_depth, f"Measured convergence depth (blank: > {depth})", "layers", limit)
+        # one scale for both panels, 0 (settled at once) to depth; the square root spreads the short depths
+        norm = PowerNorm(0.5, vmin=0.0, vmax=float(depth))
+        predicted = np.where(no_fixed_point, np.nan, np.minimum(diagram.predicted_depth, depth))
+        measured = np.where(no_fixed_point, np.nan, diagram.measured_depth)
+        grid[1].pcolormesh(sw2, sb2, np.ma.masked_invalid(predicted), cmap="viridis", norm=norm, shading="nearest")
+        mesh = grid[2].pcolormesh(sw2, sb2, np.ma.masked_invalid(measured), cmap="viridis", norm=norm, shading="nearest")
+        figure.colorbar(mesh, ax=[grid[1], grid[2]], label="layers until the correlation settles", extend="max")
+        grid[1].set_title("Predicted convergence depth")
+        grid[2].set_title(f"Measured convergence depth ({depth} layers)")
+        not_settled = ~no_fixed_point & ~np.isfinite(diagram.measured_depth)
+        if not_settled.any():
+            cell_rectangles(grid[2], diagram.sw2, diagram.sb2, not_settled, **NOT_SETTLED)
+            handles.append(Patch(**NOT_SETTLED, label=f"did not settle within {depth} layers"))
+    if no_fixed_point.any():
+        for axes in grid:
+            cell_rectangles(axes, diagram.sw2, diagram.sb2, no_fixed_point, **NO_FIXED_POINT)
+        handles.append(Patch(**NO_FIXED_POINT, label="no fixed point (q* unbounded)"))
     for axes in grid:
         axes.set_xlabel("σ_w²")
         axes.set_ylabel("σ_b²")
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 3), fontsize=8)
     return figure
 
 
-def training_curves_figure(steps: np.ndarray, curves: dict[str, dict[str, np.ndarray]], title: str) -> Figure:
+def training_curves_figure(
+    steps: np.ndarray,
+    curves: dict[str, dict[str, np.ndarray]],
+    title: str,
+    schemes: dict[str, dict[str, Any]] | None = None,
+    chance: float | None = None,
+) -> Figure:
     """Training loss (log scale) and, for classification, test accuracy against step.
 
     Args:
         steps: the evaluation steps.
         curves: label → metric ("loss", "test_acc") → ``[seeds, len(steps)]`` (NaN after a run diverged).
+        schemes: ``summary.json``'s per-scheme entries: ``diverged_at_step`` (✕ where a seed
+            diverged, on its last recorded value), ``target_accuracy`` and ``steps_to_target_per_seed``
+            (a dashed target line, and "k of n reached, median step" in the legend).
+        chance: the accuracy of always predicting the most frequent class, drawn dotted.
 
-    Median over seeds as a line, min–max as a band, as in :func:`std_by_layer_figure`.
+    Median over seeds as a line, min–max as a band, as in :func:`std_by_layer_figure`; one legend.
     """
+    schemes = schemes or {}
     metrics = [metric for metric in ("loss", "test_acc") if any(metric in per_label for per_label in curves.values())]
-    figure = Figure(figsize=(6 * len(metrics), 4.5), layout="constrained")
+    figure = Figure(figsize=(5.5 * len(metrics) + 3.5, 4.6), layout="constrained")
     grid = figure.subplots(1, len(metrics), squeeze=False)[0]
+    handles: list[Any] = []
+    names: list[str] = []
+    diverged_any = False
+    target = next((entry["target_accuracy"] for entry in schemes.values() if entry.get("target_accuracy") is not None), None)
     for axes, metric in zip(grid, metrics, strict=True):
         for index, (label, per_label) in enumerate(curves.items()):
             values = per_label[metric]
             with warnings.catch_warnings():  # steps where every seed has diverged are all-NaN
                 warnings.simplefilter("ignore", RuntimeWarning)
                 median, low, high = np.nanmedian(values, axis=0), np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-            axes.plot(steps, median, color=color(index), lw=2, label=label)
+            line = axes.plot(steps, median, color=color(index), ls=linestyle(index), lw=2)[0]
             if values.shape[0] > 1:
-                axes.fill_between(steps, low, high, color=color(index), alpha=0.2, lw=0)
+                axes.fill_between(steps, low, high, color=color(index), alpha=0.18, lw=0)
+            for seed, step in enumerate(schemes.get(label, {}).get("diverged_at_step") or []):
+                recorded = np.flatnonzero(np.isfinite(values[seed]))
+                if step is None or not recorded.size:
+                    continue
+                diverged_any = True
+                axes.plot([step], [values[seed, recorded[-1]]], "X", color=color(index), mec="black", ms=9, zorder=5)
+            if axes is grid[0]:
+                entry = schemes.get(label, {})
+                reached = entry.get("steps_to_target_per_seed")
+                handles.append(line)
+                names.append(label if reached is None else f"{label}: {reached_text(reached)}")
         if metric == "loss":
             axes.set_yscale("log")
             axes.set_ylabel("training loss (whole training set)")
         else:
             axes.set_ylabel("test accuracy")
             axes.set_ylim(-0.02, 1.02)
+            if chance is not None:
+                axes.axhline(chance, color="0.35", ls=":", lw=1.5)
+            if target is not None:
+                axes.axhline(target, color="0.35", ls="--", lw=1)
         axes.set_xlabel("step")
         axes.grid(True, alpha=0.3)
-        axes.legend(fontsize=9)
+    seeds = {values.shape[0] for per_label in curves.values() for values in per_label.values()}
+    handles.append(Line2D([], [], color="0.3", lw=2))
+    names.append(f"median over {seeds_text(set(seeds))}" if max(seeds) > 1 else "one seed")
+    if max(seeds) > 1:
+        handles.append(Patch(color="0.3", alpha=0.25, lw=0))
+        names.append(f"min–max over {seeds_text(set(seeds))}")
+    if diverged_any:
+        handles.append(Line2D([], [], color="0.5", marker="X", mec="black", ls="none", ms=9))
+        names.append("a seed diverged (at that step; its curve ends)")
+    if "test_acc" in metrics and chance is not None:
+        handles.append(Line2D([], [], color="0.35", ls=":", lw=1.5))
+        names.append(f"chance (most frequent class): {format_number(chance)}")
+    if "test_acc" in metrics and target is not None:
+        handles.append(Line2D([], [], color="0.35", ls="--", lw=1))
+        names.append(f"target test accuracy {format_number(target)}")
+    figure.legend(handles, names, loc="outside right upper", fontsize=8)
     figure.suptitle(title)
     return figure
 
@@ -199,79 +429,137 @@ def decision_boundary_figure(
     Args:
         points, labels: training inputs ``[n, 2]`` and their classes.
         grid_x, grid_y: the mesh (``numpy.meshgrid`` output).
-        regions: label → predicted class per mesh point, shaped like ``grid_x``.
+        regions: panel title → predicted class per mesh point, shaped like ``grid_x``.
     """
-    figure = Figure(figsize=(4.2 * len(regions), 4.3), layout="constrained")
+    from matplotlib import colormaps
+
+    figure = Figure(figsize=(4.2 * len(regions), 4.8), layout="constrained")
     grid = figure.subplots(1, len(regions), squeeze=False)[0]
     classes = int(max(labels.max(), max(int(region.max()) for region in regions.values()))) + 1
+    cmap = colormaps["coolwarm" if classes == 2 else "tab10"]
+    norm = Normalize(-0.5, classes - 0.5) if classes == 2 else Normalize(0, 9)  # tab10: class k is colour k
     for axes, (label, region) in zip(grid, regions.items(), strict=True):
-        axes.contourf(grid_x, grid_y, region, levels=np.arange(classes + 1) - 0.5, cmap="coolwarm" if classes == 2 else "tab10", alpha=0.35)
-        axes.scatter(points[:, 0], points[:, 1], c=labels, cmap="coolwarm" if classes == 2 else "tab10", s=10, edgecolors="black", linewidths=0.3)
+        axes.contourf(grid_x, grid_y, region, levels=np.arange(classes + 1) - 0.5, cmap=cmap, norm=norm, alpha=0.35)
+        axes.scatter(points[:, 0], points[:, 1], c=labels, cmap=cmap, norm=norm, s=10, edgecolors="black", linewidths=0.3)
         axes.set_title(label, fontsize=10)
         axes.set_xticks([])
         axes.set_yticks([])
+    handles = [Line2D([], [], marker="o", ls="none", color=cmap(norm(k)), mec="black", mew=0.3, label=f"class {k}") for k in range(classes)]
+    handles.append(Patch(facecolor="0.6", alpha=0.35, label="shading: the predicted class"))
+    figure.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8)
     figure.suptitle(title)
     return figure
 
 
 def by_depth_figure(report: SweepReport) -> Figure:
-    """The metric at the last layer (or after training) against depth, one line per other setting.
+    """The metric at the last layer (or after training) against depth: one colour per scheme, one
+    line style per activation, one marker per value of any other key that varies.
 
-    Lines are keyed by scheme × activation and any other key that varies; log scales on both axes
-    for std (depths usually span decades). Non-finite values are drawn as ✕ on the top edge and zeros
-    as ▼ on the bottom edge, as in ``std_by_layer.png``.
+    Log scales on both axes for std (depths usually span decades), with the mean-field prediction
+    thin and faded beside each measured line where there is one. Non-finite values are drawn as ✕
+    and zeros as ▼ in labelled strips above and below, as in ``std_by_layer.png``.
     """
-    from initbench.sweeps.collect import result_columns, series_label, varying
+    from initbench.sweeps.collect import number, result_columns, series_label, varying
 
     assert report.metric is not None
-    rows = [row for row in report.rows if isinstance(row.get("depth"), int) and report.metric in row]
-    keys = [
+    metric = report.metric
+    rows = [row for row in report.rows if isinstance(row.get("depth"), int) and metric in row]
+    others = [
         key
-        for key in varying(rows, [column for column in report.columns if column not in (report.metric, "point", "depth")])
+        for key in varying(rows, [column for column in report.columns if column not in (metric, "point", "depth", "scheme", "activation")])
         if key not in result_columns()
     ]
-    lines: dict[str, list[dict[str, Any]]] = {}
-    for row in rows:
-        lines.setdefault(series_label(row, keys) or report.metric, []).append(row)
-    figure = Figure(figsize=(9, 5.5), layout="constrained")
-    axes = figure.add_subplot()
-    log = report.metric == "std_last"
+    schemes = list(dict.fromkeys(row["scheme"] for row in rows))
+    activations = list(dict.fromkeys(str(row["activation"]) for row in rows))
+    settings = list(dict.fromkeys(series_label(row, others) for row in rows))
+    styles = ["-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1))]
+    markers = "osD^vP*"
+    log = metric == "std_last"
+    measured = [float(row[metric]) for row in rows]
+    nonfinite = any(not math.isfinite(value) for value in measured)
+    zero = log and any(value == 0 for value in measured)
+    heights = [0.8 if nonfinite else 0, 10, 0.8 if zero else 0]
+    present = [index for index, height in enumerate(heights) if height]
+    figure = Figure(figsize=(10.5, 5.8), layout="constrained")
+    grid = figure.subplots(len(present), 1, sharex=True, height_ratios=[heights[index] for index in present], squeeze=False)[:, 0]
+    panels = dict(zip(present, grid, strict=True))
+    axes = panels[1]
     if log:
         axes.set_yscale("log")
     axes.set_xscale("log")
-    edge = blended_transform_factory(axes.transData, axes.transAxes)
-    for index, (label, members) in enumerate(lines.items()):
+    lines: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        lines.setdefault((row["scheme"], str(row["activation"]), series_label(row, others)), []).append(row)
+    theory_drawn = False
+    for number_, ((scheme, activation, setting), members) in enumerate(lines.items()):
         members = sorted(members, key=lambda row: row["depth"])
         depths = [row["depth"] for row in members]
-        values = [float(row[report.metric]) for row in members]
+        values = [float(row[metric]) for row in members]
+        style = {"color": color(schemes.index(scheme)), "ls": styles[activations.index(activation) % len(styles)]}
+        marker = markers[settings.index(setting) % len(markers)]
         shown = [value if math.isfinite(value) and (value > 0 or not log) else math.nan for value in values]
-        axes.plot(depths, shown, "o-", color=color(index), lw=2, label=label)
-        for depth, value in zip(depths, values):
+        axes.plot(depths, shown, marker=marker, lw=2, **style)
+        predicted = [number(row.get("theory_std_last")) for row in members] if metric == "std_last" else []
+        if any(isinstance(value, (int, float)) and math.isfinite(value) and value > 0 for value in predicted):
+            axes.plot(depths, [value if isinstance(value, (int, float)) else math.nan for value in predicted], lw=1, alpha=0.55, **style)
+            theory_drawn = True
+        position = 1 - (number_ + 1) / (len(lines) + 1)
+        for depth, value in zip(depths, values, strict=True):
             if not math.isfinite(value):
-                axes.plot([depth], [0.98], "x", color=color(index), ms=7, transform=edge, clip_on=False)
+                panels[0].plot([depth], [position], "x", color=style["color"], ms=7, mew=1.5)
             elif log and value == 0:
-                axes.plot([depth], [0.02], "v", color=color(index), ms=7, transform=edge, clip_on=False)
-    if log and not any(
-        isinstance(row[report.metric], float) and math.isfinite(row[report.metric]) and row[report.metric] > 0 for row in rows
-    ):
+                panels[2].plot([depth], [position], "v", color=style["color"], ms=7)
+    finite = [value for value in measured if math.isfinite(value) and (value > 0 or not log)]
+    if log and finite:
+        low, high = math.log10(min(finite)), math.log10(max(finite))
+        middle, span = (low + high) / 2, max(high - low, 1.0)
+        axes.set_ylim(10 ** (middle - 0.6 * span), 10 ** (middle + 0.6 * span))  # the measurements set the range, not the theory
+    elif log:
         axes.set_ylim(1e-3, 1e3)
+    for row_index, text in ((0, "non-\nfinite"), (2, "= 0")):
+        if row_index in panels:
+            panels[row_index].set_ylim(0, 1)
+            panels[row_index].set_yticks([])
+            panels[row_index].set_ylabel(text, rotation=0, ha="right", va="center", fontsize=9)
+            panels[row_index].set_facecolor("0.96")
     depths = sorted({row["depth"] for row in rows})
-    axes.set_xticks(depths, [str(depth) for depth in depths])
-    axes.xaxis.set_minor_locator(NullLocator())
-    axes.set_xlabel("depth (layers)")
-    axes.set_ylabel({"std_last": "std of φ(h) at the last layer", "test_acc": "test accuracy", "loss": "final loss"}[report.metric])
-    axes.set_title(f"{report.sweep.name}: {report.metric} against depth (median over seeds; ✕ non-finite, ▼ zero)")
+    grid[-1].set_xticks(depths, [str(depth) for depth in depths])
+    grid[-1].xaxis.set_minor_locator(NullLocator())
+    grid[-1].set_xlabel("depth (layers)")
+    axes.set_ylabel({"std_last": "std of φ(h) at the last layer", "test_acc": "test accuracy", "loss": "final loss"}[metric])
+    swept = ", ".join(axis.key for axis in report.sweep.axes)
+    grid[0].set_title(f"{report.sweep.name}: {metric} against depth (median over seeds); swept: {swept}", fontsize=10)
     axes.grid(True, which="major", alpha=0.3)
-    axes.legend(fontsize=8, loc="best")
+    handles: list[Any] = [Line2D([], [], color=color(index), lw=2) for index in range(len(schemes))]
+    names = [f"scheme {scheme}" for scheme in schemes]
+    if len(activations) > 1 or len(settings) > 1:
+        handles += [Line2D([], [], color="0.3", ls=styles[index % len(styles)], lw=2) for index in range(len(activations))]
+        names += [f"activation {activation}" for activation in activations]
+    if len(settings) > 1:
+        handles += [Line2D([], [], color="0.3", marker=markers[index % len(markers)], ls="none") for index in range(len(settings))]
+        names += settings
+    if theory_drawn:
+        handles.append(Line2D([], [], color="0.3", lw=1, alpha=0.55))
+        names.append("mean-field theory (thin)")
+    if nonfinite:
+        handles.append(Line2D([], [], color="0.3", marker="x", ls="none"))
+        names.append("non-finite")
+    if zero:
+        handles.append(Line2D([], [], color="0.3", marker="v", ls="none"))
+        names.append("exactly 0")
+    figure.legend(handles, names, loc="outside right upper", fontsize=8)
     return figure
 
 
 def heatmap_figure(report: SweepReport) -> Figure:
     """Scheme × activation, coloured by log10 std at the last layer (or test accuracy, or loss).
 
-    One panel per combination of the other keys that vary (depth, width, ...). Each cell shows its
-    value and verdict; non-finite cells are grey and say so.
+    One panel per combination of the other keys that vary (depth, width, ...), all on one colour
+    scale with one colorbar. Each cell shows its value and verdict, in black or white by the
+    cell's colour; non-finite cells are grey and say so.
     """
+    import numpy as np
+
     from initbench.sweeps.collect import result_columns, series_label, varying
 
     assert report.metric is not None
@@ -289,6 +577,12 @@ def heatmap_figure(report: SweepReport) -> Figure:
     log = report.metric == "std_last"
     columns = min(len(panels), 3)
     grid_rows = math.ceil(len(panels) / columns)
+    shown = [float(row[report.metric]) for row in rows]
+    if log:
+        norm = Normalize(-3, 3)  # std from 1e-3 to 1e3; further out takes the end colours
+    else:
+        finite = [value for value in shown if math.isfinite(value)] or [0.0, 1.0]
+        norm = Normalize(0, 1) if report.metric == "test_acc" else Normalize(min(finite), max(finite))
     figure = Figure(figsize=(1.6 + 1.9 * len(activations) * columns, 1.2 + 0.55 * len(schemes) * grid_rows + 0.6), layout="constrained")
     image = None
     for number_, (title, members) in enumerate(panels.items()):
@@ -307,17 +601,16 @@ def heatmap_figure(report: SweepReport) -> Figure:
             else:
                 values[r, c] = value
                 notes[r][c] = f"{value:.3g}" + (f"\n{verdict}" if verdict else "")
-        masked = np.ma.masked_invalid(values)
-        image = axes.imshow(masked, cmap="RdBu_r" if log else "viridis", vmin=-3 if log else None, vmax=3 if log else None, aspect="auto")
+        image = axes.imshow(np.ma.masked_invalid(values), cmap="RdBu_r" if log else "viridis", norm=norm, aspect="auto")
         axes.set_facecolor("0.85")
         for r in range(len(schemes)):
             for c in range(len(activations)):
-                dark = log and abs(values[r, c]) > 2  # deep red or blue: white text reads better
-                axes.text(c, r, notes[r][c], ha="center", va="center", fontsize=7, color="white" if dark else "black")
+                background = image.cmap(norm(values[r, c])) if math.isfinite(values[r, c]) else (0.85, 0.85, 0.85)
+                axes.text(c, r, notes[r][c], ha="center", va="center", fontsize=7, color=text_color_on(background))
         axes.set_xticks(range(len(activations)), activations, fontsize=8)
         axes.set_yticks(range(len(schemes)), schemes, fontsize=8)
         axes.set_title(title or report.sweep.name, fontsize=9)
     if image is not None:
         label = "log10 std of φ(h) at the last layer (0: std 1)" if log else report.metric
-        figure.colorbar(image, ax=figure.axes, label=label, shrink=0.8)
+        figure.colorbar(image, ax=figure.axes, label=label, shrink=0.8, extend="both" if log else "neither")
     return figure

@@ -142,6 +142,12 @@ train: {dataset: circles, steps: 1500, lr: 0.3, eval_every: 100}
     assert schemes["zeros"]["test_acc"]["max"] == pytest.approx(0.5)  # chance: never leaves symmetry
     assert schemes["he"]["test_acc"]["median"] > 0.85
     assert schemes["he"]["steps_to_target"] is not None and schemes["he"]["diverged"] == 0
+    for entry in schemes.values():  # the median step is over the seeds that reached the target only
+        reached = sorted(step for step in entry["steps_to_target_per_seed"] if step is not None)
+        assert entry["steps_to_target_reached"] == len(reached)
+        assert entry["steps_to_target"] == (reached[(len(reached) - 1) // 2] if reached else None)
+    assert schemes["zeros"]["steps_to_target_reached"] == 0
+    assert "0 of 2 reached" in (out / "summary.md").read_text()
     with (out / "train_metrics.csv").open() as stream:
         rows = list(csv.DictReader(stream))
     assert list(rows[0]) == ["scheme", "seed", "step", "loss", "train_acc", "test_acc"]

@@ -19,14 +19,18 @@ if TYPE_CHECKING:
 
     from initbench.config import Config
     from initbench.engine import Run
+    from initbench.report import FittedTable
 
 
 class Progress(Protocol):
-    """Where an experiment reports progress: ``start`` a task of ``total`` steps, ``advance`` it."""
+    """Where an experiment reports progress: ``start`` a task of ``total`` steps, ``advance`` it,
+    and ``update`` the latest numbers shown beside it (a training run's loss and accuracy)."""
 
     def start(self, description: str, total: int) -> None: ...
 
     def advance(self, steps: int = 1) -> None: ...
+
+    def update(self, **fields: float) -> None: ...
 
 
 class SilentProgress:
@@ -36,6 +40,9 @@ class SilentProgress:
         pass
 
     def advance(self, steps: int = 1) -> None:
+        pass
+
+    def update(self, **fields: float) -> None:
         pass
 
 

@@ -448,9 +448,9 @@ def terminal_rows(schemes: dict[str, dict[str, Any]], depth: int, gradients: boo
         else:
             expected = None if prediction is None else prediction["theory_std_last"]
             first = entry["first_nonfinite_layer"]
-            judged = entry["verdict"] + ("" if first is None else f" (non-finite at {first})")
-        chi = "–" if prediction is None else f"{format_number(prediction['chi1'])} {prediction['phase']}"
-        scales = "–" if prediction is None else f"{format_number(prediction['xi_q'])} / {format_number(prediction['xi_c'])}"
+            judged = entry["verdict"] + ("" if first is None else f": non-finite at {first}")
+        chi = "–" if prediction is None else f"{format_number(prediction['chi1'], compact=True)} {prediction['phase']}"
+        scales = "–" if prediction is None else f"{format_number(prediction['xi_q'], compact=True)} / {format_number(prediction['xi_c'], compact=True)}"
         rows.append((label, *(entry[key][layer - 1] for layer in layers), expected, chi, scales, judged))
     return columns, rows
 

@@ -22,7 +22,7 @@ from initbench.errors import InitbenchError
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
 from initbench.module_backend import build_stack
 from initbench.plots import decision_boundary_figure, training_curves_figure
-from initbench.report import markdown_table, rich_table
+from initbench.report import format_number, markdown_table, reached_text, rich_table
 from initbench.stats import median_layer
 from initbench.training import Evaluation, StackedTrainer, mlp_trainer
 
@@ -171,8 +171,10 @@ class TrainExperiment:
         context.progress.advance(start)
         for step in range(start, settings.steps + 1):
             if step in checkpoints and not (evaluations and evaluations[-1].step == step):
-                evaluations.append(trainer.evaluate(step))
+                evaluations.append(latest := trainer.evaluate(step))
                 save_training(context, trainer, evaluations)
+                accuracy = {} if latest.test_acc is None else {"test acc": float(latest.test_acc.nanmedian())}
+                context.progress.update(loss=float(latest.loss.nanmedian()), **accuracy)
             if step < settings.steps:
                 trainer.step(step)
                 context.progress.advance()
@@ -236,7 +238,8 @@ class TrainExperiment:
                         for i in indices
                     ]
                     entry["target_accuracy"] = settings.target_accuracy
-                    entry["steps_to_target"] = median_layer(reached)
+                    entry["steps_to_target"] = median_layer([step for step in reached if step is not None] or [None])  # of the seeds that reached it
+                    entry["steps_to_target_reached"] = sum(step is not None for step in reached)
                     entry["steps_to_target_per_seed"] = reached
             schemes[label] = entry
             curves[label] = curve
@@ -247,13 +250,15 @@ class TrainExperiment:
         }[config.model.arch]
         norm = "" if config.model.norm == "none" else f", {config.model.norm}"
         title = f"{dataset.name}: {network}, {config.model.activation}{norm}, {settings.optimizer} lr {settings.lr}, {settings.steps} steps"
-        figures = {"training_curves.png": training_curves_figure(steps, curves, title)}
+        chance = float(np.bincount(dataset.y_test).max() / len(dataset.y_test)) if classify else None  # always the most frequent class
+        figures = {"training_curves.png": training_curves_figure(steps, curves, title, schemes, chance)}
         if record.boundary is not None:
-            figures["decision_boundary.png"] = self.boundary_figure(record, labels, title)
+            figures["decision_boundary.png"] = self.boundary_figure(record, labels, title, schemes)
 
         columns = ("scheme", "train acc", "test acc", "loss", "steps to target", "diverged") if classify else ("scheme", "loss", "diverged")
         table_rows = [
-            (label, entry["train_acc"]["median"], entry["test_acc"]["median"], entry["loss"]["median"], entry.get("steps_to_target"), f"{entry['diverged']}/{config.seeds}")
+            (label, entry["train_acc"]["median"], entry["test_acc"]["median"], entry["loss"]["median"],
+             reached_text(entry["steps_to_target_per_seed"]) if "steps_to_target_per_seed" in entry else None, f"{entry['diverged']}/{config.seeds}")
             if classify
             else (label, entry["loss"]["median"], f"{entry['diverged']}/{config.seeds}")
             for label, entry in schemes.items()
@@ -277,17 +282,22 @@ class TrainExperiment:
             console_tables=[rich_table(f"After {settings.steps} steps ({seeds})", columns, table_rows)],
         )
 
-    def boundary_figure(self, record: TrainingRecord, labels: list[str], title: str) -> Figure:
-        """Decision regions of each scheme's median seed (by final test accuracy) over the data."""
+    def boundary_figure(self, record: TrainingRecord, labels: list[str], title: str, schemes: dict[str, dict[str, Any]]) -> Figure:
+        """Decision regions of each scheme's median seed (by final test accuracy, among the seeds
+        that did not diverge, as the table's median) over the data; its title names the seed."""
         assert record.boundary is not None
         final_accuracy = record.evaluations[-1].test_acc
         assert final_accuracy is not None
         regions = {}
         for label in labels:
             indices = [index for index, run in enumerate(record.runs) if run.label == label]
-            ranked = sorted(indices, key=lambda index: float(final_accuracy[index]))
+            finished = [index for index in indices if record.diverged_at[index] is None] or indices
+            ranked = sorted(finished, key=lambda index: float(final_accuracy[index]))
             median_run = ranked[(len(ranked) - 1) // 2]
-            name = f"{label} (seed {record.runs[median_run].seed}, test acc {float(final_accuracy[median_run]):.2f})"
+            shown, median = float(final_accuracy[median_run]), schemes[label]["test_acc"]["median"]
+            name = f"{label}\nseed {record.runs[median_run].seed}: test acc {format_number(shown)}" + (
+                "" if shown == median else f" (median {format_number(median)})"
+            )
             regions[name] = record.boundary.predictions[median_run].reshape(record.boundary.grid_x.shape)
         grid_x, grid_y = record.boundary.grid_x, record.boundary.grid_y
         return decision_boundary_figure(record.dataset.x_train, record.dataset.y_train, grid_x, grid_y, regions, title)
