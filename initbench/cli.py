@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from initbench import __version__
 from initbench.errors import InitbenchError
@@ -45,28 +45,51 @@ stderr = Console(stderr=True)
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
+#: Narrower terminals (or COLUMNS=0, which makes rich print nothing) get tables this wide instead.
+MIN_COLUMNS = 40
+FALLBACK_COLUMNS = 80
+
+
+def say(console: Console, *parts: str | tuple[str, str]) -> None:
+    """Print one line of ``parts`` (text, or ``(text, style)``) literally: paths and messages are
+    never read as rich markup (``results/a[b]`` stays itself), highlighted or wrapped."""
+    console.print(Text.assemble(*parts), highlight=False, soft_wrap=True)
+
+
+def usable_terminal() -> None:
+    """Make output work on any terminal: a usable width, and text that cannot fail to encode.
+
+    COLUMNS below ``MIN_COLUMNS`` is replaced by ``FALLBACK_COLUMNS``. In an ASCII locale, characters
+    the streams cannot encode (σ, →, box lines) are written as backslash escapes instead of raising.
+    """
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and not (columns.isdigit() and int(columns) >= MIN_COLUMNS):
+        os.environ["COLUMNS"] = str(FALLBACK_COLUMNS)
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 @contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn user errors into exit code 2 and failures into exit code 1, without a traceback."""
+    usable_terminal()
     try:
         yield
     except InitbenchError as error:
-        # Messages quote user values and commands ("init.schemes=[zeros, he]", "initbench[cluster]"):
-        # printed as markup, rich would swallow the brackets.
-        stderr.print("[bold red]Error:[/bold red]", escape(error.message), highlight=False)
+        say(stderr, ("Error: ", "bold red"), error.message)
         if error.hint:
-            stderr.print(error.hint, highlight=False, markup=False)
+            say(stderr, error.hint)
         raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt:
-        stderr.print("[yellow]Interrupted.[/yellow] A run directory already started records status 'interrupted' in its meta.json.")
+        say(stderr, ("Interrupted.", "yellow"), " A run directory already started records status 'interrupted' in its meta.json.")
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as error:
         if os.environ.get("INITBENCH_FULL_ERROR") == "1":
             raise
-        stderr.print(f"[bold red]Failed:[/bold red] {type(error).__name__}: {error}", highlight=False)
-        stderr.print("Set INITBENCH_FULL_ERROR=1 to see the full traceback.")
+        say(stderr, ("Failed: ", "bold red"), f"{type(error).__name__}: {error}")
+        say(stderr, "Set INITBENCH_FULL_ERROR=1 to see the full traceback.")
         raise typer.Exit(EXIT_FAILURE) from None
 
 
@@ -108,12 +131,12 @@ def execute_and_report(config: Config, out: Path | None, quiet: bool) -> None:
     if not quiet:
         for table in result.console_tables:
             stdout.print(table)
-    stdout.print(f"Results: {directory.path}", highlight=False, soft_wrap=True)
+    say(stdout, f"Results: {directory.path}")
 
 
 def version_callback(value: bool) -> None:
     if value:
-        stdout.print(f"initbench {__version__}")
+        say(stdout, f"initbench {__version__}")
         raise typer.Exit()
 
 
@@ -297,10 +320,10 @@ def sweep(
             cluster = "local" if launcher == "submitit-local" else None
             submitted = sweeps.submit(directory.path, count, cluster, partition, timeout_min, gpus)
             ids = ", ".join(job.job_id for job in submitted[:3]) + (", ..." if count > 3 else "")
-            stdout.print(f"Submitted {count} jobs ({ids}); logs in {directory.path / 'submitit'}.", highlight=False, soft_wrap=True)
+            say(stdout, f"Submitted {count} jobs ({ids}); logs in {directory.path / 'submitit'}.")
             if wait:
                 wait_for_jobs(submitted)
-        stdout.print(f"Sweep: {directory.path}  (merge with: initbench report {directory.path})", highlight=False, soft_wrap=True)
+        say(stdout, f"Sweep: {directory.path}  (merge with: initbench report {directory.path})")
 
 
 def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
@@ -309,7 +332,7 @@ def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
 
     def log(message: str) -> None:
         if not quiet:
-            stdout.print(message, highlight=False, markup=False, soft_wrap=True)
+            say(stdout, message)
 
     if quiet or not stderr.is_terminal:
         outcome = run_shard(path, shard, log=log)
@@ -317,13 +340,9 @@ def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
         with RichProgress() as progress:
             outcome = run_shard(path, shard, progress, log)
     counts = f"{len(outcome.ran)} ran, {len(outcome.skipped)} already complete, {len(outcome.busy)} busy elsewhere, {len(outcome.failed)} failed"
-    stdout.print(f"Shard {shard}: {counts}." if shard.count > 1 else f"Points: {counts}.", highlight=False)
+    say(stdout, f"Shard {shard}: {counts}." if shard.count > 1 else f"Points: {counts}.")
     if outcome.failed:
-        stderr.print(
-            f"[bold red]Failed:[/bold red] {', '.join(outcome.failed)}; their meta.json has the error. Rerun the sweep to retry them.",
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(stderr, ("Failed: ", "bold red"), f"{', '.join(outcome.failed)}; their meta.json has the error. Rerun the sweep to retry them.")
         raise typer.Exit(EXIT_FAILURE)
 
 
@@ -335,9 +354,9 @@ def wait_for_jobs(jobs: list[Any]) -> None:
             job.result()
         except Exception as error:  # submitit raises the job's failure here, its traceback in the message
             failures.append(f"job {job.job_id}: {(str(error).strip().splitlines() or [type(error).__name__])[-1]}")
-    stdout.print(f"{len(jobs) - len(failures)} of {len(jobs)} jobs succeeded.", highlight=False)
+    say(stdout, f"{len(jobs) - len(failures)} of {len(jobs)} jobs succeeded.")
     if failures:
-        stderr.print("[bold red]Failed:[/bold red]", escape("; ".join(failures)), highlight=False, soft_wrap=True)
+        say(stderr, ("Failed: ", "bold red"), "; ".join(failures))
         raise typer.Exit(EXIT_FAILURE)
 
 
@@ -352,10 +371,10 @@ def show_points(definition: Sweep, configs: list[Config], out: Path | None, shar
     directory = SweepDirectory(out) if out is not None and SweepDirectory.is_sweep(out) else None
     rows = [
         (
-            escape(point.name),
+            point.name,
             stack_of[index],
             point_status(directory, point.name) if directory else "missing",
-            escape(" ".join(point.overrides)),
+            " ".join(point.overrides),
         )
         for index in selected
         for point in [definition.points[index]]
@@ -388,16 +407,16 @@ def report(
         if not quiet and merged.rows:
             hidden = ("point", "experiment", "seeds", "std_first", "theory_std_last", "chi1", "phase", "grad_std_first")  # all in the CSV
             shown = [column for column in merged.columns if column not in hidden]
-            rows = [[escape(cell) if isinstance(cell := row.get(column), str) else cell for column in shown] for row in merged.rows]
+            rows = [[row.get(column) for column in shown] for row in merged.rows]
             stdout.print(rich_table(f"Sweep {merged.sweep.name}: {merged.complete} of {total} points", shown, rows))
         if merged.missing:
-            stdout.print(f"Missing {len(merged.missing)} of {total} points:", highlight=False)
+            say(stdout, f"Missing {len(merged.missing)} of {total} points:")
             for point, status in merged.missing:
-                stdout.print(f"  {point.name} ({status})", highlight=False, markup=False, soft_wrap=True)
-            stdout.print(f"Once no shard is running any more, run them with: initbench sweep {sweep_dir}", highlight=False, soft_wrap=True)
+                say(stdout, f"  {point.name} ({status})")
+            say(stdout, f"Once no shard is running any more, run them with: initbench sweep {sweep_dir}")
         else:
-            stdout.print(f"All {total} points complete.", highlight=False)
-        stdout.print(f"Report: {directory.path}", highlight=False, soft_wrap=True)
+            say(stdout, f"All {total} points complete.")
+        say(stdout, f"Report: {directory.path}")
 
 
 @app.command()
@@ -434,7 +453,7 @@ def gain(
         rows = [(labels[name], value, *measured[name]) for name, value in gains.named().items()]
         rows += [(labels[name], None, None, None) for name in labels if name not in gains.named()]
         stdout.print(rich_table(f"Gains for {gains.activation}, σ_b² = {sb2:g}", ("gain", "σ_w", "std L1", "std L100"), rows))
-        stdout.print("Measured: a 100-layer, 256-unit net with weights N(0, σ_w²/256), batch 256, seed 0. – means no such gain exists.", highlight=False)
+        say(stdout, "Measured: a 100-layer, 256-unit net with weights N(0, σ_w²/256), batch 256, seed 0. – means no such gain exists.")
 
 
 @app.command()
@@ -496,8 +515,8 @@ def phase(
         stdout.print(rich_table(f"Where the common schemes sit ({function.spec()}, σ_b² = 0)", ("scheme", "σ_w²", "χ₁", "ξ_c"), summary_rows))
         ordered = int((diagram.chi1 < 1).sum())
         chaotic = int((diagram.chi1 > 1).sum())
-        stdout.print(f"Grid: {len(sw2_values)} × {len(sb2_values)} points, {ordered} ordered, {chaotic} chaotic.", highlight=False)
-        stdout.print(f"Results: {directory.path}", highlight=False, soft_wrap=True)
+        say(stdout, f"Grid: {len(sw2_values)} × {len(sb2_values)} points, {ordered} ordered, {chaotic} chaotic.")
+        say(stdout, f"Results: {directory.path}")
 
 
 @app.command("list")
@@ -521,15 +540,15 @@ def list_entries(
             aliases = registry.aliases_of(name)
             fields = getattr(entry, "model_fields", {})
             options = ", ".join(f"{field.alias or key}={field.default}" for key, field in fields.items())
-            header = f"[bold cyan]{name}[/bold cyan]" + (f" (alias {', '.join(aliases)})" if aliases else "")
-            stdout.print(header + (f"  [dim]options: {options}[/dim]" if options else ""), highlight=False)
-            stdout.print(f"    {(entry.__doc__ or '').strip().splitlines()[0]}", highlight=False, markup=False, soft_wrap=True)
+            say(stdout, (name, "bold cyan"), f" (alias {', '.join(aliases)})" if aliases else "", (f"  options: {options}" if options else "", "dim"))
+            say(stdout, f"    {(entry.__doc__ or '').strip().splitlines()[0]}")
             if getattr(entry, "formula", ""):
-                stdout.print(f"    {entry.formula}", highlight=False, markup=False, style="green", soft_wrap=True)
+                say(stdout, (f"    {entry.formula}", "green"))
 
 
 def main() -> None:
     """Entry point of the console script and ``python -m initbench``."""
+    usable_terminal()  # here too: --help never reaches a command
     app(prog_name="initbench")
 
 

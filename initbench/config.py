@@ -28,13 +28,15 @@ import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from initbench.activations import ACTIVATIONS, Activation
 from initbench.errors import InitbenchError, from_validation_error
-from initbench.registry import build, build_from_spec, format_spec, parse_scalar, parse_spec
+from initbench.registry import STRICT, build, build_from_spec, format_spec, parse_scalar, parse_spec
 from initbench.schemes import SCHEMES, InitScheme
+from initbench.yamlinput import MAX_YAML_CHARS, load_yaml
 
 
 def spec_from_mapping(value: Any, key: str, example: str) -> Any:
@@ -47,8 +49,28 @@ def spec_from_mapping(value: Any, key: str, example: str) -> Any:
     return format_spec(str(options.pop("name")), options)
 
 
+#: The largest seed: torch's generators take seeds in [0, 2⁶⁴).
+MAX_SEED = 2**64 - 1
+
+
+def check_draws(what: str, scheme: InitScheme, dtype: torch.dtype) -> None:
+    """Refuse a scheme whose draws overflow ``dtype`` (``uniform:b=1e300`` in float32, ``xavier:gain=1e200``).
+
+    It draws a 2×2 weight with fans of 1, the largest variance a fan-scaled scheme gives any layer.
+    """
+    weight = torch.empty(2, 2, dtype=dtype)
+    try:
+        scheme.sample_(weight, 1, 1, torch.Generator().manual_seed(0))
+        finite = bool(torch.isfinite(weight).all())
+    except (ArithmeticError, RuntimeError):  # Python's float overflow, torch's "out of bounds for float"
+        finite = False
+    if not finite:
+        dtype_name = str(dtype).removeprefix("torch.")
+        raise InitbenchError(f"{what}: its weights overflow {dtype_name}.", hint=f"Give it smaller options: {dtype_name} holds magnitudes up to {torch.finfo(dtype).max:.3g}.")
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **STRICT)
 
 
 class ModelConfig(Section):
@@ -96,10 +118,10 @@ class InitConfig(BaseModel):
     keys and checks them against the scheme instead of against a fixed list.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", **STRICT)
 
     scheme: str | None = None
-    schemes: list[str] | None = None
+    schemes: list[str] | None = Field(default=None, min_length=1)
     bias: str = "zeros"
 
     @model_validator(mode="after")
@@ -125,6 +147,9 @@ class InitConfig(BaseModel):
             return [(spec, build_from_spec(SCHEMES, spec)) for spec in self.schemes]
         assert self.scheme is not None
         name, inline = parse_spec(self.scheme, "scheme")
+        twice = sorted(set(inline) & set(self.model_extra or {}))
+        if twice:
+            raise InitbenchError(f"init: option {twice[0]} is given twice, in init.scheme '{self.scheme}' and as init.{twice[0]}.", hint="Give each option once.")
         options = {**inline, **(self.model_extra or {})}
         return [(format_spec(name, options), build(SCHEMES, name, options))]
 
@@ -136,7 +161,7 @@ class TrainConfig(Section):
     """Short training runs: dataset, optimizer and schedule (``experiment: train``)."""
 
     dataset: str = "circles"  # a registered dataset spec ("moons:noise=0.2"), or a path to a .npz
-    data_seed: int = Field(default=0, ge=0)  # the dataset's draw, separate from the init seeds
+    data_seed: int = Field(default=0, ge=0, le=MAX_SEED)  # the dataset's draw, separate from the init seeds
     steps: int = Field(default=1000, ge=1)
     lr: float = Field(default=0.01, gt=0)
     optimizer: Literal["sgd", "adam"] = "sgd"
@@ -151,6 +176,12 @@ class TrainConfig(Section):
     def _dataset_spec(cls, value: Any) -> Any:
         return spec_from_mapping(value, "train.dataset", "{name: moons, noise: 0.2}")
 
+    @model_validator(mode="after")
+    def _no_ignored_options(self) -> TrainConfig:
+        if self.optimizer == "adam" and self.momentum != 0:
+            raise InitbenchError(f"train.momentum={self.momentum} is for optimizer sgd; adam ignores it.", hint="Drop momentum, or use optimizer: sgd.")
+        return self
+
 
 class InputConfig(Section):
     """The inputs: ``batch`` rows of i.i.d. N(0, 1) features."""
@@ -163,8 +194,8 @@ class Config(Section):
 
     name: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
     experiment: str = "forward"
-    seed: int = Field(default=0, ge=0)
-    seeds: int = Field(default=1, ge=1)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    seeds: int = Field(default=1, ge=1, le=MAX_SEED + 1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     model: ModelConfig = ModelConfig()
@@ -177,20 +208,42 @@ class Config(Section):
         """A training run records the training settings it used, defaults included."""
         if self.experiment == "train" and self.train is None:
             self.train = TrainConfig()
+        if self.experiment != "train" and self.train is not None:
+            given = ", ".join(f"train.{key}" for key in sorted(self.train.model_fields_set)) or "train"
+            raise InitbenchError(f"{given}: only experiment train reads the train section; experiment '{self.experiment}' would ignore it.", hint="Drop it, or set experiment: train.")
         if self.experiment != "train" and self.model.hidden is not None:
             raise InitbenchError("model.hidden is for experiment: train; the forward and gradients experiments use depth and width.")
         return self
 
     @model_validator(mode="after")
     def _schemes_resolve(self) -> Config:
-        """Settle ``gain: auto|preserving|critical`` now, so an impossible one is refused before any run."""
+        """Settle ``gain: auto|preserving|critical`` now, and try every scheme's draws and the
+        activation in the run's dtype, so an impossible one is refused before any run."""
         self.resolved_schemes()
+        activation = self.model.build_activation()
+        dtype = getattr(torch, self.dtype)
+        for label, scheme in self.init.build_schemes():
+            check_draws(f"init scheme '{label}'", scheme.resolve(activation), dtype)
+        if self.model.bias:
+            check_draws(f"init.bias '{self.init.bias}'", self.init.build_bias().resolve(activation), dtype)
+        try:
+            finite = bool(torch.isfinite(activation(torch.linspace(-3.0, 3.0, 7, dtype=dtype))).all())
+        except RuntimeError:  # torch refuses options it cannot convert to the dtype
+            finite = False
+        if not finite:
+            raise InitbenchError(f"model.activation '{self.model.activation}' overflows {self.dtype} on [−3, 3].", hint="Give it smaller options.")
         return self
 
     def resolved_schemes(self) -> list[tuple[str, str]]:
         """``(label, resolved spec)`` per scheme: the numbers behind ``gain: auto`` and the like."""
         activation = self.model.build_activation()
         return [(label, scheme.resolve(activation).spec()) for label, scheme in self.init.build_schemes()]
+
+    @model_validator(mode="after")
+    def _seeds_fit(self) -> Config:
+        if self.seed + self.seeds - 1 > MAX_SEED:
+            raise InitbenchError(f"seed {self.seed} with seeds {self.seeds} goes past the largest seed, 2⁶⁴ − 1.", hint="Use a smaller seed or fewer seeds.")
+        return self
 
     def seed_list(self) -> list[int]:
         return list(range(self.seed, self.seed + self.seeds))
@@ -250,20 +303,16 @@ def validate_config(raw: dict[str, Any], source: str) -> Config:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping safely; syntax errors name the file and line."""
+    """Read a YAML mapping from ``path`` within the bounds of :mod:`initbench.yamlinput`; errors name the file and line."""
     try:
-        text = path.read_text()
+        with path.open(encoding="utf-8") as stream:
+            text = stream.read(MAX_YAML_CHARS + 1)  # never more: the path may be /dev/zero
     except FileNotFoundError:
         raise InitbenchError(f"Config file '{path}' does not exist.") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
-        raise InitbenchError(f"Cannot read config file '{path}': {error}.") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
-        problem = getattr(error, "problem", None) or str(error)
-        raise InitbenchError(f"YAML syntax error in {where}: {problem}.") from None
+    except (OSError, UnicodeDecodeError) as error:  # a directory, no permission, a symlink loop, not UTF-8
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise InitbenchError(f"Cannot read config file '{path}': {reason}.") from None
+    data = load_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -293,14 +342,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 existing = {}
             target[part] = existing
             target = existing
-        target[path[-1]] = parse_scalar(text)
+        target[path[-1]] = parse_scalar(text, f"override {key.strip()}")
     if any(o.partition("=")[0].strip() == "init.scheme" for o in overrides):
         # Re-apply init options given as overrides, whatever their order relative to init.scheme.
         for override in overrides:
             key, _, text = override.partition("=")
             parts = key.strip().split(".")
             if len(parts) == 2 and parts[0] == "init":
-                result["init"][parts[1]] = parse_scalar(text)
+                result["init"][parts[1]] = parse_scalar(text, f"override {key.strip()}")
     return result
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.table import Table as RichTable
+from rich.text import Text
 
 VERDICT_STYLES = {"stable": "green", "vanishing": "yellow", "exploding": "red", "saturated": "magenta", "dead": "bright_black"}
 
@@ -38,16 +39,20 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 
 
 def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> RichTable:
-    """A rich table; a column named ``verdict`` is coloured by verdict."""
-    table = RichTable(title=title)
+    """A rich table; a column named ``verdict`` is coloured by verdict.
+
+    Title, headers and cells are plain text, never markup: they hold labels and paths a user
+    wrote (``data[1].npz``), which rich would otherwise read as style tags.
+    """
+    table = RichTable(title=Text(title))
     for index, column in enumerate(columns):
-        table.add_column(column, justify="left" if index == 0 or column.endswith("verdict") or column.startswith(("χ₁", "ξ")) else "right")
+        table.add_column(Text(column), justify="left" if index == 0 or column.endswith("verdict") or column.startswith(("χ₁", "ξ")) else "right")
     for row in rows:
         cells = []
         for column, cell in zip(columns, row, strict=True):
             text = format_number(cell)
             style = VERDICT_STYLES.get(text.split(" ")[0]) if column.endswith("verdict") else None
-            cells.append(f"[{style}]{text}[/{style}]" if style else text)
+            cells.append(Text(text, style=style or ""))
         table.add_row(*cells)
     return table
 

@@ -59,6 +59,18 @@ def git_commit() -> str | None:
     return result.stdout.strip() or None if result.returncode == 0 else None
 
 
+@contextmanager
+def user_directory(path: Path) -> Iterator[None]:
+    """Turn a directory that cannot be made where the user asked (a symlink loop, a file in the
+    way, no permission, a name too long) into a user error naming it."""
+    try:
+        yield
+    except FileExistsError:
+        raise
+    except OSError as error:
+        raise InitbenchError(f"Cannot create directory '{path}': {error.strerror or error}.", hint="Give another --out.") from None
+
+
 def _claim_new(path: Path) -> Path:
     """Create ``path``, or ``path-1``, ``path-2``, ... if taken: two runs never share a directory."""
     candidate, suffix = path, 0
@@ -82,9 +94,14 @@ class RunDirectory:
     @classmethod
     def create(cls, out: Path | None, name: str, root: Path = RESULTS_ROOT) -> RunDirectory:
         """``out`` exactly (refused if it exists and is not empty), or ``root/<name>-<timestamp>``."""
+        with user_directory(out or root):
+            return cls(cls._claim(out, name, root))
+
+    @staticmethod
+    def _claim(out: Path | None, name: str, root: Path) -> Path:
         if out is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            return cls(_claim_new(root / f"{name}-{stamp}"))
+            return _claim_new(root / f"{name}-{stamp}")
         refused = InitbenchError(
             f"--out {out} already exists and is not empty; initbench never overwrites results.",
             hint="Choose a new directory, or leave --out out to get a fresh one under results/.",
@@ -100,7 +117,7 @@ class RunDirectory:
                 (out / "meta.json").open("x").close()
             except FileExistsError:
                 raise refused from None
-        return cls(out)
+        return out
 
     def write_bytes(self, name: str, data: bytes) -> Path:
         """Write ``name`` atomically: readers see the old file or the whole new one, never half."""
@@ -232,13 +249,15 @@ class SweepDirectory:
         """``out`` (new, empty, or already this kind of folder), or a fresh ``root/<name>-sweep-<timestamp>``."""
         if out is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            return cls(_claim_new(root / f"{name}-sweep-{stamp}"))
+            with user_directory(root):
+                return cls(_claim_new(root / f"{name}-sweep-{stamp}"))
         if out.exists() and (not out.is_dir() or (not cls.is_sweep(out) and cls._foreign(out))):
             raise InitbenchError(
                 f"--out {out} already exists and is not a sweep directory; initbench never overwrites results.",
                 hint="Give a new directory, or the directory of the same sweep to resume it or add a shard.",
             )
-        out.mkdir(parents=True, exist_ok=True)
+        with user_directory(out):
+            out.mkdir(parents=True, exist_ok=True)
         return cls(out)
 
     @classmethod

@@ -294,7 +294,7 @@ class Propagation:
     def check(self, config: Config, device: torch.device) -> None:
         runs = len(config.init.build_schemes()) * config.seeds
         dtype = resolve_dtype(config.dtype)
-        estimate = propagation_memory_estimate(runs, config.input.batch, config.model.width, config.model.depth if self.backward else 0, dtype)
+        estimate = propagation_memory_estimate(runs, config.input.batch, config.model.width, config.model.depth, self.backward, dtype)
         check_memory(estimate, device)
 
     def run(self, context: RunContext) -> ExperimentResult:
