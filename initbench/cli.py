@@ -14,6 +14,7 @@ commands, so ``initbench --help`` answers fast.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from collections.abc import Iterator
@@ -156,6 +157,13 @@ def main_options(
     """
 
 
+def finite(value: float | None) -> float | None:
+    """A float option's callback: NaN and infinity are refused, naming the option (exit 2)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number.")
+    return value
+
+
 OutOption = Annotated[Path | None, typer.Option("--out", help="Write exactly here (must be new or empty). Default: results/<name>-<time>/.")]
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 SeedsOption = Annotated[int | None, typer.Option("--seeds", help="Number of seeds per scheme (seeds seed..seed+N-1).")]
@@ -200,7 +208,7 @@ def compare(
     experiment: Annotated[str | None, typer.Option("--experiment", help="forward, gradients, all or train (see `initbench list experiments`).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="train: the dataset, e.g. moons or digits.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="train: optimizer steps.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="train: learning rate.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="train: learning rate.", callback=finite)] = None,
     out: OutOption = None,
     device: DeviceOption = None,
     quiet: QuietOption = False,
@@ -227,6 +235,12 @@ def compare(
             raw = read_yaml(config)
         else:
             raw = dict(DEFAULT_TRAIN_COMPARE if experiment == "train" else DEFAULT_COMPARE)
+        chosen = experiment or raw.get("experiment", "forward")
+        training_flags = [flag for flag, value in (("--dataset", dataset), ("--steps", steps), ("--lr", lr)) if value is not None]
+        if chosen != "train" and training_flags:
+            raise InitbenchError(f"{', '.join(training_flags)}: only --experiment train uses them; experiment '{chosen}' would ignore them.", hint="Add --experiment train, or drop them.")
+        if chosen == "train" and batch is not None:
+            raise InitbenchError("--batch: experiment train ignores it (its batches come from the dataset).", hint="Set train.batch_size in a config for minibatches.")
         init = raw.get("init") if isinstance(raw.get("init"), dict) else {}
         raw["init"] = {"schemes": list(schemes), **({"bias": init["bias"]} if "bias" in init else {})}
         if (depth is not None or width is not None) and isinstance(raw.get("model"), dict):
@@ -422,7 +436,7 @@ def report(
 @app.command()
 def gain(
     activation: Annotated[str, typer.Argument(help="Any registered activation, e.g. gelu or leaky_relu:negative_slope=0.2.")],
-    sb2: Annotated[float, typer.Option("--sb2", help="Bias variance σ_b².", min=0.0)] = 0.0,
+    sb2: Annotated[float, typer.Option("--sb2", help="Bias variance σ_b².", min=0.0, callback=finite)] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
     device: DeviceOption = None,
 ) -> None:
@@ -481,7 +495,7 @@ def phase(
         from initbench.activations import ACTIVATIONS
         from initbench.engine import resolve_device
         from initbench.experiments import Table
-        from initbench.phase import compute_phase_diagram, measure_convergence_depth, parse_grid, scheme_positions
+        from initbench.phase import check_grid, compute_phase_diagram, measure_convergence_depth, parse_grid, scheme_positions
         from initbench.plots import phase_figure
         from initbench.registry import build_from_spec
         from initbench.report import rich_table
@@ -490,6 +504,7 @@ def phase(
         function = build_from_spec(ACTIVATIONS, activation)
         sw2_values, sb2_values = parse_grid(sw2, "--sw2"), parse_grid(sb2, "--sb2")
         torch_device = resolve_device(device or "auto")
+        check_grid(sw2_values, sb2_values, depth if measure else None, width, torch_device)
         directory = RunDirectory.create(out, f"phase-{function.registry_name}")
         settings = {"activation": activation, "sw2": sw2, "sb2": sb2, "depth": depth, "width": width, "measure": measure}
         directory.begin(yaml.safe_dump(settings, sort_keys=False), str(torch_device), "float64", command_line())

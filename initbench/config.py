@@ -33,6 +33,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from initbench.activations import ACTIVATIONS, Activation
+from initbench.engine import MAX_DEPTH
 from initbench.errors import InitbenchError, from_validation_error
 from initbench.registry import STRICT, build, build_from_spec, format_spec, parse_scalar, parse_spec
 from initbench.schemes import SCHEMES, InitScheme
@@ -80,7 +81,7 @@ class ModelConfig(Section):
     ``hidden: [10, 5]`` lists the hidden widths instead (input and output come from the dataset).
     """
 
-    depth: int = Field(default=100, ge=1)
+    depth: int = Field(default=100, ge=1, le=MAX_DEPTH)
     width: int = Field(default=256, ge=1)
     hidden: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1)
     activation: str = "relu"

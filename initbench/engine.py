@@ -83,6 +83,9 @@ def available_memory(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
+#: The deepest network: a million layers' records alone take ~16 GB (``RECORD_BYTES_PER_RUN_LAYER``),
+#: and a bound keeps ``[width] * depth`` from being asked for 10²⁰ entries.
+MAX_DEPTH = 1_000_000
 #: Host bytes each (run, layer) adds to what a propagation run records and writes: its statistics,
 #: its histogram's edges and counts, their rows in layer_stats.csv and histograms.csv, and the CSV
 #: text. tracemalloc measured 11.4 kB (forward) and 11.7 kB (gradients) over a whole run; the rest
