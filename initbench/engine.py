@@ -91,6 +91,10 @@ MAX_DEPTH = 1_000_000
 #: text. tracemalloc measured 11.4 kB (forward) and 11.7 kB (gradients) over a whole run; the rest
 #: covers torch's per-tensor overhead, which tracemalloc does not see.
 RECORD_BYTES_PER_RUN_LAYER = 16 * 1024
+#: Activation-sized tensors the backward pass holds besides the kept pre-activations: the loss
+#: direction, dL/dh and φ(h) below, the products of φ' and their temporaries (a subprocess's peak
+#: resident memory, measured in tests/test_memory.py, needed 6).
+BACKWARD_TEMPORARIES = 8
 #: A CPU generator's state (``torch.Generator().get_state()``), kept per run and layer for the backward pass.
 GENERATOR_STATE_BYTES = 5056
 
@@ -109,14 +113,17 @@ def propagation_memory_estimate(runs: int, batch: int, width: int, depth: int, b
     On the device: one stacked weight buffer ``runs·width²``, plus three tensors of
     ``runs·batch·width``: the input, h and φ(h) (see :meth:`StackedForward.layers`), and room for
     two float64 tensors of that size (on CUDA the statistics' float64 copy and its temporary; on
-    the CPU, masks and temporaries); the backward pass also keeps every layer's pre-activation.
-    On the host: ``RECORD_BYTES_PER_RUN_LAYER`` per run and layer, and for the backward pass each
-    layer's generator states. Computed in Python integers, so no size overflows.
+    the CPU, masks and temporaries). The backward pass also keeps every layer's pre-activation,
+    and ``BACKWARD_TEMPORARIES`` more tensors of that size and two more weights while it steps
+    down (see :meth:`StackedForward.backward`). On the host: ``RECORD_BYTES_PER_RUN_LAYER`` per
+    run and layer, and for the backward pass each layer's generator states. Computed in Python
+    integers, so no size overflows.
     """
     element = torch.finfo(dtype).bits // 8
     activations = runs * batch * width
-    kept_layers = depth if backward else 0
-    device = runs * width * width * element + (3 + kept_layers) * activations * element + 2 * activations * 8
+    weights = 1 + (2 if backward else 0)
+    kept = 3 + (depth + BACKWARD_TEMPORARIES if backward else 0)
+    device = weights * runs * width * width * element + kept * activations * element + 2 * activations * 8
     host = runs * depth * (RECORD_BYTES_PER_RUN_LAYER + (GENERATOR_STATE_BYTES if backward else 0))
     return MemoryEstimate(device, host)
 

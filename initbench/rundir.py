@@ -65,9 +65,7 @@ def user_directory(path: Path) -> Iterator[None]:
     way, no permission, a name too long) into a user error naming it."""
     try:
         yield
-    except FileExistsError:
-        raise
-    except OSError as error:
+    except OSError as error:  # FileExistsError too: what is in the way is no directory
         raise InitbenchError(f"Cannot create directory '{path}': {error.strerror or error}.", hint="Give another --out.") from None
 
 
