@@ -123,7 +123,7 @@ class TrainExperiment:
             grid_points=BOUNDARY_RESOLUTION**2 if two_d_classes else 0,
             dtype=resolve_dtype(config.dtype),
         )
-        check_memory(estimate, device, hint="Reduce model.width, model.depth (or model.hidden), the number of schemes or seeds, or the dataset.")
+        check_memory(estimate, device, hint="Reduce model.width, model.depth (or model.hidden), the number of schemes or seeds, the dataset, or train.steps per train.eval_every.")
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config
