@@ -451,13 +451,16 @@ def gain(
     with reported_errors():
         import json
 
-        from initbench.activations import ACTIVATIONS
+        import torch
+
+        from initbench.activations import ACTIVATIONS, check_representable
         from initbench.engine import resolve_device
         from initbench.gains import compute_gains, measure_gains
         from initbench.registry import build_from_spec
         from initbench.report import rich_table
 
         function = build_from_spec(ACTIVATIONS, activation)
+        check_representable(function, torch.float32, f"activation '{activation}'")  # the measured nets are float32
         gains = compute_gains(function, sb2)
         if as_json:
             stdout.print_json(json.dumps(gains.as_json()))
@@ -490,9 +493,10 @@ def phase(
       initbench phase --activation relu --sw2 1:3:21 --sb2 0:0.2:5 --measure --depth 50
     """
     with reported_errors():
+        import torch
         import yaml
 
-        from initbench.activations import ACTIVATIONS
+        from initbench.activations import ACTIVATIONS, check_representable
         from initbench.engine import resolve_device
         from initbench.experiments import Table
         from initbench.phase import check_grid, compute_phase_diagram, measure_convergence_depth, parse_grid, scheme_positions
@@ -502,6 +506,7 @@ def phase(
         from initbench.rundir import RunDirectory, command_line
 
         function = build_from_spec(ACTIVATIONS, activation)
+        check_representable(function, torch.float32, f"--activation '{activation}'")  # the measured nets are float32
         sw2_values, sb2_values = parse_grid(sw2, "--sw2"), parse_grid(sb2, "--sb2")
         torch_device = resolve_device(device or "auto")
         check_grid(sw2_values, sb2_values, depth if measure else None, width, torch_device)

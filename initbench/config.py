@@ -25,6 +25,7 @@ Example config (every key optional except where noted)::
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -32,7 +33,7 @@ import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from initbench.activations import ACTIVATIONS, Activation
+from initbench.activations import ACTIVATIONS, Activation, check_representable
 from initbench.engine import MAX_DEPTH
 from initbench.errors import InitbenchError, from_validation_error
 from initbench.registry import STRICT, build, build_from_spec, format_spec, parse_scalar, parse_spec
@@ -55,14 +56,16 @@ MAX_SEED = 2**64 - 1
 
 
 def check_draws(what: str, scheme: InitScheme, dtype: torch.dtype) -> None:
-    """Refuse a scheme whose draws overflow ``dtype`` (``uniform:b=1e300`` in float32, ``xavier:gain=1e200``).
+    """Refuse a scheme whose draws overflow ``dtype`` (``uniform:b=1e300`` in float32, ``xavier:gain=1e200``),
+    or whose variance, which the theory uses, overflows float64 (``normal:std=1e200``).
 
     It draws a 2×2 weight with fans of 1, the largest variance a fan-scaled scheme gives any layer.
     """
     weight = torch.empty(2, 2, dtype=dtype)
     try:
         scheme.sample_(weight, 1, 1, torch.Generator().manual_seed(0))
-        finite = bool(torch.isfinite(weight).all())
+        variance = scheme.weight_variance(1, 1)
+        finite = bool(torch.isfinite(weight).all()) and (variance is None or math.isfinite(variance + scheme.weight_mean() ** 2))
     except (ArithmeticError, RuntimeError):  # Python's float overflow, torch's "out of bounds for float"
         finite = False
     if not finite:
@@ -220,19 +223,14 @@ class Config(Section):
     def _schemes_resolve(self) -> Config:
         """Settle ``gain: auto|preserving|critical`` now, and try every scheme's draws and the
         activation in the run's dtype, so an impossible one is refused before any run."""
-        self.resolved_schemes()
         activation = self.model.build_activation()
         dtype = getattr(torch, self.dtype)
+        check_representable(activation, dtype, f"model.activation '{self.model.activation}'")  # first: torch's gains square its options
+        self.resolved_schemes()
         for label, scheme in self.init.build_schemes():
             check_draws(f"init scheme '{label}'", scheme.resolve(activation), dtype)
         if self.model.bias:
             check_draws(f"init.bias '{self.init.bias}'", self.init.build_bias().resolve(activation), dtype)
-        try:
-            finite = bool(torch.isfinite(activation(torch.linspace(-3.0, 3.0, 7, dtype=dtype))).all())
-        except RuntimeError:  # torch refuses options it cannot convert to the dtype
-            finite = False
-        if not finite:
-            raise InitbenchError(f"model.activation '{self.model.activation}' overflows {self.dtype} on [−3, 3].", hint="Give it smaller options.")
         return self
 
     def resolved_schemes(self) -> list[tuple[str, str]]:

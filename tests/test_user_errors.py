@@ -142,6 +142,8 @@ def test_yaml_reads_exponents_without_a_dot_as_floats_in_files_too(tmp_path: Pat
         (["model.bias=true", "init.bias=normal:std=1e300"], ["init.bias 'normal:std=1e300'", "overflow"]),
         (["experiment=train", "train.lr=1e400"], ["train.lr", "finite"]),
         (["model.activation=elu:alpha=1e39"], ["model.activation 'elu:alpha=1e39'", "overflows float32"]),
+        (["dtype=float64", "model.activation=leaky_relu:negative_slope=1e200"], ["model.activation", "overflows float64"]),
+        (["dtype=float64", "init.scheme=normal", "init.std=1e200"], ["init scheme 'normal:std=1e+200'", "overflow float64"]),
     ],
 )
 def test_numbers_that_overflow(cli, tiny: Path, overrides: list[str], names: list[str]) -> None:
@@ -158,6 +160,8 @@ def test_numbers_that_overflow(cli, tiny: Path, overrides: list[str], names: lis
         (("compare", "he", "--experiment", "train", "--lr", "nan"), ["--lr"]),
         (("compare", "he", "--experiment", "train", "--lr", "inf"), ["--lr"]),
         (("gain", "tanh", "--sb2", "inf"), ["--sb2"]),
+        (("gain", "elu:alpha=1e39"), ["activation 'elu:alpha=1e39'", "overflows float32"]),
+        (("phase", "--activation", "leaky_relu:negative_slope=1e300"), ["--activation", "overflows float32"]),
         (("phase", "--sw2", "0:inf:3"), ["--sw2", "finite"]),
         (("phase", "--sb2", "nan:1:3"), ["--sb2", "finite"]),
         (("compare", "he", "--experiment", "train", "--dataset", "circles:noise=.nan"), ["noise", "finite"]),
