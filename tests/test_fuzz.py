@@ -275,6 +275,7 @@ def test_command_line_flags_count() -> None:
 
 
 def test_total_cases() -> None:
+    """The sum over the tests above, so it counts only when the whole module runs, in order."""
     total = sum(count for name, count in TRIED.items() if ":" not in name)
     print(f"\nfuzz total: {total} generated cases")
     assert total >= 1000
