@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from initbench.errors import InitbenchError
 from initbench.registry import Component, Registry
 
 
@@ -72,6 +73,20 @@ class Activation(Component):
 
 
 ACTIVATIONS: Registry[type[Activation]] = Registry("activation")
+
+
+def check_representable(activation: Activation, dtype: torch.dtype, what: str) -> None:
+    """Refuse an activation (``what``, as the message names it) whose options overflow ``dtype`` (``elu:alpha=1e39`` in float32): φ
+    must be finite on [−3, 3] there, and φ² in float64, or the nets or the theory (E[φ(z)²])
+    would compute with infinities."""
+    try:
+        values = activation(torch.linspace(-3.0, 3.0, 7, dtype=dtype))
+        finite = bool(torch.isfinite(values.double().square()).all())
+    except RuntimeError:  # torch refuses options it cannot convert to the dtype
+        finite = False
+    if not finite:
+        name = str(dtype).removeprefix("torch.")
+        raise InitbenchError(f"{what} overflows {name} on [−3, 3].", hint="Give it smaller options.")
 
 
 @ACTIVATIONS.register("linear")

@@ -15,7 +15,9 @@ commands, so ``initbench --help`` answers fast.
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from initbench import __version__
 from initbench.errors import InitbenchError
@@ -45,28 +47,51 @@ stderr = Console(stderr=True)
 
 EXIT_USER_ERROR = 2
 EXIT_FAILURE = 1
+#: Narrower terminals (or COLUMNS=0, which makes rich print nothing) get tables this wide instead.
+MIN_COLUMNS = 40
+FALLBACK_COLUMNS = 80
+
+
+def say(console: Console, *parts: str | tuple[str, str]) -> None:
+    """Print one line of ``parts`` (text, or ``(text, style)``) literally: paths and messages are
+    never read as rich markup (``results/a[b]`` stays itself), highlighted or wrapped."""
+    console.print(Text.assemble(*parts), highlight=False, soft_wrap=True)
+
+
+def usable_terminal() -> None:
+    """Make output work on any terminal: a usable width, and text that cannot fail to encode.
+
+    COLUMNS below ``MIN_COLUMNS`` is replaced by ``FALLBACK_COLUMNS``. In an ASCII locale, characters
+    the streams cannot encode (σ, →, box lines) are written as backslash escapes instead of raising.
+    """
+    columns = os.environ.get("COLUMNS")
+    if columns is not None and not (columns.isdigit() and int(columns) >= MIN_COLUMNS):
+        os.environ["COLUMNS"] = str(FALLBACK_COLUMNS)
+    for stream in (sys.stdout, sys.stderr):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding != "utf8" and hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 @contextmanager
 def reported_errors() -> Iterator[None]:
     """Turn user errors into exit code 2 and failures into exit code 1, without a traceback."""
+    usable_terminal()
     try:
         yield
     except InitbenchError as error:
-        # Messages quote user values and commands ("init.schemes=[zeros, he]", "initbench[cluster]"):
-        # printed as markup, rich would swallow the brackets.
-        stderr.print("[bold red]Error:[/bold red]", escape(error.message), highlight=False)
+        say(stderr, ("Error: ", "bold red"), error.message)
         if error.hint:
-            stderr.print(error.hint, highlight=False, markup=False)
+            say(stderr, error.hint)
         raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (see initbench.signals): 130 or 143
-        stderr.print("[yellow]Interrupted.[/yellow] A run directory already started records status 'interrupted' in its meta.json.")
+        say(stderr, ("Interrupted.", "yellow"), " A run directory already started records status 'interrupted' in its meta.json.")
         raise typer.Exit(exit_code(interrupt)) from None
     except Exception as error:
         if os.environ.get("INITBENCH_FULL_ERROR") == "1":
             raise
-        stderr.print(f"[bold red]Failed:[/bold red] {type(error).__name__}: {error}", highlight=False)
-        stderr.print("Set INITBENCH_FULL_ERROR=1 to see the full traceback.")
+        say(stderr, ("Failed: ", "bold red"), f"{type(error).__name__}: {error}")
+        say(stderr, "Set INITBENCH_FULL_ERROR=1 to see the full traceback.")
         raise typer.Exit(EXIT_FAILURE) from None
 
 
@@ -155,12 +180,12 @@ def execute_and_report(config: Config | None, out: Path | None, quiet: bool, res
     if not quiet:
         for table in result.console_tables:
             stdout.print(table)
-    stdout.print(f"Results: {directory.path}", highlight=False, soft_wrap=True)
+    say(stdout, f"Results: {directory.path}")
 
 
 def version_callback(value: bool) -> None:
     if value:
-        stdout.print(f"initbench {__version__}")
+        say(stdout, f"initbench {__version__}")
         raise typer.Exit()
 
 
@@ -178,6 +203,13 @@ def main_options(
 
       initbench list schemes
     """
+
+
+def finite(value: float | None) -> float | None:
+    """A float option's callback: NaN and infinity are refused, naming the option (exit 2)."""
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number.")
+    return value
 
 
 OutOption = Annotated[Path | None, typer.Option("--out", help="Write exactly here (must be new or empty). Default: results/<name>-<time>/.")]
@@ -242,7 +274,7 @@ def compare(
     experiment: Annotated[str | None, typer.Option("--experiment", help="forward, gradients, all or train (see `initbench list experiments`).")] = None,
     dataset: Annotated[str | None, typer.Option("--dataset", help="train: the dataset, e.g. moons or digits.")] = None,
     steps: Annotated[int | None, typer.Option("--steps", help="train: optimizer steps.")] = None,
-    lr: Annotated[float | None, typer.Option("--lr", help="train: learning rate.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="train: learning rate.", callback=finite)] = None,
     out: OutOption = None,
     device: DeviceOption = None,
     eval_mode: EvalOption = False,
@@ -270,6 +302,12 @@ def compare(
             check_no_sweep_section(raw, config)
         else:
             raw = dict(DEFAULT_TRAIN_COMPARE if experiment == "train" else DEFAULT_COMPARE)
+        chosen = experiment or raw.get("experiment", "forward")
+        training_flags = [flag for flag, value in (("--dataset", dataset), ("--steps", steps), ("--lr", lr)) if value is not None]
+        if chosen != "train" and training_flags:
+            raise InitbenchError(f"{', '.join(training_flags)}: only --experiment train uses them; experiment '{chosen}' would ignore them.", hint="Add --experiment train, or drop them.")
+        if chosen == "train" and batch is not None:
+            raise InitbenchError("--batch: experiment train ignores it (its batches come from the dataset).", hint="Set train.batch_size in a config for minibatches.")
         init = raw.get("init") if isinstance(raw.get("init"), dict) else {}
         raw["init"] = {"schemes": list(schemes), **({"bias": init["bias"]} if "bias" in init else {})}
         if (depth is not None or width is not None) and isinstance(raw.get("model"), dict):
@@ -423,10 +461,10 @@ def sweep(
             cluster = "local" if launcher == "submitit-local" else None
             submitted = sweeps.submit(directory.path, count, cluster, partition, timeout_min, gpus)
             ids = ", ".join(job.job_id for job in submitted[:3]) + (", ..." if count > 3 else "")
-            stdout.print(f"Submitted {count} jobs ({ids}); logs in {directory.path / 'submitit'}.", highlight=False, soft_wrap=True)
+            say(stdout, f"Submitted {count} jobs ({ids}); logs in {directory.path / 'submitit'}.")
             if wait:
                 wait_for_jobs(submitted)
-        stdout.print(f"Sweep: {directory.path}  (merge with: initbench report {directory.path})", highlight=False, soft_wrap=True)
+        say(stdout, f"Sweep: {directory.path}  (merge with: initbench report {directory.path})")
 
 
 def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
@@ -435,7 +473,7 @@ def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
 
     def log(message: str) -> None:
         if not quiet:
-            stdout.print(message, highlight=False, markup=False, soft_wrap=True)
+            say(stdout, message)
 
     if quiet or not stderr.is_terminal:
         outcome = run_shard(path, shard, log=log)
@@ -443,13 +481,9 @@ def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
         with RichProgress() as progress:
             outcome = run_shard(path, shard, progress, log)
     counts = f"{len(outcome.ran)} ran, {len(outcome.skipped)} already complete, {len(outcome.busy)} busy elsewhere, {len(outcome.failed)} failed"
-    stdout.print(f"Shard {shard}: {counts}." if shard.count > 1 else f"Points: {counts}.", highlight=False)
+    say(stdout, f"Shard {shard}: {counts}." if shard.count > 1 else f"Points: {counts}.")
     if outcome.failed:
-        stderr.print(
-            f"[bold red]Failed:[/bold red] {', '.join(outcome.failed)}; their meta.json has the error. Rerun the sweep to retry them.",
-            highlight=False,
-            soft_wrap=True,
-        )
+        say(stderr, ("Failed: ", "bold red"), f"{', '.join(outcome.failed)}; their meta.json has the error. Rerun the sweep to retry them.")
         raise typer.Exit(EXIT_FAILURE)
 
 
@@ -461,9 +495,9 @@ def wait_for_jobs(jobs: list[Any]) -> None:
             job.result()
         except Exception as error:  # submitit raises the job's failure here, its traceback in the message
             failures.append(f"job {job.job_id}: {(str(error).strip().splitlines() or [type(error).__name__])[-1]}")
-    stdout.print(f"{len(jobs) - len(failures)} of {len(jobs)} jobs succeeded.", highlight=False)
+    say(stdout, f"{len(jobs) - len(failures)} of {len(jobs)} jobs succeeded.")
     if failures:
-        stderr.print("[bold red]Failed:[/bold red]", escape("; ".join(failures)), highlight=False, soft_wrap=True)
+        say(stderr, ("Failed: ", "bold red"), "; ".join(failures))
         raise typer.Exit(EXIT_FAILURE)
 
 
@@ -478,10 +512,10 @@ def show_points(definition: Sweep, configs: list[Config], out: Path | None, shar
     directory = SweepDirectory(out) if out is not None and SweepDirectory.is_sweep(out) else None
     rows = [
         (
-            escape(point.name),
+            point.name,
             stack_of[index],
             point_status(directory, point.name) if directory else "missing",
-            escape(" ".join(point.overrides)),
+            " ".join(point.overrides),
         )
         for index in selected
         for point in [definition.points[index]]
@@ -514,22 +548,22 @@ def report(
         if not quiet and merged.rows:
             hidden = ("point", "experiment", "seeds", "std_first", "theory_std_last", "chi1", "phase", "grad_std_first")  # all in the CSV
             shown = [column for column in merged.columns if column not in hidden]
-            rows = [[escape(cell) if isinstance(cell := row.get(column), str) else cell for column in shown] for row in merged.rows]
+            rows = [[row.get(column) for column in shown] for row in merged.rows]
             stdout.print(rich_table(f"Sweep {merged.sweep.name}: {merged.complete} of {total} points", shown, rows))
         if merged.missing:
-            stdout.print(f"Missing {len(merged.missing)} of {total} points:", highlight=False)
+            say(stdout, f"Missing {len(merged.missing)} of {total} points:")
             for point, status in merged.missing:
-                stdout.print(f"  {point.name} ({status})", highlight=False, markup=False, soft_wrap=True)
-            stdout.print(f"Once no shard is running any more, run them with: initbench sweep {sweep_dir}", highlight=False, soft_wrap=True)
+                say(stdout, f"  {point.name} ({status})")
+            say(stdout, f"Once no shard is running any more, run them with: initbench sweep {sweep_dir}")
         else:
-            stdout.print(f"All {total} points complete.", highlight=False)
-        stdout.print(f"Report: {directory.path}", highlight=False, soft_wrap=True)
+            say(stdout, f"All {total} points complete.")
+        say(stdout, f"Report: {directory.path}")
 
 
 @app.command()
 def gain(
     activation: Annotated[str, typer.Argument(help="Any registered activation, e.g. gelu or leaky_relu:negative_slope=0.2.")],
-    sb2: Annotated[float, typer.Option("--sb2", help="Bias variance σ_b².", min=0.0)] = 0.0,
+    sb2: Annotated[float, typer.Option("--sb2", help="Bias variance σ_b².", min=0.0, callback=finite)] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
     device: DeviceOption = None,
 ) -> None:
@@ -544,14 +578,17 @@ def gain(
     with reported_errors():
         import json
 
-        from initbench.activations import ACTIVATIONS
+        import torch
+
+        from initbench.activations import ACTIVATIONS, check_representable
         from initbench.config import validate_config
         from initbench.experiments import SilentProgress
         from initbench.experiments.gain import GainExperiment, gains_of
         from initbench.registry import build_from_spec
         from initbench.runner import run_detached
 
-        build_from_spec(ACTIVATIONS, activation)  # an unknown name is refused in the command's own words
+        function = build_from_spec(ACTIVATIONS, activation)  # an unknown name is refused in the command's own words
+        check_representable(function, torch.float32, f"activation '{activation}'")  # the measured nets are float32
         # The net of the measured check: 100 layers of 256 units, batch 256 (the README's numbers).
         raw = {"name": "gain", "experiment": "gain", "model": {"activation": activation}, "gain": {"sb2": sb2}, "input": {"batch": 256}}
         config = validate_config({**raw, **({"device": device} if device else {})}, "initbench gain")
@@ -583,12 +620,15 @@ def phase(
       initbench phase --activation relu --sw2 1:3:21 --sb2 0:0.2:5 --measure --depth 50
     """
     with reported_errors():
-        from initbench.activations import ACTIVATIONS
+        import torch
+
+        from initbench.activations import ACTIVATIONS, check_representable
         from initbench.config import validate_config
         from initbench.phase import parse_grid
         from initbench.registry import build_from_spec
 
         function = build_from_spec(ACTIVATIONS, activation)
+        check_representable(function, torch.float32, f"--activation '{activation}'")  # the measured nets are float32
         parse_grid(sw2, "--sw2"), parse_grid(sb2, "--sb2")  # refused in the options' own words
         raw: dict[str, Any] = {
             "name": f"phase-{function.registry_name}",
@@ -620,11 +660,10 @@ def list_entries(
             aliases = registry.aliases_of(name)
             fields = getattr(entry, "model_fields", {})
             options = ", ".join(f"{field.alias or key}={field.default}" for key, field in fields.items())
-            header = f"[bold cyan]{name}[/bold cyan]" + (f" (alias {', '.join(aliases)})" if aliases else "")
-            stdout.print(header + (f"  [dim]options: {options}[/dim]" if options else ""), highlight=False)
-            stdout.print(f"    {(entry.__doc__ or '').strip().splitlines()[0]}", highlight=False, markup=False, soft_wrap=True)
+            say(stdout, (name, "bold cyan"), f" (alias {', '.join(aliases)})" if aliases else "", (f"  options: {options}" if options else "", "dim"))
+            say(stdout, f"    {(entry.__doc__ or '').strip().splitlines()[0]}")
             if getattr(entry, "formula", ""):
-                stdout.print(f"    {entry.formula}", highlight=False, markup=False, style="green", soft_wrap=True)
+                say(stdout, (f"    {entry.formula}", "green"))
 
 
 def main() -> None:

@@ -25,16 +25,21 @@ Example config (every key optional except where noted)::
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
+import torch
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
-from initbench.activations import ACTIVATIONS, Activation
+from initbench.activations import ACTIVATIONS, Activation, check_representable
+from initbench.engine import MAX_DEPTH
+from initbench.architectures import ParamContext
 from initbench.errors import InitbenchError, from_validation_error
-from initbench.registry import build, build_from_spec, format_spec, parse_scalar, parse_spec
+from initbench.registry import STRICT, build, build_from_spec, format_spec, parse_scalar, parse_spec
 from initbench.schemes import SCHEMES, InitScheme
+from initbench.yamlinput import MAX_YAML_CHARS, load_yaml
 
 
 def spec_from_mapping(value: Any, key: str, example: str) -> Any:
@@ -47,8 +52,32 @@ def spec_from_mapping(value: Any, key: str, example: str) -> Any:
     return format_spec(str(options.pop("name")), options)
 
 
+#: The largest seed: torch's generators take seeds in [0, 2⁶⁴).
+MAX_SEED = 2**64 - 1
+
+
+def check_draws(what: str, scheme: InitScheme, dtype: torch.dtype) -> None:
+    """Refuse a scheme whose draws overflow ``dtype`` (``uniform:b=1e300`` in float32, ``xavier:gain=1e200``),
+    or whose variance, which the theory uses, overflows float64 (``normal:std=1e200``).
+
+    It draws a 2×2 weight with fans of 1, the largest variance a fan-scaled scheme gives any layer.
+    """
+    if scheme.keeps_constructor_init:
+        return  # it draws nothing: the model's constructor does
+    weight = torch.empty(2, 2, dtype=dtype)
+    try:
+        scheme.sample_(weight, ParamContext("check", "Linear", "weight", (2, 2), 1, 1, 1, 1), torch.Generator().manual_seed(0))
+        variance = scheme.weight_variance(1, 1)
+        finite = bool(torch.isfinite(weight).all()) and (variance is None or math.isfinite(variance + scheme.weight_mean() ** 2))
+    except (ArithmeticError, RuntimeError):  # Python's float overflow, torch's "out of bounds for float"
+        finite = False
+    if not finite:
+        dtype_name = str(dtype).removeprefix("torch.")
+        raise InitbenchError(f"{what}: its weights overflow {dtype_name}.", hint=f"Give it smaller options: {dtype_name} holds magnitudes up to {torch.finfo(dtype).max:.3g}.")
+
+
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", **STRICT)
 
 
 class ModelConfig(Section):
@@ -63,7 +92,7 @@ class ModelConfig(Section):
     """
 
     arch: Literal["mlp", "resmlp", "cnn", "module"] = "mlp"
-    depth: int = Field(default=100, ge=1)
+    depth: int = Field(default=100, ge=1, le=MAX_DEPTH)
     width: int = Field(default=256, ge=1)
     hidden: list[Annotated[int, Field(ge=1)]] | None = Field(default=None, min_length=1)
     activation: str = "relu"
@@ -116,12 +145,12 @@ class InitConfig(BaseModel):
     keys and checks them against the scheme instead of against a fixed list.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", **STRICT)
 
     scheme: str | None = None
     _schemes: list[tuple[str, InitScheme]] = PrivateAttr(default_factory=list)
     _bias: InitScheme = PrivateAttr()
-    schemes: list[str] | None = None
+    schemes: list[str] | None = Field(default=None, min_length=1)
     bias: str = "zeros"
 
     @model_validator(mode="after")
@@ -153,6 +182,9 @@ class InitConfig(BaseModel):
             return [(spec, build_from_spec(SCHEMES, spec)) for spec in self.schemes]
         assert self.scheme is not None
         name, inline = parse_spec(self.scheme, "scheme")
+        twice = sorted(set(inline) & set(self.model_extra or {}))
+        if twice:
+            raise InitbenchError(f"init: option {twice[0]} is given twice, in init.scheme '{self.scheme}' and as init.{twice[0]}.", hint="Give each option once.")
         options = {**inline, **(self.model_extra or {})}
         return [(format_spec(name, options), build(SCHEMES, name, options))]
 
@@ -164,7 +196,7 @@ class TrainConfig(Section):
     """Short training runs: dataset, optimizer and schedule (``experiment: train``)."""
 
     dataset: str = "circles"  # a registered dataset spec ("moons:noise=0.2"), or a path to a .npz
-    data_seed: int = Field(default=0, ge=0)  # the dataset's draw, separate from the init seeds
+    data_seed: int = Field(default=0, ge=0, le=MAX_SEED)  # the dataset's draw, separate from the init seeds
     steps: int = Field(default=1000, ge=1)
     lr: float = Field(default=0.01, gt=0)
     optimizer: Literal["sgd", "adam"] = "sgd"
@@ -178,6 +210,12 @@ class TrainConfig(Section):
     @classmethod
     def _dataset_spec(cls, value: Any) -> Any:
         return spec_from_mapping(value, "train.dataset", "{name: moons, noise: 0.2}")
+
+    @model_validator(mode="after")
+    def _no_ignored_options(self) -> TrainConfig:
+        if self.optimizer == "adam" and self.momentum != 0:
+            raise InitbenchError(f"train.momentum={self.momentum} is for optimizer sgd; adam ignores it.", hint="Drop momentum, or use optimizer: sgd.")
+        return self
 
 
 class PhaseConfig(Section):
@@ -245,8 +283,8 @@ class Config(Section):
 
     name: str = Field(default="run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=80)
     experiment: str = "forward"
-    seed: int = Field(default=0, ge=0)
-    seeds: int = Field(default=1, ge=1)
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
+    seeds: int = Field(default=1, ge=1, le=MAX_SEED + 1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "float64"] = "float32"
     model: ModelConfig = ModelConfig()
@@ -267,6 +305,9 @@ class Config(Section):
             self.phase = PhaseConfig()
         if self.experiment == "gain" and self.gain is None:
             self.gain = GainConfig()
+        if self.experiment != "train" and self.train is not None:
+            given = ", ".join(f"train.{key}" for key in sorted(self.train.model_fields_set)) or "train"
+            raise InitbenchError(f"{given}: only experiment train reads the train section; experiment '{self.experiment}' would ignore it.", hint="Drop it, or set experiment: train.")
         if self.experiment != "train" and self.model.hidden is not None:
             raise InitbenchError("model.hidden is for experiment: train; the forward and gradients experiments use depth and width.")
         if self.model.arch == "module" and self.experiment != "train" and self.input.shape is None:
@@ -285,10 +326,17 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _schemes_resolve(self) -> Config:
-        """Settle ``gain: auto|preserving|critical`` now, once, so an impossible one is refused before any run."""
+        """Settle ``gain: auto|preserving|critical`` now, once, and try every scheme's draws and the
+        activation in the run's dtype, so an impossible one is refused before any run."""
         activation = self.model.build_activation()
+        dtype = getattr(torch, self.dtype)
+        check_representable(activation, dtype, f"model.activation '{self.model.activation}'")  # first: torch's gains square its options
         self._resolved = [(label, scheme.resolve(activation)) for label, scheme in self.init.build_schemes()]
         self._resolved_bias = self.init.build_bias().resolve(activation)
+        for label, scheme in self._resolved:
+            check_draws(f"init scheme '{label}'", scheme, dtype)
+        if self.model.bias:
+            check_draws(f"init.bias '{self.init.bias}'", self._resolved_bias, dtype)
         return self
 
     def resolved_init(self) -> tuple[list[tuple[str, InitScheme]], InitScheme]:
@@ -298,6 +346,12 @@ class Config(Section):
     def resolved_schemes(self) -> list[tuple[str, str]]:
         """``(label, resolved spec)`` per scheme: the numbers behind ``gain: auto`` and the like."""
         return [(label, scheme.spec()) for label, scheme in self._resolved]
+
+    @model_validator(mode="after")
+    def _seeds_fit(self) -> Config:
+        if self.seed + self.seeds - 1 > MAX_SEED:
+            raise InitbenchError(f"seed {self.seed} with seeds {self.seeds} goes past the largest seed, 2⁶⁴ − 1.", hint="Use a smaller seed or fewer seeds.")
+        return self
 
     def seed_list(self) -> list[int]:
         return list(range(self.seed, self.seed + self.seeds))
@@ -369,20 +423,16 @@ def validate_config(raw: dict[str, Any], source: str) -> Config:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping safely; syntax errors name the file and line."""
+    """Read a YAML mapping from ``path`` within the bounds of :mod:`initbench.yamlinput`; errors name the file and line."""
     try:
-        text = path.read_text()
+        with path.open(encoding="utf-8") as stream:
+            text = stream.read(MAX_YAML_CHARS + 1)  # never more: the path may be /dev/zero
     except FileNotFoundError:
         raise InitbenchError(f"Config file '{path}' does not exist.") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
-        raise InitbenchError(f"Cannot read config file '{path}': {error}.") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
-        problem = getattr(error, "problem", None) or str(error)
-        raise InitbenchError(f"YAML syntax error in {where}: {problem}.") from None
+    except (OSError, UnicodeDecodeError) as error:  # a directory, no permission, a symlink loop, not UTF-8
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise InitbenchError(f"Cannot read config file '{path}': {reason}.") from None
+    data = load_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -412,14 +462,14 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 existing = {}
             target[part] = existing
             target = existing
-        target[path[-1]] = parse_scalar(text)
+        target[path[-1]] = parse_scalar(text, f"override {key.strip()}")
     if any(o.partition("=")[0].strip() == "init.scheme" for o in overrides):
         # Re-apply init options given as overrides, whatever their order relative to init.scheme.
         for override in overrides:
             key, _, text = override.partition("=")
             parts = key.strip().split(".")
             if len(parts) == 2 and parts[0] == "init":
-                result["init"][parts[1]] = parse_scalar(text)
+                result["init"][parts[1]] = parse_scalar(text, f"override {key.strip()}")
     return result
 
 

@@ -21,10 +21,10 @@ Example:
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -98,16 +98,22 @@ class Dataset:
                 return np.asarray(y, dtype=np.float32).reshape(len(y), -1)
             return np.asarray(y, dtype=np.int64)
 
-        return cls(
-            name=name,
-            task=task_for(n_classes),
-            x_train=np.asarray(x_train, dtype=np.float32),
-            y_train=targets(y_train),
-            x_test=np.asarray(x_test, dtype=np.float32),
-            y_test=targets(y_test),
-            n_classes=n_classes,
-            image_shape=image_shape,
-        )
+        with np.errstate(over="ignore"):  # values too large for float32 become inf, refused below
+            dataset = cls(
+                name=name,
+                task=task_for(n_classes),
+                x_train=np.asarray(x_train, dtype=np.float32),
+                y_train=targets(y_train),
+                x_test=np.asarray(x_test, dtype=np.float32),
+                y_test=targets(y_test),
+                n_classes=n_classes,
+                image_shape=image_shape,
+            )
+        for field in ("x_train", "y_train", "x_test", "y_test"):
+            bad = int(np.count_nonzero(~np.isfinite(getattr(dataset, field))))
+            if bad:
+                raise InitbenchError(f"Dataset '{name}': {field} has {bad} value(s) that are NaN or infinite in float32.", hint="Give the dataset smaller options.")
+        return dataset
 
     @property
     def input_dim(self) -> int:
@@ -122,11 +128,20 @@ class Dataset:
         return 1 if self.n_classes == 2 else self.n_classes
 
 
+#: Peak memory of building a dataset, in float64 copies of its arrays: the generator's draws and
+#: temporaries, the float32 copies, and the finiteness masks.
+BUILD_COPIES = 4
+
+
 class DatasetSource(Component):
     """Base class of every registered dataset: the pydantic fields are its options."""
 
     def load(self, seed: int) -> Dataset:
         """The dataset drawn with the data seed ``seed`` (≥ 0)."""
+        raise NotImplementedError
+
+    def load_bytes(self) -> int:
+        """Peak bytes :meth:`load` allocates, from the options alone (checked before loading)."""
         raise NotImplementedError
 
 
@@ -160,6 +175,13 @@ class Synthetic(DatasetSource):
     def n_classes(self) -> int | None:
         """Number of classes (2 unless the dataset says otherwise); None for regression."""
         return 2
+
+    def values_per_row(self) -> int:
+        """Numbers :meth:`sample` computes per row: 2 features and a label, unless the dataset says otherwise."""
+        return 3
+
+    def load_bytes(self) -> int:
+        return (self.n_train + self.n_test) * self.values_per_row() * 8 * BUILD_COPIES
 
     def sample(self, n: int, random_state: int, shared_state: int) -> tuple[np.ndarray, np.ndarray]:
         """``n`` inputs and their targets drawn with ``random_state``.
@@ -301,6 +323,9 @@ class Digits(DatasetSource):
         if min(n_test, DIGITS_SAMPLES - n_test) < 10:
             raise ValueError(f"test_fraction={self.test_fraction} leaves fewer than 10 of the {DIGITS_SAMPLES} images on one side")
 
+    def load_bytes(self) -> int:
+        return DIGITS_SAMPLES * 65 * 8 * BUILD_COPIES
+
     def load(self, seed: int) -> Dataset:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -333,6 +358,13 @@ class Teacher(Synthetic):
 
     def n_classes(self) -> int | None:
         return None
+
+    def values_per_row(self) -> int:
+        # x, the hidden layer (x·W₁ᵀ and its tanh), the targets and their noise
+        return self.input_dim + 2 * self.hidden + 2 * self.output_dim
+
+    def load_bytes(self) -> int:
+        return super().load_bytes() + (self.hidden * (self.input_dim + self.output_dim)) * 8
 
     def weights(self, shared_state: int) -> tuple[np.ndarray, np.ndarray]:
         """The teacher's W₁ [hidden, input_dim] and W₂ [output_dim, hidden], drawn from ``shared_state``."""
@@ -379,7 +411,20 @@ def load_dataset(spec: str | os.PathLike[str] | Mapping[str, Any], seed: int) ->
         DATASETS.canonical(name)
     except InitbenchError as error:
         raise InitbenchError(error.message, hint=f"{error.hint} Or give the path of an .npz file with arrays X and y.") from None
-    return build(DATASETS, name, options).load(seed)
+    source = build(DATASETS, name, options)
+    check_host_memory(source.load_bytes(), f"Dataset '{source.spec()}'", "Give it fewer rows or features.")
+    return source.load(seed)
+
+
+def check_host_memory(size: int, what: str, hint: str) -> None:
+    """Refuse to build ``what`` if its ``size`` bytes would not fit in free CPU memory."""
+    import torch
+
+    from initbench.engine import available_memory, format_bytes  # deferred: engine imports torch
+
+    free = available_memory(torch.device("cpu"))
+    if size > 0.9 * free:
+        raise InitbenchError(f"{what} needs about {format_bytes(size)} of memory to load, but the CPU has {format_bytes(free)} free.", hint=hint)
 
 
 def load_npz(path: str | os.PathLike[str]) -> Dataset:
@@ -437,13 +482,21 @@ def _targets(y: np.ndarray) -> int:
 
 def _read_npz(path: str) -> dict[str, np.ndarray]:
     """Every array in the file, read without unpickling (so a file cannot run code)."""
-    if not Path(path).is_file():
+    try:
+        is_file = stat.S_ISREG(os.stat(path).st_mode)
+    except FileNotFoundError:
+        is_file = False
+    except OSError as error:  # a symlink loop, no permission, a name too long
+        raise _npz_error(path, f"cannot be opened ({error.strerror or error}).") from None
+    if not is_file:
         raise _npz_error(path, "no such file.", hint="Give the path of an .npz file with arrays X and y (numpy.savez), or a registered dataset name.")
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as file:
             single = file.read(6) == b"\x93NUMPY"  # the magic string of numpy.save's .npy format
         what = "holds a single array (numpy.save)" if single else "is not an .npz archive"
         raise _npz_error(path, f"{what}.", hint="Save the data with numpy.savez(path, X=..., y=...).")
+    headers = npz_headers(path)
+    check_host_memory(sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in headers.values()) * BUILD_COPIES, f"Dataset file '{path}'", "Use a smaller file.")
     arrays = {}
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -453,6 +506,27 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
         # ValueError includes object arrays, which numpy will not read without unpickling.
         raise _npz_error(path, f"cannot be read ({error}).", hint="Save numeric arrays with numpy.savez(path, X=..., y=...).") from None
     return arrays
+
+
+def npz_headers(path: str) -> dict[str, tuple[tuple[int, ...], np.dtype[Any]]]:
+    """Each array's shape and dtype in the .npz at ``path``, from the .npy headers alone: nothing is
+    decompressed or loaded, so a file that would not fit in memory is refused before it is read."""
+    headers = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for member in archive.namelist():
+                with archive.open(member) as stream:
+                    version = np.lib.format.read_magic(stream)
+                    if version == (1, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+                    elif version == (2, 0):
+                        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+                    else:  # 3.0 only differs for structured dtypes, which are no numeric arrays
+                        raise ValueError(f"array {member} has .npy format {version[0]}.{version[1]}, not 1.0 or 2.0")
+                headers[member.removesuffix(".npy")] = (shape, dtype)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise _npz_error(path, f"cannot be read ({error}).", hint="Save numeric arrays with numpy.savez(path, X=..., y=...).") from None
+    return headers
 
 
 def _check_names(arrays: dict[str, np.ndarray], path: str) -> None:
@@ -481,6 +555,8 @@ def _check_xy(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, path: str)
         raise _npz_error(path, f"{x_name} has dtype {x.dtype}; features must be numbers.")
     if len(x) == 0:
         raise _npz_error(path, f"{x_name} has no rows.")
+    if x.shape[1] == 0:
+        raise _npz_error(path, f"{x_name} has no features (shape {x.shape}).", hint=f"Save {x_name} as [samples, features] with at least one feature.")
     classification = y.dtype.kind in "biu"
     if y.dtype.kind not in "biuf":
         raise _npz_error(path, f"{y_name} has dtype {y.dtype}; use integer labels (classification) or floats (regression).")

@@ -86,27 +86,69 @@ def available_memory(device: torch.device) -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-def propagation_memory_estimate(runs: int, batch: int, width: int, kept_layers: int, dtype: torch.dtype) -> int:
-    """Peak bytes of a forward (``kept_layers = 0``) or forward-and-backward pass.
+#: The deepest network: a million layers' records alone take ~16 GB (``RECORD_BYTES_PER_RUN_LAYER``),
+#: and a bound keeps ``[width] * depth`` from being asked for 10²⁰ entries.
+MAX_DEPTH = 1_000_000
+#: Host bytes each (run, layer) adds to what a propagation run records and writes: its statistics,
+#: its histogram's edges and counts, their rows in layer_stats.csv and histograms.csv, and the CSV
+#: text. tracemalloc measured 11.4 kB (forward) and 11.7 kB (gradients) over a whole run; the rest
+#: covers torch's per-tensor overhead, which tracemalloc does not see.
+RECORD_BYTES_PER_RUN_LAYER = 16 * 1024
+#: Activation-sized tensors the backward pass holds besides the kept pre-activations: the loss
+#: direction, dL/dh and φ(h) below, the products of φ' and their temporaries (a subprocess's peak
+#: resident memory, measured in tests/test_memory.py, needed 6 to 8 in different runs).
+BACKWARD_TEMPORARIES = 10
+#: A CPU generator's state (``torch.Generator().get_state()``), kept per run and layer for the backward pass.
+GENERATOR_STATE_BYTES = 5056
 
-    One stacked weight buffer ``runs·width²``, plus three tensors of ``runs·batch·width``: the
-    input, h and φ(h) (see :meth:`StackedForward.layers`), and room for two float64
-    tensors of that size (on CUDA the statistics' float64 copy and its temporary; on the CPU,
-    masks and temporaries); the backward pass also keeps every layer's pre-activation.
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Peak bytes of a run: ``device`` for tensors on the compute device, ``host`` for what stays in CPU memory."""
+
+    device: int
+    host: int
+
+
+def propagation_memory_estimate(runs: int, batch: int, width: int, depth: int, backward: bool, dtype: torch.dtype) -> MemoryEstimate:
+    """Peak bytes of a forward or forward-and-backward pass of ``depth`` layers, and of its records.
+
+    On the device: one stacked weight buffer ``runs·width²``, plus three tensors of
+    ``runs·batch·width``: the input, h and φ(h) (see :meth:`StackedForward.layers`), and room for
+    two float64 tensors of that size (on CUDA the statistics' float64 copy and its temporary; on
+    the CPU, masks and temporaries). The backward pass also keeps every layer's pre-activation,
+    and ``BACKWARD_TEMPORARIES`` more tensors of that size and two more weights while it steps
+    down (see :meth:`StackedForward.backward`). On the host: ``RECORD_BYTES_PER_RUN_LAYER`` per
+    run and layer, and for the backward pass each layer's generator states. Computed in Python
+    integers, so no size overflows.
     """
     element = torch.finfo(dtype).bits // 8
     activations = runs * batch * width
-    return runs * width * width * element + (3 + kept_layers) * activations * element + 2 * activations * 8
+    weights = 1 + (2 if backward else 0)
+    kept = 3 + (depth + BACKWARD_TEMPORARIES if backward else 0)
+    device = weights * runs * width * width * element + kept * activations * element + 2 * activations * 8
+    host = runs * depth * (RECORD_BYTES_PER_RUN_LAYER + (GENERATOR_STATE_BYTES if backward else 0))
+    return MemoryEstimate(device, host)
 
 
-def check_memory(estimate: int, device: torch.device) -> None:
-    """Refuse, before allocating anything, a run that would not fit in the device's free memory."""
-    free = available_memory(device)
-    if estimate > 0.9 * free:
-        raise InitbenchError(
-            f"This run needs about {estimate / 2**30:.1f} GiB, but {device.type} has {free / 2**30:.1f} GiB free.",
-            hint="Reduce input.batch, model.width, the number of schemes or seeds.",
-        )
+def check_memory(estimate: MemoryEstimate | int, device: torch.device, hint: str = "Reduce input.batch, model.width, model.depth, the number of schemes or seeds.") -> None:
+    """Refuse, before allocating anything, a run that would not fit in free memory.
+
+    An ``int`` estimate is bytes on ``device``. On the CPU, device and host bytes share one memory.
+    """
+    if isinstance(estimate, int):
+        estimate = MemoryEstimate(estimate, 0)
+    needs = [(device, estimate.device + estimate.host)] if device.type == "cpu" else [(device, estimate.device), (torch.device("cpu"), estimate.host)]
+    for where, size in needs:
+        free = available_memory(where)
+        if size > 0.9 * free:
+            raise InitbenchError(f"This run needs about {format_bytes(size)} of memory, but {where.type} has {format_bytes(free)} free.", hint=hint)
+
+
+def format_bytes(size: int) -> str:
+    """``size`` bytes for people: ``3.2 GiB``, ``1.5e+06 GiB``."""
+    gib = size / 2**30
+    return f"{gib:.1f} GiB" if gib < 1e5 else f"{gib:.1e} GiB"
 
 
 def draw_stacked(

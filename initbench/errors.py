@@ -8,8 +8,19 @@ exits with code 2. Anything else that escapes is a bug or a runtime failure (exi
 from __future__ import annotations
 
 import difflib
+import reprlib
 from collections.abc import Callable
 from typing import Any
+
+#: Shows a user's value in an error within a few lines, however large or aliased it is: a YAML
+#: alias bomb is one small object referenced billions of times, and a full repr would expand it.
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxlist, _short.maxdict, _short.maxstring, _short.maxother = 2, 4, 4, 60, 60
+
+
+def shown_value(value: Any) -> str:
+    """``repr(value)``, cut to at most a few nesting levels, items and characters."""
+    return _short.repr(value)
 
 
 class InitbenchError(Exception):
@@ -49,6 +60,6 @@ def from_validation_error(error: Any, context: str, valid_keys: Callable[[tuple[
             lines.append(f"  - {where}: unknown key.{suggestion} Valid keys here: {', '.join(choices)}.")
         else:
             value = item.get("input")
-            shown = "" if isinstance(value, dict) else f" (got {value!r})"
+            shown = "" if isinstance(value, dict) else f" (got {shown_value(value)})"
             lines.append(f"  - {where}: {item['msg']}{shown}")
     return InitbenchError(f"Invalid {context}:\n" + "\n".join(lines))

@@ -18,7 +18,7 @@ import torch
 
 from initbench import theory
 from initbench.activations import Activation
-from initbench.engine import Run, StackedForward, derive_seed
+from initbench.engine import MAX_DEPTH, MemoryEstimate, Run, StackedForward, check_memory, derive_seed, propagation_memory_estimate
 from initbench.errors import InitbenchError
 from initbench.schemes import Normal, resolve_gain
 
@@ -27,8 +27,13 @@ CONVERGED = 0.05
 PAIRS = 16
 
 
+#: The most grid points a diagram computes: the theory takes up to ~0.1 s a point (tanh, one
+#: busy core), so this is a quarter of an hour, and a typo like N = 1000000 is refused at once.
+MAX_GRID_POINTS = 10_000
+
+
 def parse_grid(text: str, option: str) -> np.ndarray:
-    """``START:STOP:N`` → N evenly spaced values from START to STOP inclusive (N ≥ 2, values ≥ 0)."""
+    """``START:STOP:N`` → N evenly spaced values from START to STOP inclusive (N ≥ 2, finite values ≥ 0)."""
     parts = text.split(":")
     try:
         start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
@@ -36,9 +41,24 @@ def parse_grid(text: str, option: str) -> np.ndarray:
             raise ValueError
     except (ValueError, IndexError):
         raise InitbenchError(f"{option} '{text}' is not START:STOP:N.", hint=f"For example {option} 0.5:4:36.") from None
-    if count < 2 or start < 0 or stop <= start:
-        raise InitbenchError(f"{option} '{text}' needs 0 ≤ START < STOP and N ≥ 2.")
+    if not (math.isfinite(start) and math.isfinite(stop)) or count < 2 or start < 0 or stop <= start:
+        raise InitbenchError(f"{option} '{text}' needs finite 0 ≤ START < STOP and N ≥ 2.")
+    if count > MAX_GRID_POINTS:
+        raise InitbenchError(f"{option} '{text}' asks for {count} values; a diagram has at most {MAX_GRID_POINTS} points.")
     return np.linspace(start, stop, count)
+
+
+def check_grid(sw2: np.ndarray, sb2: np.ndarray, measure_depth: int | None, width: int, device: torch.device) -> None:
+    """Refuse, before computing anything, a grid of more than ``MAX_GRID_POINTS`` points, or one
+    whose measured nets (``measure_depth`` layers of ``width``, one run a point) would not fit in memory."""
+    points = len(sw2) * len(sb2)
+    if points > MAX_GRID_POINTS:
+        raise InitbenchError(f"--sw2 and --sb2 make a grid of {len(sw2)} × {len(sb2)} = {points} points; the most is {MAX_GRID_POINTS}.", hint="Use fewer values.")
+    if measure_depth is not None:
+        if measure_depth > MAX_DEPTH:
+            raise InitbenchError(f"--depth {measure_depth} is more than the {MAX_DEPTH} layers a net may have.")
+        nets = propagation_memory_estimate(points, 2 * PAIRS, width, measure_depth, False, torch.float32)
+        check_memory(MemoryEstimate(nets.device, 0), device, hint="Use fewer grid points, a smaller --width, or leave out --measure.")
 
 
 @dataclass

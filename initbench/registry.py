@@ -20,10 +20,10 @@ import fnmatch
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from initbench.errors import InitbenchError, from_validation_error
+from initbench.yamlinput import load_yaml
 
 T = TypeVar("T")
 
@@ -100,18 +100,12 @@ class Registry(Generic[T]):
         return iter(self._entries.items())
 
 
-def parse_scalar(text: str) -> Any:
-    """A command-line value parsed as a YAML scalar: ``3`` → 3, ``0.01`` → 0.01, ``auto`` → 'auto'.
+def parse_scalar(text: str, source: str) -> Any:
+    """A command-line value parsed as YAML: ``3`` → 3, ``0.01`` → 0.01, ``1e-3`` → 0.001, ``auto`` → 'auto'.
 
-    YAML 1.1 reads ``1e-3`` (no dot) as a string; we accept it as a float, as a user would expect.
+    ``source`` names the value in errors (``override model.depth``); see :func:`~initbench.yamlinput.load_yaml`.
     """
-    value = yaml.safe_load(text) if text.strip() else ""
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return value
-    return value
+    return load_yaml(text, source) if text.strip() else ""
 
 
 def parse_spec(spec: str, kind: str) -> tuple[str, dict[str, Any]]:
@@ -126,12 +120,15 @@ def parse_spec(spec: str, kind: str) -> tuple[str, dict[str, Any]]:
     options: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, value = item.partition("=")
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             raise InitbenchError(
                 f"Cannot read option '{item}' of {kind} '{spec}'.",
                 hint=f"Write options as key=value, for example {name}:gain=auto.",
             )
-        options[key.strip()] = parse_scalar(value.strip())
+        if key in options:
+            raise InitbenchError(f"{kind} '{spec}' gives option '{key}' twice.", hint="Give each option once.")
+        options[key] = parse_scalar(value.strip(), f"option '{key}' of {kind} '{spec}'")
     return name, options
 
 
@@ -142,6 +139,11 @@ def format_spec(name: str, options: dict[str, Any]) -> str:
     return name + ":" + ",".join(f"{key}={value}" for key, value in options.items())
 
 
+#: Strict (no ``true`` for 1, no ``"3"`` for 3) and finite (no NaN or infinity): how every
+#: component's options and every section of the config are validated.
+STRICT = ConfigDict(strict=True, allow_inf_nan=False)
+
+
 class Component(BaseModel):
     """Base of every registered entry that has options: the pydantic fields *are* the options.
 
@@ -149,7 +151,7 @@ class Component(BaseModel):
     docstring, whose first line is the one-line description.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, **STRICT)
 
     registry_name: ClassVar[str] = ""
     formula: ClassVar[str] = ""

@@ -11,6 +11,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from rich.cells import cell_len
+from rich.markup import escape
 from rich.table import Table as RichTable
 from rich.text import Text
 
@@ -149,11 +150,11 @@ class FittedTable:
             widths[chosen] -= 1
             lines[chosen] = narrower[chosen]
             excess -= 1
-        table = RichTable(title=title)
+        table = RichTable(title=Text(title))
         for spec, width in zip(specs, widths, strict=True):
             # rich does not wrap a no-wrap column's header either: break it between words here
             header = spec.header if spec.wraps else "\n".join(textwrap.wrap(spec.header, width, break_long_words=False)) or spec.header
-            table.add_column(header, justify=spec.justify, width=width, no_wrap=not spec.wraps, overflow="fold")  # type: ignore[arg-type]
+            table.add_column(Text(header), justify=spec.justify, width=width, no_wrap=not spec.wraps, overflow="fold")  # type: ignore[arg-type]
         for row in range(len(specs[0].cells)):
             table.add_row(*(spec.cells[row] for spec in specs))
         return table
@@ -191,7 +192,8 @@ def rich_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
     for index, column in enumerate(columns):
         values = [row[index] for row in rows]
         numeric = all(is_number(value) for value in values)
-        cells = [format_number(value, compact=compact) for value in values]
+        # Cells are rich markup (verdict colours): user text (labels, paths such as data[1].npz) is escaped.
+        cells = [escape(format_number(value, compact=compact)) for value in values]
         if column.endswith("verdict"):
             cells = [f"[{style}]{text}[/{style}]" if (style := VERDICT_STYLES.get(text.split(" ")[0].rstrip(":"))) else text for text in cells]
         if index == 0 and column in KEYED_COLUMNS:

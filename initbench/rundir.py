@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +63,16 @@ def git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+@contextmanager
+def user_directory(path: Path) -> Iterator[None]:
+    """Turn a directory that cannot be made where the user asked (a symlink loop, a file in the
+    way, no permission, a name too long) into a user error naming it."""
+    try:
+        yield
+    except OSError as error:  # FileExistsError too: what is in the way is no directory
+        raise InitbenchError(f"Cannot create directory '{path}': {error.strerror or error}.", hint="Give another --out.") from None
 
 
 def _claim_new(path: Path) -> Path:
@@ -173,13 +185,14 @@ class RunDirectory:
     def create(cls, out: Path | None, name: str, config_yaml: str, meta: dict[str, Any], root: Path = RESULTS_ROOT) -> RunDirectory:
         """Claim ``out`` exactly (refused if it exists and is not empty), or ``root/<name>-<timestamp>``
         (``-1``, ``-2``, ... appended while taken: two runs never share a directory)."""
-        if out is None:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            base, suffix = root / f"{name}-{stamp}", 0
-            while (directory := cls.claim(base.with_name(f"{base.name}-{suffix}") if suffix else base, config_yaml, meta)) is None:
-                suffix += 1
-            return directory
-        directory = cls.claim(out, config_yaml, meta)
+        with user_directory(out or root):
+            if out is None:
+                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+                base, suffix = root / f"{name}-{stamp}", 0
+                while (directory := cls.claim(base.with_name(f"{base.name}-{suffix}") if suffix else base, config_yaml, meta)) is None:
+                    suffix += 1
+                return directory
+            directory = cls.claim(out, config_yaml, meta)
         if directory is None:
             raise InitbenchError(
                 f"--out {out} already exists and is not empty; initbench never overwrites results.",
@@ -356,13 +369,15 @@ class SweepDirectory:
         """``out`` (new, empty, or already this kind of folder), or a fresh ``root/<name>-sweep-<timestamp>``."""
         if out is None:
             stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            return cls(_claim_new(root / f"{name}-sweep-{stamp}"))
+            with user_directory(root):
+                return cls(_claim_new(root / f"{name}-sweep-{stamp}"))
         if out.exists() and (not out.is_dir() or (not cls.is_sweep(out) and cls._foreign(out))):
             raise InitbenchError(
                 f"--out {out} already exists and is not a sweep directory; initbench never overwrites results.",
                 hint="Give a new directory, or the directory of the same sweep to resume it or add a shard.",
             )
-        out.mkdir(parents=True, exist_ok=True)
+        with user_directory(out):
+            out.mkdir(parents=True, exist_ok=True)
         return cls(out)
 
     @classmethod

@@ -80,8 +80,9 @@ def main() -> None:
     """The ``initbench`` console script: signals first, then the CLI."""
     install()
     try:
-        from initbench.cli import app
+        from initbench.cli import app, usable_terminal
 
+        usable_terminal()  # here too: --help never reaches a command
         app(prog_name="initbench")
     except KeyboardInterrupt as interrupt:  # before or after a command's own handling
         sys.exit(exit_code(interrupt))

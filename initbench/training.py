@@ -27,6 +27,33 @@ from initbench.datasets import Dataset
 from initbench.engine import Run, derive_seed, draw_stacked
 
 
+#: Host bytes each run adds per evaluation: its metrics and its row of train_metrics.csv (about 0.5 kB; doubled for margin).
+RECORD_BYTES_PER_EVALUATION = 1024
+
+
+def training_memory_estimate(
+    runs: int, sizes: list[int], n_train: int, n_test: int, batch_size: int | None, optimizer: str, momentum: float,
+    evaluations: int, grid_points: int, dtype: torch.dtype,
+) -> int:
+    """Peak bytes of training ``runs`` stacked MLPs of layer ``sizes`` (input, hidden..., output).
+
+    With P = runs·Σ_l (in_l·out_l + out_l) parameters: the parameters, their gradients, the
+    optimizer's state (Adam 2·P, SGD with momentum P) and the copies kept of diverged runs (at
+    most P). The data, (n_train + n_test)·(in + out) values, and each run's minibatch order. A pass
+    over r rows (:meth:`StackedMLP.traced`) keeps every layer's input and pre-activation,
+    runs·r·Σ_l (in_l + out_l), and the backward pass three more tensors of runs·r·max(sizes): the
+    peak is the largest pass, a step (``batch_size`` rows), evaluating the training or test set,
+    or predicting the ``grid_points`` of the decision boundary. Plus ``evaluations`` records per run.
+    """
+    element = torch.finfo(dtype).bits // 8
+    parameters = runs * sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(sizes[:-1], sizes[1:]))
+    optimizer_states = 2 if optimizer == "adam" else int(momentum != 0)
+    data = (n_train + n_test) * (sizes[0] + sizes[-1]) * element + runs * n_train * 8
+    per_row = runs * (sum(sizes[:-1]) + sum(sizes[1:]) + 3 * max(sizes)) * element
+    largest_pass = max(batch_size or n_train, n_train, n_test, grid_points) * per_row
+    return (3 + optimizer_states) * parameters * element + data + largest_pass + runs * evaluations * RECORD_BYTES_PER_EVALUATION
+
+
 class StackedMLP(torch.nn.Module):
     """``len(runs)`` MLPs of the same ``sizes`` (input, hidden..., output), stacked on a leading axis.
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(("text", "value"), [("3", 3), ("0.01", 0.01), ("1e-3", 1e-3), ("auto", "auto"), ("true", True), ("fan_out", "fan_out"), ("[1, 2]", [1, 2])])
 def test_values_are_yaml_scalars(text: str, value: object) -> None:
-    assert parse_scalar(text) == value
+    assert parse_scalar(text, "test") == value
 
 
 def test_spec_parsing() -> None:

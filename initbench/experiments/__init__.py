@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
     from initbench.config import Config
     from initbench.engine import Run
-    from initbench.report import FittedTable
 
 
 class Progress(Protocol):

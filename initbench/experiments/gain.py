@@ -60,5 +60,5 @@ class GainExperiment:
             tables={"gains.csv": Table(("gain", "sigma_w", "std_first", "std_last"), csv_rows)},
             summary=gains.as_json(),
             report=f"## {title}\n\n{markdown_table(columns, rows)}\n\n{note}",
-            console_tables=[rich_table(title, columns, rows), Text(note)],
+            console_tables=[rich_table(title, columns, rows, compact=False), Text(note)],
         )

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table
-from initbench.phase import compute_phase_diagram, measure_convergence_depth, parse_grid, scheme_positions
+from initbench.phase import check_grid, compute_phase_diagram, measure_convergence_depth, parse_grid, scheme_positions
 from initbench.plots import phase_figure
 from initbench.report import rich_table
 
@@ -33,7 +33,10 @@ class PhaseExperiment:
         return config.phase
 
     def check(self, config: Config, device: torch.device) -> None:
-        pass  # the grids are checked when the config is validated
+        """The grid's size, and with ``measure`` its nets' memory (the grids' syntax was checked with the config)."""
+        settings = self.settings(config)
+        sw2_values, sb2_values = parse_grid(settings.sw2, "phase.sw2"), parse_grid(settings.sb2, "phase.sb2")
+        check_grid(sw2_values, sb2_values, config.model.depth if settings.measure else None, config.model.width, device)
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config

@@ -474,7 +474,7 @@ class Propagation:
         runs = len(config.init.build_schemes()) * config.seeds
         dtype = resolve_dtype(config.dtype)
         if config.uses_fast_engine():
-            estimate = propagation_memory_estimate(runs, config.input.batch, config.model.width, config.model.depth if self.backward else 0, dtype)
+            estimate = propagation_memory_estimate(runs, config.input.batch, config.model.width, config.model.depth, self.backward, dtype)
         else:
             estimate = module_memory_estimate(config, runs, self.backward)
         check_memory(estimate, device)

@@ -17,14 +17,14 @@ import torch
 
 from initbench.config import Config, TrainConfig
 from initbench.datasets import Dataset, load_dataset
-from initbench.engine import resolve_dtype
+from initbench.engine import check_memory, resolve_dtype
 from initbench.errors import InitbenchError
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
 from initbench.module_backend import build_stack
 from initbench.plots import decision_boundary_figure, training_curves_figure
 from initbench.report import format_number, markdown_table, reached_text, rich_table
 from initbench.stats import median_layer
-from initbench.training import Evaluation, StackedTrainer, mlp_trainer
+from initbench.training import Evaluation, StackedTrainer, mlp_trainer, training_memory_estimate
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -141,7 +141,22 @@ class TrainExperiment:
         return dataset
 
     def check(self, config: Config, device: torch.device) -> None:
-        self.load(config)
+        dataset = self.load(config)
+        settings = self.settings(config)
+        two_d_classes = dataset.input_dim == 2 and dataset.task != "regression"
+        estimate = training_memory_estimate(
+            runs=len(config.init.build_schemes()) * config.seeds,
+            sizes=[dataset.input_dim, *config.model.hidden_widths(), dataset.output_dim],
+            n_train=len(dataset.x_train),
+            n_test=len(dataset.x_test),
+            batch_size=settings.batch_size,
+            optimizer=settings.optimizer,
+            momentum=settings.momentum,
+            evaluations=settings.steps // settings.eval_every + 2,
+            grid_points=BOUNDARY_RESOLUTION**2 if two_d_classes else 0,
+            dtype=resolve_dtype(config.dtype),
+        )
+        check_memory(estimate, device, hint="Reduce model.width, model.depth (or model.hidden), the number of schemes or seeds, the dataset, or train.steps per train.eval_every.")
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config

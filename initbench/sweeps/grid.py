@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from initbench.config import Config, apply_overrides, read_yaml, validate_config
-from initbench.errors import InitbenchError
+from initbench.errors import InitbenchError, shown_value
 from initbench.registry import parse_scalar
 from initbench.rundir import SweepDirectory
 
@@ -76,7 +76,7 @@ def parse_axis(argument: str) -> Axis:
                     f"Sweep axis '{argument}': '{item}' looks like an option cut off the value before it by a comma.",
                     hint=f"Separate values that contain commas with ';' instead, for example {key}='normal:mean=0,std=2;he'.",
                 )
-    return check_axis(Axis(key, tuple(parse_scalar(item) for item in items)), "command line")
+    return check_axis(Axis(key, tuple(parse_scalar(item, f"sweep axis {key}") for item in items)), "command line")
 
 
 def section_axes(section: Any) -> list[Axis]:
@@ -96,7 +96,7 @@ def section_axes(section: Any) -> list[Axis]:
             elif isinstance(value, list):
                 axes.append(check_axis(Axis(path, tuple(value)), "sweep: section"))
             else:
-                raise InitbenchError(f"sweep.{path}: give a list of values, not {value!r}.", hint=f"For example {path}: [{value}, ...].")
+                raise InitbenchError(f"sweep.{path}: give a list of values, not {shown_value(value)}.", hint=f"For example {path}: [{shown_value(value)}, ...].")
 
     walk("", section)
     return axes
@@ -132,16 +132,29 @@ def value_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+#: What :func:`reads_back` gives for text the override parser refuses: equal to no value.
+UNREADABLE = object()
+
+
+def reads_back(text: str, source: str) -> Any:
+    """What the override parser reads ``text`` as, or ``UNREADABLE``."""
+    try:
+        return parse_scalar(text, source)
+    except InitbenchError:
+        return UNREADABLE
+
+
 def override_text(key: str, value: Any) -> str:
     """``KEY=TEXT`` such that ``initbench run``'s override parser reads ``TEXT`` back as ``value``.
 
     Strings stay bare unless YAML would read them as something else (``'yes'``, ``'1e3'``), which are
     quoted; mappings and lists are written as JSON, which is YAML flow syntax.
     """
-    text = value if isinstance(value, str) and parse_scalar(value) == value else json.dumps(value, ensure_ascii=False)
-    if parse_scalar(text) != value:
+    source = f"sweep value of '{key}'"
+    text = value if isinstance(value, str) and reads_back(value, source) == value else json.dumps(value, ensure_ascii=False)
+    if reads_back(text, source) != value:
         raise InitbenchError(
-            f"Sweep value {value!r} of '{key}' cannot be written as an override that reads back the same.",
+            f"Sweep value {shown_value(value)} of '{key}' cannot be written as an override that reads back the same.",
             hint="Use a plain number, name, or a YAML list or mapping.",
         )
     return f"{key}={text}"

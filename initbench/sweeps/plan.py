@@ -96,9 +96,7 @@ def fits_in_memory(configs: Sequence[Config], group: list[int]) -> bool:
         return True
     runs = sum(len(labels(configs[index])) * configs[index].seeds for index in group)
     backward = getattr(EXPERIMENTS.get(config.experiment), "backward", False)
-    estimate = propagation_memory_estimate(
-        runs, config.input.batch, config.model.width, config.model.depth if backward else 0, resolve_dtype(config.dtype)
-    )
+    estimate = propagation_memory_estimate(runs, config.input.batch, config.model.width, config.model.depth, backward, resolve_dtype(config.dtype))
     try:
         check_memory(estimate, resolve_device(config.device))
     except InitbenchError:
