@@ -99,8 +99,11 @@ def std_by_layer_figure(
     ylabel: str,
     title: str,
     theory: dict[str, np.ndarray] | None = None,
+    row_names: Sequence[str] | None = None,
 ) -> Figure:
     """Per-layer std on a log scale: median over seeds as a line, min–max over seeds as a band.
+
+    ``row_names`` (a probed model's modules, in execution order) label the x-axis instead of layer numbers.
 
     Args:
         series: label → array ``[seeds, depth]`` of stds (NaN where activations were non-finite).
@@ -191,9 +194,13 @@ def std_by_layer_figure(
         handles.append(Line2D([], [], color="0.3", marker="v", ls="none"))
         names.append("std exactly 0 (any seed)")
     figure.legend(handles, names, loc="outside right upper", fontsize=9)
-    grid[-1].set_xlabel("layer")
+    if row_names is None:
+        grid[-1].set_xlabel("layer")
+    else:
+        grid[-1].set_xticks(range(1, len(row_names) + 1), row_names, rotation=45, ha="right", fontsize=8)
+        grid[-1].set_xlabel("module (execution order)")
     axes.set_ylabel(ylabel)
-    grid[0].set_title(title)
+    grid[0].set_title(title, fontsize=10)
     axes.grid(True, which="major", alpha=0.3)
     return figure
 

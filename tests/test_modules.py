@@ -379,3 +379,13 @@ def test_the_written_config_reads_back_as_the_same_config(sections: dict) -> Non
     config = make_config(**sections)
     again = validate_config(yaml.safe_load(config.to_yaml()), "(config.yaml)")
     assert again == config
+
+
+def test_a_probed_models_figure_names_its_modules() -> None:
+    from initbench.plots import std_by_layer_figure
+
+    names = ["self_attn", "norm1", "linear1"]
+    figure = std_by_layer_figure({"he": np.array([[0.5, 1.0, 2.0]])}, "std", "title", row_names=names)
+    axes = figure.axes[0]
+    assert [label.get_text() for label in axes.get_xticklabels()] == names
+    assert list(axes.get_xticks()) == [1, 2, 3] and axes.get_xlabel() == "module (execution order)"

@@ -516,19 +516,21 @@ class Propagation:
         }
         # The cnn's theory holds at the image's centre, so that is what its figure compares.
         centre = "centre_std" in measurement.stats
+        row_names = [point.module for point in measurement.points] if config.model.arch == "module" else None
         figures = {
             "std_by_layer.png": std_by_layer_figure(
                 measurement.by_label("centre_std" if centre else "std"),
-                "std of φ(h) at the image centre" if centre else "std of activations φ(h)",
+                "std of φ(h) at the image centre" if centre else "std of each module's output" if row_names else "std of activations φ(h)",
                 f"Activation std by layer: {title}",
                 theory={label: value.prediction.post_std for label, value in predicted.items()},
+                row_names=row_names,
             ),
             "histograms.png": histograms_figure(first_seed_histograms, f"Activations φ(h) at init, seed {config.seed}: {title}"),
         }
         if self.backward:
             figures["grad_std_by_layer.png"] = std_by_layer_figure(
                 measurement.by_label("grad_std"), "std of dLoss/dh", f"Gradient std by layer: {title}",
-                theory={label: value.grad_std for label, value in predicted.items()},
+                theory={label: value.grad_std for label, value in predicted.items()}, row_names=row_names,
             )
 
         def cell(label: str, key: str) -> Any:
