@@ -604,7 +604,7 @@ def phase(
     activation: Annotated[str, typer.Option("--activation", help="The activation, e.g. tanh.")] = "tanh",
     sw2: Annotated[str, typer.Option("--sw2", help="σ_w² grid as START:STOP:N.")] = "0.25:4:24",
     sb2: Annotated[str, typer.Option("--sb2", help="σ_b² grid as START:STOP:N.")] = "0:0.5:11",
-    depth: Annotated[int, typer.Option("--depth", help="Depth of the measured nets.", min=1)] = 100,
+    depth: Annotated[int, typer.Option("--depth", help="Depth of the measured nets.", min=1, max=1_000_000)] = 100,
     width: Annotated[int, typer.Option("--width", help="Width of the measured nets.", min=1)] = 256,
     measure: Annotated[bool, typer.Option("--measure", help="Also measure correlation convergence in real nets.")] = False,
     out: OutOption = None,

@@ -167,7 +167,7 @@ class InitConfig(BaseModel):
         self._schemes = self._parse_schemes()
         self._bias = bias = build_from_spec(SCHEMES, self.bias)
         if not bias.fills_bias:
-            raise InitbenchError(f"init.bias: scheme '{self.bias}' needs a 2-D weight and cannot initialize a bias.", hint="Use zeros, constant, normal, uniform or default for biases.")
+            raise InitbenchError(f"init.bias: scheme '{self.bias}' {bias.no_bias_reason}, so it cannot initialize a bias.", hint="Use zeros, constant, normal, uniform or default for biases.")
         return self
 
     def build_schemes(self) -> list[tuple[str, InitScheme]]:

@@ -242,14 +242,17 @@ class RunDirectory:
     def write_bytes(self, name: str, data: bytes) -> Path:
         """Write ``name`` atomically: readers see the old file or the whole new one, never half."""
         target = self.path / name
-        handle, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
-        try:
-            os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp makes files private; results are not
-            _write_all(handle, data)
-            os.replace(temporary, target)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        # A signal between creating the temporary file and cleaning it up would leave it behind: the
+        # write finishes (or fails and cleans up) first, then the signal stops the run.
+        with signals.deferred():
+            handle, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+            try:
+                os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp makes files private; results are not
+                _write_all(handle, data)
+                os.replace(temporary, target)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
         return target
 
     def write_text(self, name: str, text: str) -> Path:

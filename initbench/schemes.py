@@ -87,6 +87,8 @@ class InitScheme(Component):
 
     #: False for schemes that need a 2-D weight (orthogonal, identity): they cannot fill a bias.
     fills_bias: ClassVar[bool] = True
+    #: Why a scheme with ``fills_bias`` False cannot fill a bias, for the error message.
+    no_bias_reason: ClassVar[str] = "needs a 2-D weight"
     #: True for ``constructor``: the model keeps the init its own constructor drew.
     keeps_constructor_init: ClassVar[bool] = False
 
@@ -464,6 +466,8 @@ class Constructor(InitScheme):
 
     formula = "W as constructed (torch.manual_seed(seed) before the model is built)"
     keeps_constructor_init = True
+    fills_bias = False
+    no_bias_reason = "draws nothing: it keeps a whole model's constructor init, weights and biases alike"
 
     def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         raise RuntimeError("the constructor scheme draws nothing: the model keeps its constructor's init")

@@ -60,7 +60,7 @@ def run_cheaply(config: Config) -> None:
     if config.train is not None:
         config.train.steps = min(config.train.steps, FUZZ_TRAIN_STEPS)
     context = RunContext(config, device, torch.float32 if config.dtype == "float32" else torch.float64, SilentProgress())
-    experiment.measure(context, build_runs(config, config.model.build_activation()))
+    experiment.measure(context, build_runs(config))
 
 
 def refused_naming_or_ran(test: str, names: list[str], attempt: Callable[[], Config]) -> None:

@@ -37,7 +37,7 @@ def status(field):
 def measure(raw, overrides=()):
     config = load_config(None, list(overrides), base=raw)
     context = RunContext(config, torch.device("cpu"), torch.float32, SilentProgress())
-    EXPERIMENTS.get(config.experiment)().measure(context, build_runs(config, config.model.build_activation()))
+    EXPERIMENTS.get(config.experiment)().measure(context, build_runs(config))
 
 load_experiments()
 peaks = []

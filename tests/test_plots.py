@@ -174,7 +174,10 @@ def phase_diagram(measured: bool) -> PhaseDiagram:
     xi = np.tile([1.5, 10.0, 5.0, np.nan], (3, 1))
     predicted = np.tile([0.0, 30.0, 15.0, np.nan], (3, 1))
     measured_depth = np.tile([0.0, 28.0, np.nan, np.nan], (3, 1)) if measured else None
-    return PhaseDiagram("tanh", sw2, sb2, q_star, chi1, xi, np.tile([1.0, 0.5, 0.2, np.nan], (3, 1)), predicted, measured_depth)
+    phase = np.tile(np.array(["ordered", "ordered", "chaotic", "unbounded"], dtype=object), (3, 1))
+    return PhaseDiagram(
+        "tanh", sw2, sb2, q_star, chi1, xi, c_star=np.tile([1.0, 0.5, 0.2, np.nan], (3, 1)), phase=phase, predicted_depth=predicted, measured_depth=measured_depth
+    )
 
 
 def test_phase_measured_marks_unsettled_cells_apart_from_cells_without_a_fixed_point() -> None:

@@ -414,8 +414,8 @@ input: {{batch: {CLI_BATCH}}}
 """
 TANH_SCHEMES = ["xavier_uniform:gain=auto", "xavier_normal:gain=0.9", "uniform", "ones"]
 GRADIENT_CSV_COLUMNS = [
-    "scheme", "activation", "seed", "layer", "mean", "std", "pre_std", "frac_saturated", "frac_zero",
-    "grad_std", "weight_grad_std", "theory_std", "theory_pre_std", "chi1", "theory_grad_std",
+    "scheme", "activation", "seed", "layer", "module", "module_type", "mean", "std", "pre_std", "frac_saturated", "frac_zero",
+    "weight_mean", "weight_std", "fan_in", "grad_std", "weight_grad_std", "theory_std", "theory_pre_std", "chi1", "theory_grad_std",
 ]  # fmt: skip
 
 

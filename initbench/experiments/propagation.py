@@ -254,7 +254,7 @@ def hidden_fans(config: Config) -> tuple[int, int] | None:
     return {"mlp": (width, width), "resmlp": (width, width), "cnn": (9 * width, 9 * width)}.get(config.model.arch)
 
 
-def scheme_theory(run: Run, activation: Activation, config: Config, points: list[Point]) -> SchemeTheory | str:
+def scheme_theory(run: Run, activation: Activation, config: Config, depth: int | None = None) -> SchemeTheory | str:
     """The predictions for ``run``'s network, or the reason there are none.
 
     Mean-field theory needs zero-mean i.i.d. weights (and biases): σ_w² = fan_in·Var(W_ij) and
@@ -275,7 +275,7 @@ def scheme_theory(run: Run, activation: Activation, config: Config, points: list
     fans_hidden = hidden_fans(config)
     if fans_hidden is None:
         return "a user's module has no mean-field prediction"
-    depth = len(points)
+    depth = config.model.depth if depth is None else depth  # the rows measured: the layers or blocks
     variance = run.scheme.weight_variance(*fans_hidden)
     if variance is None:
         return f"'{run.label}' has no i.i.d. weight variance"
@@ -499,7 +499,7 @@ class Propagation:
         """
         activation = config.model.build_activation()
         theories = {
-            label: scheme_theory(measurement.runs[measurement.run_indices(label)[0]], activation, config, measurement.points) for label in measurement.labels()
+            label: scheme_theory(measurement.runs[measurement.run_indices(label)[0]], activation, config, len(measurement.points)) for label in measurement.labels()
         }
         schemes = summarize(measurement, theories, config)
         return self.result(config, measurement, theories, schemes)
