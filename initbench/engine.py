@@ -96,9 +96,9 @@ MAX_DEPTH = 1_000_000
 RECORD_BYTES_PER_RUN_LAYER = 16 * 1024
 #: Activation-sized tensors the backward pass holds besides the kept pre-activations: the loss
 #: direction, dL/dh and φ(h) below, the products of φ' and their temporaries (a subprocess's peak
-#: resident memory, measured in tests/test_memory.py, needed 6 to 8 in different runs, and 11 to 12
+#: resident memory, measured in tests/test_memory.py, needed 6 to 8 in different runs, and up to 13
 #: once every layer's weight statistics were recorded too).
-BACKWARD_TEMPORARIES = 14
+BACKWARD_TEMPORARIES = 18
 #: A CPU generator's state (``torch.Generator().get_state()``), kept per run and layer for the backward pass.
 GENERATOR_STATE_BYTES = 5056
 
