@@ -432,6 +432,11 @@ class Identity(InitScheme):
     fills_bias = False
 
     def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
+        if tensor.dim() != 2:
+            raise InitbenchError(
+                f"Scheme identity fills 2-D weights only; {context.module_path or 'the model'} ({context.module_type}) has a weight of shape {list(context.shape)}.",
+                hint="Use another scheme for this model (orthogonal works on conv weights too).",
+            )
         torch.nn.init.eye_(tensor)
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:

@@ -389,3 +389,9 @@ def test_a_probed_models_figure_names_its_modules() -> None:
     axes = figure.axes[0]
     assert [label.get_text() for label in axes.get_xticklabels()] == names
     assert list(axes.get_xticks()) == [1, 2, 3] and axes.get_xlabel() == "module (execution order)"
+
+
+def test_identity_on_a_conv_weight_is_a_user_error_naming_the_module(cli, tmp_path: Path) -> None:
+    args = ("model.kwargs.in_channels=3", "model.kwargs.out_channels=4", "model.kwargs.kernel_size=3", "--input-shape", "2,3,8,8")
+    result = cli("probe", "torch.nn:Conv2d", *args, "--scheme", "identity", "--out", tmp_path / "i")
+    assert result.exit_code == 2 and "identity fills 2-D weights only; the model (Conv2d) has a weight of shape [4, 3, 3, 3]" in result.output
