@@ -545,7 +545,7 @@ def _correlation_fixed_point(activation: Activation, sw2: float, sb2: float, q_s
     # coefficients, hence convex on [0, 1]: exactly one root lies in [0, 1). Walk toward 1 until
     # excess turns negative, then bisect.
     lo, g_lo = 0.0, excess(0.0)
-    if g_lo == 0:
+    if g_lo <= 0:  # ≥ 0 exactly; below it only by rounding (odd φ without bias: E[φ] = 0, so c* = 0)
         return 0.0
     for k in range(1, 53):
         c = 1.0 - 2.0**-k

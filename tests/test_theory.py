@@ -646,3 +646,12 @@ def test_forward_and_backward_predictions_match_a_wide_random_network() -> None:
         assert float(h.detach().var()) == pytest.approx(forward.q[layer], rel=0.05)
         assert float(torch.tanh(h.detach()).std()) == pytest.approx(forward.post_std[layer], rel=0.05)
         assert float(h.grad.var()) == pytest.approx(backward[layer], rel=0.05)
+
+
+@pytest.mark.parametrize("name", ["tanh", "softsign"])
+@pytest.mark.parametrize("sw2", [1.7173913043478262, 2.0, 3.1847826086956523, 3.6739130434782608])
+def test_odd_activations_without_bias_have_correlation_fixed_point_zero_in_the_chaotic_phase(name: str, sw2: float) -> None:
+    """For odd φ and σ_b² = 0, E[φ(u₁)φ(u₂)] vanishes at c = 0 by symmetry, so c* = 0 is the
+    chaotic phase's fixed point; the quadrature's rounding (−1e-35) must not push the root elsewhere."""
+    activation = ACTIVATIONS.get(name)()
+    assert abs(theory.correlation_fixed_point(activation, sw2, 0.0)) < 1e-12
