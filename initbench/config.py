@@ -316,12 +316,13 @@ class Config(Section):
 
     def uses_fast_engine(self) -> bool:
         """Whether the runs go through the stacked MLP engine and trainer (the plain MLP, drawn by its
-        schemes) rather than the module backend (every other network)."""
+        schemes) rather than the module backend (every other network, and schemes that keep the
+        constructor's init or are fitted to a batch, which only the module backend has)."""
         return (
             self.model.arch == "mlp"
             and self.model.norm == "none"
             and (self.input.dataset is None or self.experiment == "train")
-            and not any(scheme.keeps_constructor_init for _, scheme in self.init.build_schemes())
+            and not any(scheme.keeps_constructor_init or scheme.needs_data for _, scheme in self.init.build_schemes())
         )
 
     @model_validator(mode="after")

@@ -262,6 +262,16 @@ class StackedModules:
             for key, value in self.buffers.items():
                 value.copy_(state[f"buffers.{key}"])
 
+    def select(self, indices: list[int]) -> StackedModules:
+        """The runs at ``indices`` as a stack of their own: copies of their parameters and buffers, the same called model."""
+        chosen = copy.copy(self)
+        chosen.models = [self.models[index] for index in indices]
+        chosen.runs = [self.runs[index] for index in indices]
+        with torch.no_grad():
+            chosen.params = {key: value[indices] for key, value in self.params.items()}
+            chosen.buffers = {key: value[indices] for key, value in self.buffers.items()}
+        return chosen
+
     def losses(self, x: torch.Tensor, y: torch.Tensor, task: str) -> tuple[torch.Tensor, Callable[[], None]]:
         """Each run's loss on ``(x, y)``, ``[runs]``, and a function that sets the parameters' gradients (autograd)."""
         with torch.enable_grad():

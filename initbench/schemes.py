@@ -91,6 +91,8 @@ class InitScheme(Component):
     no_bias_reason: ClassVar[str] = "needs a 2-D weight"
     #: True for ``constructor``: the model keeps the init its own constructor drew.
     keeps_constructor_init: ClassVar[bool] = False
+    #: True for schemes fitted to a batch after drawing (``lsuv``): they run on the module backend, where the batch is.
+    needs_data: ClassVar[bool] = False
 
     def resolve(self, activation: Activation) -> InitScheme:
         """A copy with every network-dependent option replaced by its number."""
@@ -479,3 +481,7 @@ class Constructor(InitScheme):
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
         return None
+
+
+# Last, once SCHEMES and InitScheme exist: the data-dependent LSUV registers itself from its own module.
+from initbench import lsuv  # noqa: E402, F401

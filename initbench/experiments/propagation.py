@@ -10,7 +10,7 @@ gradients' std per layer, the half that decides whether a deep net can train.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -22,6 +22,7 @@ from initbench.architectures import ActivationModule, Block, ResidualBlock, fans
 from initbench.config import Config
 from initbench.engine import Run, StackedForward, check_memory, propagation_memory_estimate, resolve_dtype
 from initbench.errors import InitbenchError
+from initbench.lsuv import Fits, fit_lsuv_runs, subset_fits, summarize_fits
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
 from initbench.module_backend import build_stack, loss_directions, module_inputs, observe
 from initbench.plots import histograms_figure, std_by_layer_figure
@@ -75,6 +76,8 @@ class Measurement:
     points: list[Point]
     #: Why the module backend ran the runs one at a time instead of together (None: together, or the fast engine).
     one_at_a_time: str | None = None
+    #: How each LSUV run's layers were fitted (:mod:`initbench.lsuv`); empty without LSUV runs.
+    fits: Fits = field(default_factory=dict)
 
     def labels(self) -> list[str]:
         return list(dict.fromkeys(run.label for run in self.runs))
@@ -101,6 +104,7 @@ class Measurement:
             histograms=[self.histograms[index] for index in indices],
             points=self.points,
             one_at_a_time=self.one_at_a_time,
+            fits=subset_fits(self.fits, labels),
         )
 
 
@@ -167,6 +171,7 @@ def measure_modules(runs: list[Run], config: Config, context: RunContext, backwa
     # torch.func.grad differentiates inside no_grad too: nothing here builds an autograd graph.
     with torch.no_grad():
         try:
+            fits = fit_lsuv_runs(stack, x)  # LSUV rescales on the batch it is then measured on
             observed = observe(stack, x)
         except Exception as error:  # a user's model that can't take the inputs asked for: say so in one line
             if config.model.arch != "module":
@@ -210,7 +215,7 @@ def measure_modules(runs: list[Run], config: Config, context: RunContext, backwa
         points.append(Point(observed.labels[index], type(module.module).__name__, fan_in))
     arrays = {name: torch.stack(values, dim=1).numpy() for name, values in columns.items()}
     finite_array = arrays.pop("finite").astype(bool)
-    return Measurement(runs, arrays, finite_array, histograms, points, stack.one_at_a_time)
+    return Measurement(runs, arrays, finite_array, histograms, points, stack.one_at_a_time, fits)
 
 
 @dataclass(frozen=True)
@@ -581,6 +586,10 @@ class Propagation:
                 "![Gradient std by layer](grad_std_by_layer.png)",
             ]
             tables.append(rich_table(f"Gradient std by layer ({seeds})", *terminal_rows(schemes, depth, gradients=True)))
+        lsuv_entries, lsuv_notes = summarize_fits(measurement.fits, measurement.runs, f"each run's input batch ({config.input.batch_size()} examples, the batch measured here)")
+        for label, entry in lsuv_entries.items():
+            schemes[label]["lsuv"] = entry
+        sections[2:2] = lsuv_notes
         summary: dict[str, Any] = {"experiment": config.experiment, "schemes": schemes}
         if not config.uses_fast_engine():
             module_columns, module_rows = module_table(measurement, schemes)

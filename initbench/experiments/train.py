@@ -9,7 +9,7 @@ at chance, large random weights train slowly, He fits the circles.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,6 +19,7 @@ from initbench.config import Config, TrainConfig
 from initbench.datasets import Dataset, load_dataset
 from initbench.engine import check_memory, resolve_dtype
 from initbench.errors import InitbenchError
+from initbench.lsuv import Fits, fit_lsuv_runs, subset_fits, summarize_fits
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
 from initbench.module_backend import build_stack
 from initbench.plots import decision_boundary_figure, training_curves_figure
@@ -47,6 +48,11 @@ def image_shape(config: Config, dataset: Dataset) -> tuple[int, ...] | None:
     if config.model.arch == "module" and config.input.shape is not None:
         return tuple(config.input.shape[1:])
     return None
+
+
+def lsuv_batch_size(settings: TrainConfig, dataset: Dataset) -> int:
+    """LSUV's batch in training: the training set's first ``batch_size`` examples, all of it for full-batch descent."""
+    return settings.batch_size or len(dataset.x_train)
 
 
 def evaluation_steps(steps: int, every: int) -> list[int]:
@@ -90,6 +96,7 @@ class TrainingRecord:
     evaluations: list[Evaluation]  # at evaluation_steps(), final state last
     diverged_at: list[int | None]
     boundary: Boundary | None  # 2-D classification only
+    fits: Fits = field(default_factory=dict)  # how each LSUV run's layers were fitted (initbench.lsuv)
 
     def subset(self, labels: list[str]) -> TrainingRecord:
         """The runs of ``labels`` only, in this record's order: what training them alone records."""
@@ -102,6 +109,7 @@ class TrainingRecord:
             evaluations=[evaluation.subset(indices) for evaluation in self.evaluations],
             diverged_at=[self.diverged_at[index] for index in indices],
             boundary=boundary,
+            fits=subset_fits(self.fits, labels),
         )
 
 
@@ -174,12 +182,14 @@ class TrainExperiment:
         dtype = resolve_dtype(config.dtype)
         input_shape = image_shape(config, dataset)
         optimizer = (settings.optimizer, settings.lr, settings.momentum, settings.weight_decay, settings.batch_size)
+        fits: Fits = {}
         if config.uses_fast_engine():
             trainer = mlp_trainer(runs, dataset, config.model.hidden_widths(), config.model.build_activation(), config.model.bias, context.device, dtype, *optimizer)
         else:
             inputs = None if config.model.arch == "module" else (input_shape[0] if input_shape is not None else dataset.input_dim)
             model = build_stack(config, runs, context.device, outputs=dataset.output_dim, inputs=inputs)
             trainer = StackedTrainer(runs, dataset, model, context.device, dtype, *optimizer, input_shape)
+            fits = fit_lsuv_runs(model, trainer.stacked(trainer.x_train[: lsuv_batch_size(settings, dataset)]))
         checkpoints = evaluation_steps(settings.steps, settings.eval_every)
         evaluations, start = resume_training(context, trainer)
         context.progress.start(f"training {len(runs)} runs", total=settings.steps)
@@ -198,7 +208,7 @@ class TrainExperiment:
             grid_x, grid_y = boundary_grid(dataset)
             predictions = trainer.predict_grid(torch.as_tensor(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1))).cpu().numpy()
             boundary = Boundary(grid_x, grid_y, predictions)
-        return TrainingRecord(runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary)
+        return TrainingRecord(runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary, fits=fits)
 
     def analyse(self, config: Config, record: TrainingRecord) -> ExperimentResult:
         """Curves, summary, tables and figures of ``config``'s runs in ``record``."""
@@ -264,6 +274,9 @@ class TrainExperiment:
             "cnn": f"{config.model.depth} conv layers × {config.model.width} channels", "module": str(config.model.factory),
         }[config.model.arch]
         norm = "" if config.model.norm == "none" else f", {config.model.norm}"
+        lsuv_entries, lsuv_notes = summarize_fits(record.fits, runs, f"the training set's first {lsuv_batch_size(settings, dataset)} examples")
+        for label, lsuv_entry in lsuv_entries.items():
+            schemes[label]["lsuv"] = lsuv_entry
         title = f"{dataset.name}: {network}, {config.model.activation}{norm}, {settings.optimizer} lr {settings.lr}, {settings.steps} steps"
         chance = float(np.bincount(dataset.y_test).max() / len(dataset.y_test)) if classify else None  # always the most frequent class
         figures = {"training_curves.png": training_curves_figure(steps, curves, title, schemes, chance)}
@@ -285,6 +298,7 @@ class TrainExperiment:
                 f"Training on {dataset.name} ({len(dataset.x_train)} train, {len(dataset.x_test)} test, {dataset.task}); "
                 f"final metrics at step {settings.steps} ({seeds}); steps to target{target}.",
                 markdown_table(columns, table_rows),
+                *lsuv_notes,
                 "![Training curves](training_curves.png)",
                 *(["![Decision boundaries](decision_boundary.png)"] if "decision_boundary.png" in figures else []),
             ]

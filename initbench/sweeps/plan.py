@@ -54,6 +54,8 @@ def stack_key(config: Config) -> str | None:
     data = config.model_dump(mode="json")
     data["init"] = {"bias": config.init.bias}
     data["experiment"] = EXPERIMENTS.canonical(config.experiment)
+    # A scheme can move its runs off the fast engine (constructor, lsuv): the stack runs on one engine.
+    data["fast_engine"] = config.uses_fast_engine()
     return canonical(data)
 
 

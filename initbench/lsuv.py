@@ -1,0 +1,307 @@
+"""LSUV, layer-sequential unit-variance init (Mishkin & Matas 2016, "All you need is a good init").
+
+A data-dependent scheme: it draws an orthonormal start like any scheme, then needs a batch to
+rescale each layer, so its runs go through the module backend, where the stacked models and the
+batch both exist (:meth:`~initbench.config.Config.uses_fast_engine` is False for it).
+
+1. **Start.** Every weight of two or more dimensions is ``torch.nn.init.orthogonal_`` from the run's
+   generator (a conv weight ``[out, in, k, k]`` is orthonormal as ``[out, in·k²]``); biases follow
+   ``init.bias`` (zeros by default, as in the paper), normalization layers get 1 and 0.
+2. **Layers.** The modules that own a weight of two or more dimensions, in model order
+   (:func:`~initbench.architectures.weight_layers`: Linear, convolutions, Embedding,
+   MultiheadAttention through its in-projection). What is measured is the module's own output, the
+   pre-activation, on its first call; what is rescaled is its first weight of two or more dimensions.
+3. **Rescale.** For each layer in turn, with v = Var(output) over every entry of the output (batch,
+   features, positions; population variance, in float64)::
+
+       while |v − 1| ≥ tol and fewer than max_iter rescales:   W ← W / √v,  measure v again
+
+   "Unit variance within tol" is |v − 1| < tol. A layer linear in its weight and without bias gets
+   there in one rescale; biases and attention can take more. A layer still outside after
+   ``max_iter`` rescales, or whose output has zero or non-finite variance, is recorded as not
+   converged (summary.json and summary.md say which), and the next layer is fitted all the same.
+   A weight layer that is never called as a module (MultiheadAttention's ``out_proj``) keeps its
+   orthonormal start and is recorded as not called.
+4. **Batch.** The forward and gradients experiments fit each run on its own input batch
+   (:func:`~initbench.module_backend.module_inputs`, the batch they then measure); the train
+   experiment fits on the training set's first ``train.batch_size`` examples (all of it for
+   full-batch gradient descent), the same for every run.
+
+All runs with the same LSUV options are fitted together: each measurement is one forward pass of the
+stacked parameters (under ``torch.func.vmap`` where the model allows it, one run at a time where it
+does not, as :class:`~initbench.module_backend.StackedModules` runs them), cut short once the
+measured layers have returned, and each run is rescaled by its own measured variance, so a run fitted
+beside others equals it fitted alone. The model runs in its run's mode (train mode unless
+``model.eval``: BatchNorm then normalizes over the batch); the fit leaves buffers (BatchNorm's
+running statistics) as they were.
+
+LSUV has no mean-field prediction: its per-layer variance is set by the data, not by the fans.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from initbench.schemes import SCHEMES, InitScheme
+
+if TYPE_CHECKING:
+    from initbench.architectures import ParamContext
+    from initbench.engine import Run
+    from initbench.module_backend import StackedModules
+
+
+@SCHEMES.register("lsuv")
+class LSUV(InitScheme):
+    """Mishkin & Matas (2016) LSUV: orthonormal weights, then each layer rescaled to unit output variance on a batch."""
+
+    formula = "W = Q (orthonormal); then layer by layer W ← W/√Var(output) until |Var(output) − 1| < tol (at most max_iter times)"
+    fills_bias = False
+    no_bias_reason = "rescales a layer's weight to its output's variance; it has no rule for a bias"
+    needs_data = True
+    tol: float = Field(default=0.1, gt=0.0)
+    max_iter: int = Field(default=10, ge=1)
+
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
+        torch.nn.init.orthogonal_(tensor, generator=generator)
+
+    def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
+        return None  # set by the batch, layer by layer: nothing to predict from the fans
+
+
+@dataclass(frozen=True)
+class LayerFit:
+    """How one layer of one run was fitted.
+
+    Attributes:
+        module: the layer's dotted module path.
+        iterations: the rescales applied (0: the orthonormal start was already within tol).
+        variance: Var(output) after the last rescale (NaN: the module was never called).
+        converged: whether |variance − 1| < tol.
+        called: whether the module was called as a module in the forward pass.
+    """
+
+    module: str
+    iterations: int
+    variance: float
+    converged: bool
+    called: bool = True
+
+
+#: Every LSUV run's layers in model order, by (scheme label, seed).
+Fits = dict[tuple[str, int], list[LayerFit]]
+
+
+class _Measured(Exception):
+    """Raised by a hook once every measured layer has returned: the rest of the forward pass is not needed."""
+
+
+class OutputVariances:
+    """Forward hooks on the weight layers that measure Var(output) of the layers asked for.
+
+    A context manager: the hooks are removed on exit, also when the model raises.
+
+    Args:
+        stack: the stacked runs whose called model (``stack.base``) holds ``modules``.
+        modules: the weight layers, in model order.
+    """
+
+    def __init__(self, stack: StackedModules, modules: list[nn.Module]) -> None:
+        self.stack = stack
+        self.modules = modules
+        self.wanted: list[int] = []
+        self._found: dict[int, torch.Tensor] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> OutputVariances:
+        try:
+            for index, module in enumerate(self.modules):
+                self._handles.append(module.register_forward_hook(self._hook(index)))
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def _hook(self, index: int) -> Any:
+        from initbench.module_backend import first_floating  # deferred: the backend imports the schemes
+
+        def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+            if index not in self.wanted or index in self._found:
+                return
+            found = first_floating(output)
+            if found is None:
+                return
+            self._found[index] = found.to(torch.float64).var(correction=0)
+            if len(self._found) == len(self.wanted):
+                raise _Measured
+
+        return hook
+
+    def measure(self, layers: list[int], x: torch.Tensor) -> torch.Tensor:
+        """Var(output) of each of ``layers`` for every run on its inputs ``x [runs, ...]``, ``[runs, len(layers)]``.
+
+        NaN for a layer the forward pass never called.
+        """
+        from initbench.module_backend import run_each
+
+        self.wanted = layers
+
+        def variances(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
+            self._found = {}
+            try:
+                torch.func.functional_call(self.stack.base, (params, buffers), (inputs,))
+            except _Measured:
+                pass
+            missing = torch.tensor(math.nan, dtype=torch.float64, device=inputs.device)
+            return torch.stack([self._found.get(layer, missing) for layer in layers])
+
+        return run_each(self.stack, variances, x)
+
+
+def rescaled_weight(path: str, module: nn.Module) -> str:
+    """The stacked-parameter name of the weight LSUV rescales in the module at ``path``: its first of two or more dimensions."""
+    name = next(name for name, parameter in module.named_parameters(recurse=False) if parameter.dim() >= 2)
+    return f"{path}.{name}" if path else name
+
+
+def fit_stack(stack: StackedModules, x: torch.Tensor, tol: float, max_iter: int) -> list[list[LayerFit]]:
+    """Rescale every run of ``stack`` in place, layer by layer, on its inputs ``x [runs, ...]``.
+
+    Returns each run's :class:`LayerFit` per weight layer, in model order. Each measurement is one
+    forward pass of all runs; it also measures the next layer, whose starting variance that is once
+    the current layer is done.
+    """
+    from initbench.architectures import weight_layers
+
+    layers = weight_layers(stack.base)
+    keys = [rescaled_weight(path, module) for path, module in layers]
+    runs = len(stack.runs)
+    iterations = torch.zeros(runs, len(layers), dtype=torch.long)
+    final = torch.full((runs, len(layers)), math.nan, dtype=torch.float64)
+    known: dict[int, torch.Tensor] = {}  # layer → each run's Var(output) for the parameters as they are now
+
+    def measure(layer: int) -> None:
+        watched = [layer, layer + 1] if layer + 1 < len(layers) else [layer]
+        measured = outputs.measure(watched, x).cpu()  # the loop's bookkeeping lives on the CPU
+        known.clear()
+        known.update({index: measured[:, column] for column, index in enumerate(watched)})
+
+    with torch.no_grad(), OutputVariances(stack, [module for _, module in layers]) as outputs:
+        for layer, key in enumerate(keys):
+            if layer not in known:
+                measure(layer)
+            while True:
+                variance = known[layer]
+                fixable = torch.isfinite(variance) & (variance > 0)
+                active = fixable & ((variance - 1).abs() >= tol) & (iterations[:, layer] < max_iter)
+                if not bool(active.any()):
+                    break
+                weight = stack.params[key]
+                scale = torch.where(active, variance.rsqrt(), torch.ones_like(variance)).to(device=weight.device, dtype=weight.dtype)
+                weight.mul_(scale.view(-1, *[1] * (weight.dim() - 1)))
+                iterations[:, layer] += active.long()
+                measure(layer)
+            final[:, layer] = known[layer]
+    return [
+        [
+            LayerFit(
+                module=path,
+                iterations=int(iterations[run, layer]),
+                variance=float(final[run, layer]),
+                converged=bool(abs(float(final[run, layer]) - 1) < tol),
+                called=not math.isnan(float(final[run, layer])),
+            )
+            for layer, (path, _) in enumerate(layers)
+        ]
+        for run in range(runs)
+    ]
+
+
+def fit_lsuv_runs(stack: StackedModules, x: torch.Tensor) -> Fits:
+    """Fit, in ``stack``, every run whose scheme is LSUV, each on its own inputs ``x[run]``; other runs are left alone.
+
+    Runs of one scheme label (the same options) are fitted together, on a stack of their own, so
+    the fit costs nothing for the other schemes of a comparison.
+    """
+    groups: dict[str, list[int]] = {}
+    for index, run in enumerate(stack.runs):
+        if isinstance(run.scheme, LSUV):
+            groups.setdefault(run.label, []).append(index)
+    fits: Fits = {}
+    for label, indices in groups.items():
+        scheme = stack.runs[indices[0]].scheme
+        assert isinstance(scheme, LSUV)
+        chosen = stack.select(indices)
+        per_run = fit_stack(chosen, x[indices], scheme.tol, scheme.max_iter)
+        with torch.no_grad():
+            for key, value in stack.params.items():
+                value[indices] = chosen.params[key]
+        for index, layers in zip(indices, per_run, strict=True):
+            fits[(label, stack.runs[index].seed)] = layers
+    return fits
+
+
+def subset_fits(fits: Fits, labels: list[str]) -> Fits:
+    """The fits of the runs of ``labels`` only."""
+    return {key: value for key, value in fits.items() if key[0] in labels}
+
+
+def summarize_fits(fits: Fits, runs: list[Run], batch: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """summary.json's ``lsuv`` entry of each LSUV scheme label, and the paragraphs of summary.md about them.
+
+    The entry gives the options and the batch, each layer's median rescales over seeds, every layer
+    that did not converge, and per seed each layer's :class:`LayerFit`.
+
+    Args:
+        fits: the fits of ``runs``' LSUV runs.
+        runs: the runs, for their schemes' options and their order.
+        batch: which batch the runs were fitted on, in words.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    paragraphs: list[str] = []
+    for label in dict.fromkeys(run.label for run in runs):
+        seeds = [run.seed for run in runs if run.label == label and (label, run.seed) in fits]
+        if not seeds:
+            continue
+        scheme = next(run.scheme for run in runs if run.label == label)
+        assert isinstance(scheme, LSUV)
+        modules = [layer.module for layer in fits[(label, seeds[0])]]
+        counts = [[fits[(label, seed)][layer].iterations for seed in seeds] for layer in range(len(modules))]
+        failures = [
+            {"seed": seed, **asdict(layer)}
+            for seed in seeds
+            for layer in fits[(label, seed)]
+            if layer.called and not layer.converged
+        ]
+        entries[label] = {
+            "tol": scheme.tol,
+            "max_iter": scheme.max_iter,
+            "batch": batch,
+            "modules": modules,
+            "iterations_median_by_layer": [float(statistics.median(row)) for row in counts],
+            "not_converged": failures,
+            "not_called": [module for module, layer in zip(modules, fits[(label, seeds[0])], strict=True) if not layer.called],
+            "per_seed": [{"seed": seed, "layers": [asdict(layer) for layer in fits[(label, seed)]]} for seed in seeds],
+        }
+        total = sum(sum(row) for row in counts) / len(seeds)
+        text = (
+            f"LSUV '{label}' (|Var(output) − 1| < {scheme.tol}, at most {scheme.max_iter} rescales a layer), fitted on {batch}: "
+            f"{len(modules)} weight layers, {total:g} rescales a run on average (per layer and seed in summary.json)."
+        )
+        if failures:
+            listed = "; ".join(f"seed {item['seed']} {item['module'] or 'the model'}: Var {item['variance']:.4g} after {item['iterations']}" for item in failures[:10])
+            more = f" and {len(failures) - 10} more" if len(failures) > 10 else ""
+            text += f" **Not converged** ({len(failures)} layer fits): {listed}{more}."
+        paragraphs.append(text)
+    return entries, paragraphs
