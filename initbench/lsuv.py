@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from pydantic import Field
+from rich.text import Text
 from torch import nn
 
 from initbench.schemes import SCHEMES, InitScheme
@@ -257,51 +258,66 @@ def subset_fits(fits: Fits, labels: list[str]) -> Fits:
     return {key: value for key, value in fits.items() if key[0] in labels}
 
 
-def summarize_fits(fits: Fits, runs: list[Run], batch: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
-    """summary.json's ``lsuv`` entry of each LSUV scheme label, and the paragraphs of summary.md about them.
+@dataclass
+class FitReport:
+    """What a run reports about its LSUV fits.
 
-    The entry gives the options and the batch, each layer's median rescales over seeds, every layer
-    that did not converge, and per seed each layer's :class:`LayerFit`.
+    Attributes:
+        entries: summary.json's ``lsuv`` entry of each LSUV scheme label: its options and batch,
+            each layer's median rescales over seeds, the layers that did not converge or were not
+            called, and per seed each layer's :class:`LayerFit`.
+        paragraphs: summary.md's paragraphs about them.
+        warnings: for the terminal, one line per scheme whose layers did not all converge.
+    """
+
+    entries: dict[str, dict[str, Any]]
+    paragraphs: list[str]
+    warnings: list[Text]
+
+
+def layer_record(layer: LayerFit) -> dict[str, Any]:
+    """A layer's fit for summary.json; the variance of a layer never called is null."""
+    return {**asdict(layer), "variance": layer.variance if layer.called else None}
+
+
+def report_fits(fits: Fits, runs: list[Run], batch: str) -> FitReport:
+    """The :class:`FitReport` of ``runs``' LSUV fits.
 
     Args:
         fits: the fits of ``runs``' LSUV runs.
         runs: the runs, for their schemes' options and their order.
         batch: which batch the runs were fitted on, in words.
     """
-    entries: dict[str, dict[str, Any]] = {}
-    paragraphs: list[str] = []
+    report = FitReport({}, [], [])
     for label in dict.fromkeys(run.label for run in runs):
         seeds = [run.seed for run in runs if run.label == label and (label, run.seed) in fits]
         if not seeds:
             continue
         scheme = next(run.scheme for run in runs if run.label == label)
         assert isinstance(scheme, LSUV)
-        modules = [layer.module for layer in fits[(label, seeds[0])]]
-        counts = [[fits[(label, seed)][layer].iterations for seed in seeds] for layer in range(len(modules))]
-        failures = [
-            {"seed": seed, **asdict(layer)}
-            for seed in seeds
-            for layer in fits[(label, seed)]
-            if layer.called and not layer.converged
-        ]
-        entries[label] = {
+        first = fits[(label, seeds[0])]
+        counts = [[fits[(label, seed)][layer].iterations for seed in seeds] for layer in range(len(first))]
+        failures = [{"seed": seed, **layer_record(layer)} for seed in seeds for layer in fits[(label, seed)] if layer.called and not layer.converged]
+        report.entries[label] = {
             "tol": scheme.tol,
             "max_iter": scheme.max_iter,
             "batch": batch,
-            "modules": modules,
+            "modules": [layer.module for layer in first],
             "iterations_median_by_layer": [float(statistics.median(row)) for row in counts],
             "not_converged": failures,
-            "not_called": [module for module, layer in zip(modules, fits[(label, seeds[0])], strict=True) if not layer.called],
-            "per_seed": [{"seed": seed, "layers": [asdict(layer) for layer in fits[(label, seed)]]} for seed in seeds],
+            "not_called": [layer.module for layer in first if not layer.called],
+            "per_seed": [{"seed": seed, "layers": [layer_record(layer) for layer in fits[(label, seed)]]} for seed in seeds],
         }
-        total = sum(sum(row) for row in counts) / len(seeds)
         text = (
             f"LSUV '{label}' (|Var(output) − 1| < {scheme.tol}, at most {scheme.max_iter} rescales a layer), fitted on {batch}: "
-            f"{len(modules)} weight layers, {total:g} rescales a run on average (per layer and seed in summary.json)."
+            f"{len(first)} weight layers, {sum(map(sum, counts)) / len(seeds):g} rescales a run on average (per layer and seed in summary.json)."
         )
         if failures:
             listed = "; ".join(f"seed {item['seed']} {item['module'] or 'the model'}: Var {item['variance']:.4g} after {item['iterations']}" for item in failures[:10])
             more = f" and {len(failures) - 10} more" if len(failures) > 10 else ""
             text += f" **Not converged** ({len(failures)} layer fits): {listed}{more}."
-        paragraphs.append(text)
-    return entries, paragraphs
+            report.warnings.append(
+                Text(f"LSUV '{label}': {len(failures)} layer fits did not reach |Var(output) − 1| < {scheme.tol} in {scheme.max_iter} rescales (summary.json lists them).", style="yellow")
+            )
+        report.paragraphs.append(text)
+    return report

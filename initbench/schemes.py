@@ -484,4 +484,4 @@ class Constructor(InitScheme):
 
 
 # Last, once SCHEMES and InitScheme exist: the data-dependent LSUV registers itself from its own module.
-from initbench import lsuv  # noqa: E402, F401
+from initbench import lsuv  # noqa: F401

@@ -121,7 +121,7 @@ def test_iterations_are_the_rescales_the_orthonormal_start_needed() -> None:
     for index, run in enumerate(stack.runs):
         start, model = stack.models[index], run_alone(stack, index)
         inputs: dict[str, torch.Tensor] = {}
-        handles = [module.register_forward_pre_hook(lambda m, i, name=name: inputs.update({name: i[0]})) for name, module in weight_layers(model)]
+        handles = [module.register_forward_pre_hook(lambda m, i, name=name, seen=inputs: seen.update({name: i[0]})) for name, module in weight_layers(model)]
         with torch.no_grad():
             model(x[index])
         for handle in handles:
@@ -143,7 +143,7 @@ def test_a_layer_that_cannot_reach_unit_variance_is_recorded_after_max_iter(cli,
         tmp_path / "c.yaml",
         "seeds: 2\nmodel: {depth: 3, width: 16, activation: tanh, bias: true}\ninit: {scheme: 'lsuv:max_iter=4', bias: 'normal:std=3'}\ninput: {batch: 32}\n",
     )
-    result = cli("run", config, "--out", tmp_path / "r", "--quiet")
+    result = cli("run", config, "--out", tmp_path / "r")
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     entry = summary["schemes"]["lsuv:max_iter=4"]["lsuv"]
@@ -151,6 +151,7 @@ def test_a_layer_that_cannot_reach_unit_variance_is_recorded_after_max_iter(cli,
     assert len(entry["not_converged"]) == 6  # every layer of both seeds
     assert all(item["iterations"] == 4 and item["variance"] > 1.1 for item in entry["not_converged"])
     assert "Not converged" in (tmp_path / "r" / "summary.md").read_text()
+    assert "LSUV 'lsuv:max_iter=4': 6 layer fits did not reach |Var(output) − 1| < 0.1 in 4 rescales" in result.output
 
 
 def test_hooks_are_removed_when_the_model_raises() -> None:
@@ -221,7 +222,7 @@ def test_probe_with_lsuv_reports_iterations_and_no_theory(cli, tmp_path: Path) -
     entry = summary["schemes"]["lsuv"]
     assert entry["theory"] is None and "no mean-field prediction" in entry["theory_note"] and entry["weight_variance"] is None
     fits = entry["lsuv"]
-    assert fits["modules"] == ["0", "2"] and [item["seed"] for item in fits["per_seed"]] == [0, 1]
+    assert fits["modules"] == ["0", "2"] and fits["not_called"] == [] and [item["seed"] for item in fits["per_seed"]] == [0, 1]
     assert all(isinstance(layer["iterations"], int) and layer["converged"] for item in fits["per_seed"] for layer in item["layers"])
     assert "lsuv" not in summary["schemes"]["he"]
     # The experiment's own statistics of the Linear modules' outputs, on the batch LSUV fitted on.

@@ -22,8 +22,8 @@ from initbench.architectures import ActivationModule, Block, ResidualBlock, fans
 from initbench.config import Config
 from initbench.engine import Run, StackedForward, check_memory, propagation_memory_estimate, resolve_dtype
 from initbench.errors import InitbenchError
-from initbench.lsuv import Fits, fit_lsuv_runs, subset_fits, summarize_fits
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
+from initbench.lsuv import Fits, fit_lsuv_runs, report_fits, subset_fits
 from initbench.module_backend import build_stack, loss_directions, module_inputs, observe
 from initbench.plots import histograms_figure, std_by_layer_figure
 from initbench.registry import build_from_spec
@@ -586,10 +586,11 @@ class Propagation:
                 "![Gradient std by layer](grad_std_by_layer.png)",
             ]
             tables.append(rich_table(f"Gradient std by layer ({seeds})", *terminal_rows(schemes, depth, gradients=True)))
-        lsuv_entries, lsuv_notes = summarize_fits(measurement.fits, measurement.runs, f"each run's input batch ({config.input.batch_size()} examples, the batch measured here)")
-        for label, entry in lsuv_entries.items():
+        fitted = report_fits(measurement.fits, measurement.runs, f"each run's input batch ({config.input.batch_size()} examples, the batch measured here)")
+        for label, entry in fitted.entries.items():
             schemes[label]["lsuv"] = entry
-        sections[2:2] = lsuv_notes
+        sections[2:2] = fitted.paragraphs
+        tables += fitted.warnings
         summary: dict[str, Any] = {"experiment": config.experiment, "schemes": schemes}
         if not config.uses_fast_engine():
             module_columns, module_rows = module_table(measurement, schemes)

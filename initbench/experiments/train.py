@@ -19,8 +19,8 @@ from initbench.config import Config, TrainConfig
 from initbench.datasets import Dataset, load_dataset
 from initbench.engine import check_memory, resolve_dtype
 from initbench.errors import InitbenchError
-from initbench.lsuv import Fits, fit_lsuv_runs, subset_fits, summarize_fits
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
+from initbench.lsuv import Fits, fit_lsuv_runs, report_fits, subset_fits
 from initbench.module_backend import build_stack
 from initbench.plots import decision_boundary_figure, training_curves_figure
 from initbench.report import format_number, markdown_table, reached_text, rich_table
@@ -274,8 +274,8 @@ class TrainExperiment:
             "cnn": f"{config.model.depth} conv layers × {config.model.width} channels", "module": str(config.model.factory),
         }[config.model.arch]
         norm = "" if config.model.norm == "none" else f", {config.model.norm}"
-        lsuv_entries, lsuv_notes = summarize_fits(record.fits, runs, f"the training set's first {lsuv_batch_size(settings, dataset)} examples")
-        for label, lsuv_entry in lsuv_entries.items():
+        fitted = report_fits(record.fits, runs, f"the training set's first {lsuv_batch_size(settings, dataset)} examples")
+        for label, lsuv_entry in fitted.entries.items():
             schemes[label]["lsuv"] = lsuv_entry
         title = f"{dataset.name}: {network}, {config.model.activation}{norm}, {settings.optimizer} lr {settings.lr}, {settings.steps} steps"
         chance = float(np.bincount(dataset.y_test).max() / len(dataset.y_test)) if classify else None  # always the most frequent class
@@ -298,7 +298,7 @@ class TrainExperiment:
                 f"Training on {dataset.name} ({len(dataset.x_train)} train, {len(dataset.x_test)} test, {dataset.task}); "
                 f"final metrics at step {settings.steps} ({seeds}); steps to target{target}.",
                 markdown_table(columns, table_rows),
-                *lsuv_notes,
+                *fitted.paragraphs,
                 "![Training curves](training_curves.png)",
                 *(["![Decision boundaries](decision_boundary.png)"] if "decision_boundary.png" in figures else []),
             ]
@@ -308,7 +308,7 @@ class TrainExperiment:
             summary={"experiment": "train", "dataset": dataset.name, "task": dataset.task, "schemes": schemes},
             figures=figures,
             report=report,
-            console_tables=[rich_table(f"After {settings.steps} steps ({seeds})", columns, table_rows)],
+            console_tables=[rich_table(f"After {settings.steps} steps ({seeds})", columns, table_rows), *fitted.warnings],
         )
 
     def boundary_figure(self, record: TrainingRecord, labels: list[str], title: str, schemes: dict[str, dict[str, Any]]) -> Figure:
