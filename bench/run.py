@@ -282,8 +282,50 @@ def probe_benchmark(repeats: int, device: torch.device, runs: int = 16, batch: i
     return [Result(f"probe {runs} seeds of a 7-module MLP, batch {batch}: vmap vs a loop over the models", seconds["loop"], seconds["stacked"], "≥ 3× faster (ratio ≤ 0.33)")]
 
 
+def lsuv_benchmark(repeats: int, device: torch.device, depth: int = 10, width: int = 256, batch: int = 256) -> list[Result]:
+    """LSUV on ``depth`` Linear + tanh layers of ``width``, batch ``batch``: initbench's fit of S seeds
+    stacked (orthonormal draws, stacking and the fit all timed) against the PyPI ``lsuv`` package
+    (0.3.0) run on each seed's model in turn, both to tol 0.1 (initbench on Var, the package on its
+    std). The package runs two whole forward passes a layer; initbench one pass of all seeds a
+    measurement, cut short after the next layer, and one measurement a layer when a single rescale
+    lands within tol (layers linear in their weight, no bias)."""
+    from lsuv import lsuv_with_singlebatch  # pip install lsuv==0.3.0 (the test extra)
+    from torch import nn
+
+    from initbench.lsuv import LSUV, fit_lsuv_runs
+    from initbench.module_backend import StackedModules, initialize
+
+    def model() -> nn.Module:
+        layers: list[nn.Module] = []
+        for _ in range(depth):
+            layers += [nn.Linear(width, width, bias=False), nn.Tanh()]
+        return nn.Sequential(*layers).to(device)
+
+    results = []
+    for seeds in (1, 8):
+        runs = [Run("lsuv", seed, LSUV(), None) for seed in range(seeds)]
+        x = torch.randn(seeds, batch, width, generator=torch.Generator().manual_seed(0)).to(device)
+        built = [model() for _ in runs]
+
+        def stacked(runs: list[Run] = runs, x: torch.Tensor = x, built: list[nn.Module] = built) -> None:
+            for net, run in zip(built, runs, strict=True):
+                initialize(net, run, LSUV(), torch.Generator().manual_seed(run.seed))
+            fit_lsuv_runs(StackedModules(built, runs, device), x)
+
+        def package(x: torch.Tensor = x, built: list[nn.Module] = built) -> None:
+            for index, net in enumerate(built):
+                torch.manual_seed(index)
+                lsuv_with_singlebatch(net, x[index], std_tol=0.1, max_attempts=10, do_orthonorm=True, verbose=False, device=device)
+
+        seconds = median_seconds({"package": package, "initbench": stacked}, {"package": repeats, "initbench": repeats}, device)
+        shape = f"{seeds} seed{'s' if seeds > 1 else ''}, {depth} Linear+tanh × {width}, batch {batch}"
+        results.append(Result(f"lsuv ({shape}) vs the PyPI lsuv package per seed", seconds["package"], seconds["initbench"], "< 1"))
+    return results
+
+
 BENCHMARKS = {
     "forward": forward_benchmark, "train": train_benchmark, "memory": memory_benchmark, "startup": startup_benchmark, "probe": probe_benchmark,
+    "lsuv": lsuv_benchmark,
 }
 
 
