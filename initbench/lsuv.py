@@ -99,6 +99,10 @@ class LayerFit:
 Fits = dict[tuple[str, int], list[LayerFit]]
 
 
+#: What :meth:`OutputVariances.measure` gives a layer the forward pass never called: no variance is negative.
+NOT_CALLED = -1.0
+
+
 class _Measured(Exception):
     """Raised by a hook once every measured layer has returned: the rest of the forward pass is not needed."""
 
@@ -152,7 +156,7 @@ class OutputVariances:
     def measure(self, layers: list[int], x: torch.Tensor) -> torch.Tensor:
         """Var(output) of each of ``layers`` for every run on its inputs ``x [runs, ...]``, ``[runs, len(layers)]``.
 
-        NaN for a layer the forward pass never called.
+        :data:`NOT_CALLED` for a layer the forward pass never called.
         """
         from initbench.module_backend import run_each
 
@@ -164,10 +168,12 @@ class OutputVariances:
                 torch.func.functional_call(self.stack.base, (params, buffers), (inputs,))
             except _Measured:
                 pass
-            missing = torch.tensor(math.nan, dtype=torch.float64, device=inputs.device)
+            missing = torch.tensor(NOT_CALLED, dtype=torch.float64, device=inputs.device)
             return torch.stack([self._found.get(layer, missing) for layer in layers])
 
-        return run_each(self.stack, variances, x)
+        measured = run_each(self.stack, variances, x)
+        self._found = {}  # under vmap these were batched tensors of a call that has ended
+        return measured
 
 
 def rescaled_weight(path: str, module: nn.Module) -> str:
@@ -189,7 +195,7 @@ def fit_stack(stack: StackedModules, x: torch.Tensor, tol: float, max_iter: int)
     keys = [rescaled_weight(path, module) for path, module in layers]
     runs = len(stack.runs)
     iterations = torch.zeros(runs, len(layers), dtype=torch.long)
-    final = torch.full((runs, len(layers)), math.nan, dtype=torch.float64)
+    final = torch.full((runs, len(layers)), NOT_CALLED, dtype=torch.float64)
     known: dict[int, torch.Tensor] = {}  # layer → each run's Var(output) for the parameters as they are now
 
     def measure(layer: int) -> None:
@@ -214,6 +220,8 @@ def fit_stack(stack: StackedModules, x: torch.Tensor, tol: float, max_iter: int)
                 iterations[:, layer] += active.long()
                 measure(layer)
             final[:, layer] = known[layer]
+    called = final != NOT_CALLED
+    final = torch.where(called, final, math.nan)
     return [
         [
             LayerFit(
@@ -221,7 +229,7 @@ def fit_stack(stack: StackedModules, x: torch.Tensor, tol: float, max_iter: int)
                 iterations=int(iterations[run, layer]),
                 variance=float(final[run, layer]),
                 converged=bool(abs(float(final[run, layer]) - 1) < tol),
-                called=not math.isnan(float(final[run, layer])),
+                called=bool(called[run, layer]),
             )
             for layer, (path, _) in enumerate(layers)
         ]

@@ -18,7 +18,7 @@ from initbench.config import Config, validate_config
 from initbench.engine import Run
 from initbench.experiments import RunContext, SilentProgress, build_runs
 from initbench.experiments.train import TrainExperiment
-from initbench.lsuv import LSUV, fit_lsuv_runs
+from initbench.lsuv import LSUV, fit_lsuv_runs, report_fits
 from initbench.module_backend import StackedModules, build_stack, initialize, module_inputs
 from initbench.registry import build_from_spec
 from initbench.schemes import SCHEMES
@@ -172,6 +172,29 @@ def test_hooks_are_removed_when_the_model_raises() -> None:
     with pytest.raises(RuntimeError, match="the model's own failure"):
         fit_lsuv_runs(stack, torch.randn(2, 8, 4))
     assert all(not module._forward_hooks for module in stack.base.modules())
+
+
+def test_a_weight_layer_never_called_keeps_its_start_and_is_reported_as_such() -> None:
+    class Spare(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.used, self.spare = nn.Linear(6, 6, bias=False), nn.Linear(6, 6, bias=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.used(x)
+
+    runs = [Run("lsuv", 0, LSUV(), None)]
+    model = Spare()
+    initialize(model, runs[0], SCHEMES.get("zeros")(), torch.Generator().manual_seed(0))
+    start = model.spare.weight.detach().clone()
+    stack = StackedModules([model], runs, CPU)
+    fits = fit_lsuv_runs(stack, 3 * torch.randn(1, 32, 6))
+    used, spare = fits[("lsuv", 0)]
+    assert used.called and used.converged and used.iterations == 1
+    assert not spare.called and spare.iterations == 0 and math.isnan(spare.variance)
+    assert torch.equal(stack.params["spare.weight"][0], start)
+    report = report_fits(fits, runs, "a batch")
+    assert report.entries["lsuv"]["not_called"] == ["spare"] and report.entries["lsuv"]["not_converged"] == [] and not report.warnings
 
 
 def peer_lsuv(model: nn.Module, x: torch.Tensor, **options: object) -> nn.Module:
