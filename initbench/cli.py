@@ -659,7 +659,9 @@ def list_entries(
         for name, entry in registry:
             aliases = registry.aliases_of(name)
             fields = getattr(entry, "model_fields", {})
-            options = ", ".join(f"{field.alias or key}={field.default}" for key, field in fields.items())
+            options = ", ".join(
+                f"{field.alias or key}=" + ("(required)" if field.is_required() else str(field.get_default(call_default_factory=True))) for key, field in fields.items()
+            )
             say(stdout, (name, "bold cyan"), f" (alias {', '.join(aliases)})" if aliases else "", (f"  options: {options}" if options else "", "dim"))
             say(stdout, f"    {(entry.__doc__ or '').strip().splitlines()[0]}")
             if getattr(entry, "formula", ""):

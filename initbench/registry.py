@@ -117,6 +117,11 @@ def parse_spec(spec: str, kind: str) -> tuple[str, dict[str, Any]]:
     name = name.strip()
     if not name:
         raise InitbenchError(f"Empty {kind} name in '{spec}'.", hint=f"Write a {kind} as NAME or NAME:key=value,key=value.")
+    return name, parse_options(rest, spec, kind, name)
+
+
+def parse_options(rest: str, spec: str, kind: str, name: str) -> dict[str, Any]:
+    """The options ``key=value,key=value`` that follow ``name`` in ``spec`` (see :func:`parse_spec`)."""
     options: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, value = item.partition("=")
@@ -129,7 +134,7 @@ def parse_spec(spec: str, kind: str) -> tuple[str, dict[str, Any]]:
         if key in options:
             raise InitbenchError(f"{kind} '{spec}' gives option '{key}' twice.", hint="Give each option once.")
         options[key] = parse_scalar(value.strip(), f"option '{key}' of {kind} '{spec}'")
-    return name, options
+    return options
 
 
 def format_spec(name: str, options: dict[str, Any]) -> str:

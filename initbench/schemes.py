@@ -14,6 +14,7 @@ Options that depend on the network, ``gain: auto`` and Kaiming's ``nonlinearity`
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
 
@@ -91,6 +92,9 @@ class InitScheme(Component):
     no_bias_reason: ClassVar[str] = "needs a 2-D weight"
     #: True for ``constructor``: the model keeps the init its own constructor drew.
     keeps_constructor_init: ClassVar[bool] = False
+    #: False where a trial draw on a 2×2 stand-in weight (the config's overflow check) proves
+    #: nothing and may fail: a user's plugin may expect its own layers, and dirac's groups the real ones.
+    trial_draw: ClassVar[bool] = True
 
     def resolve(self, activation: Activation) -> InitScheme:
         """A copy with every network-dependent option replaced by its number."""
@@ -105,8 +109,8 @@ class InitScheme(Component):
         return 0.0
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
-        """Var(W_ij), or None when the entries are not identically distributed (identity)."""
-        raise NotImplementedError
+        """Var(W_ij), or None when the entries are not identically distributed (identity): no prediction."""
+        return None
 
 
 SCHEMES: Registry[type[InitScheme]] = Registry("scheme")
@@ -588,6 +592,64 @@ class PyTorchDefault(InitScheme):
 
 
 
+@SCHEMES.register("gpt2")
+class GPT2(InitScheme):
+    r"""GPT-2's init, as nanoGPT writes it: N(0, 0.02²) for every weight, residual projections smaller.
+
+    From "Language Models are Unsupervised Multitask Learners" (Radford, A. et al., 2019): "we scale
+    the weights of residual layers at initialization by a factor of 1/√N where N is the number of
+    residual layers", N = 2·n_layer (an attention and an MLP branch per block). Every weight,
+    Linear and Embedding alike, is drawn from :math:`\mathcal{N}(0, \text{std}^2)`, except the
+    residual output projections:
+
+    .. math::
+        W_\text{proj} \sim \mathcal{N}\Big(0, \big(\tfrac{\text{std}}{\sqrt{2 \cdot n_\text{layer}}}\big)^2\Big)
+
+    (nanoGPT: ``normal_(p, mean=0.0, std=0.02/math.sqrt(2 * config.n_layer))`` on every
+    ``c_proj.weight``). A projection is the last weight layer of a marked residual branch (a module
+    with ``residual_branch = True``), and 2·n_layer the number of branches; for a model that marks
+    none, ``projections`` is an ``fnmatch`` glob on the module path (``*.c_proj``) and ``n_layer``
+    gives the count. Biases are 0 in GPT-2: keep ``init.bias: zeros``.
+
+    Its weights are not identically distributed across the network, and the fans do not say which
+    layer is a projection, so it reports no variance to the theory.
+
+    Also known as the GPT-2 / nanoGPT init, "scaled init" (Megatron-LM's ``scaled_init_method_normal``).
+
+    Args:
+        std: the std of every weight but the projections (default 0.02).
+        projections: a glob on module paths naming the residual output projections; then
+            ``n_layer`` is required. Default: the marked residual branches' last layers.
+        n_layer: the number of transformer blocks, with ``projections``.
+
+    Examples:
+        >>> GPT2(projections="*.c_proj", n_layer=12).std
+        0.02
+        >>> # init: {scheme: gpt2, projections: "*.c_proj", n_layer: 12}
+    """
+
+    formula = "W ~ N(0, std²);  residual projections N(0, std²/(2·n_layer)), std = 0.02"
+    fills_bias = False
+    no_bias_reason = "draws weights only (GPT-2 starts every bias at 0: init.bias: zeros)"
+    std: float = Field(default=0.02, ge=0.0)
+    projections: str | None = None
+    n_layer: int | None = Field(default=None, ge=1)
+
+    def model_post_init(self, context: object) -> None:
+        if (self.projections is None) != (self.n_layer is None):
+            raise ValueError("gpt2 needs projections and n_layer together (a glob such as '*.c_proj' and the number of blocks), or neither")
+
+    def residual_branches(self, context: ParamContext) -> int | None:
+        """2·n_layer if ``context`` is a residual output projection, else None."""
+        if self.projections is not None:
+            return 2 * self.n_layer if fnmatch.fnmatchcase(context.module_path, self.projections) else None  # type: ignore[operator]
+        return context.branches if context.position is not None and context.position == context.branch_length else None
+
+    def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
+        branches = self.residual_branches(context)
+        tensor.normal_(0.0, self.std if branches is None else self.std / math.sqrt(branches), generator=generator)
+
+
 @SCHEMES.register("constructor", aliases=("own",))
 class Constructor(InitScheme):
     """The model's own init, as its constructor draws it (torch's defaults), with torch's RNG seeded by the run's seed.
@@ -606,3 +668,8 @@ class Constructor(InitScheme):
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
         return None
+
+
+# The schemes of these modules register themselves in SCHEMES, which they import from here.
+import initbench.isometric  # noqa: E402, F401
+import initbench.plugins  # noqa: E402, F401
