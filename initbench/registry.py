@@ -137,11 +137,25 @@ def parse_options(rest: str, spec: str, kind: str, name: str) -> dict[str, Any]:
     return options
 
 
+def format_value(value: Any) -> str:
+    """An option's value as a spec writes it: quoted where YAML would read the bare text as
+    something else (``'*.c_proj'`` is an alias without the quotes, ``'3'`` a number)."""
+    text = str(value)
+    if isinstance(value, str):
+        try:
+            reads_back = parse_scalar(text, "a value") == value
+        except InitbenchError:
+            reads_back = False
+        if not reads_back:
+            return "'" + text.replace("'", "''") + "'"
+    return text
+
+
 def format_spec(name: str, options: dict[str, Any]) -> str:
     """The inverse of :func:`parse_spec`: ``normal``, ``{'std': 0.01}`` → ``normal:std=0.01``."""
     if not options:
         return name
-    return name + ":" + ",".join(f"{key}={value}" for key, value in options.items())
+    return name + ":" + ",".join(f"{key}={format_value(value)}" for key, value in options.items())
 
 
 #: Strict (no ``true`` for 1, no ``"3"`` for 3) and finite (no NaN or infinity): how every
