@@ -538,7 +538,25 @@ class VarianceScaling(VarianceScaled):
 
 @SCHEMES.register("orthogonal")
 class Orthogonal(InitScheme):
-    """Saxe et al. (2013): a (semi-)orthogonal matrix times ``gain``, via QR of a Gaussian matrix."""
+    r"""Saxe et al. (2013): a (semi-)orthogonal matrix times ``gain``, via QR of a Gaussian matrix.
+
+    From "Exact solutions to the nonlinear dynamics of learning in deep linear neural networks"
+    (Saxe, A. et al., 2013); drawn by ``torch.nn.init.orthogonal_``, the weight flattened to
+    ``[out, in·Πkernel]``:
+
+    .. math::
+        W = \text{gain} \cdot Q, \qquad Q^\top Q = I \text{ (tall) or } Q Q^\top = I \text{ (wide)}
+
+    Its variance is the mean of W_ij², gain²/max(fan_in, fan_out); the entries are identically
+    distributed but not independent.
+
+    Args:
+        gain: a number (default 1), ``auto``, ``preserving`` or ``critical``.
+
+    Examples:
+        >>> Orthogonal(gain=2.0).weight_variance(fan_in=100, fan_out=400)
+        0.01
+    """
 
     formula = "W = gain·Q,  QᵀQ = I;  Var = gain²/max(fan_in, fan_out)"
     fills_bias = False
@@ -576,9 +594,23 @@ class Identity(InitScheme):
 
 @SCHEMES.register("default", aliases=("pytorch_default",))
 class PyTorchDefault(InitScheme):
-    """PyTorch's own ``nn.Linear`` init: kaiming_uniform with a = √5, i.e. U(±1/√fan_in).
+    r"""PyTorch's own ``nn.Linear`` init: kaiming_uniform with a = √5, i.e. U(±1/√fan_in).
 
-    For a bias it is the same U(±1/√fan_in) that ``nn.Linear`` gives its bias.
+    What ``nn.Linear.reset_parameters`` draws (``kaiming_uniform_(weight, a=math.sqrt(5))``, whose
+    gain √(2/(1 + a²)) = √(1/3) makes the bound :math:`\sqrt{3}\cdot\text{gain}/\sqrt{\text{fan\_in}}`):
+
+    .. math::
+        W \sim \mathcal{U}\Big(-\frac{1}{\sqrt{\text{fan\_in}}}, \frac{1}{\sqrt{\text{fan\_in}}}\Big)
+
+    For a bias it is the same U(±1/√fan_in) that ``nn.Linear`` gives its bias. Its variance is a
+    third of LeCun's, 1/(3·fan_in), which is why deep nets left at it shrink their signal.
+
+    Also known as ``pytorch_default``; ``variance_scaling`` with scale 1/3, mode fan_in, distribution
+    uniform (the draws here are PyTorch's, bound 1/√fan_in). No options.
+
+    Examples:
+        >>> PyTorchDefault().weight_variance(fan_in=100, fan_out=10) == 1 / 300
+        True
     """
 
     formula = "W ~ U(±1/√fan_in);  Var = 1/(3·fan_in)"
