@@ -703,5 +703,5 @@ class Constructor(InitScheme):
 
 
 # The schemes of these modules register themselves in SCHEMES, which they import from here.
-import initbench.isometric  # noqa: E402, F401
-import initbench.plugins  # noqa: E402, F401
+import initbench.isometric
+import initbench.plugins  # noqa: F401
