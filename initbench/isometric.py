@@ -186,7 +186,8 @@ class ZerO(InitScheme):
             \end{cases}
 
     where I* is the (partial) identity of the needed shape and H_m the Sylvester Hadamard matrix of
-    order 2^m. The reference code's factor 2^(−m/2) makes H_m orthogonal. A convolution gets that
+    order 2^m. The factor is the reference code's, 2^(−m/2), which makes 2^(−m/2)·H_m orthogonal;
+    some statements of Algorithm 1 write c = 2^(−(m−1)/2), √2 larger. A convolution gets that
     matrix (of its channels) at the kernel's centre tap k//2 and zeros elsewhere (Algorithm 2).
     In a residual net, the last weight layer of each marked residual branch is zero, so every
     block starts as the identity (the paper's ResNet setting).

@@ -31,7 +31,7 @@ from pydantic import Field, PrivateAttr, ValidationError
 
 from initbench.architectures import import_factory
 from initbench.errors import InitbenchError, from_validation_error
-from initbench.registry import build, format_spec, parse_options, parse_spec
+from initbench.registry import build, format_spec, parse_options, parse_spec, unknown_name_error
 from initbench.schemes import SCHEMES, InitScheme
 
 if TYPE_CHECKING:
@@ -59,6 +59,9 @@ def parse_scheme_spec(spec: str) -> tuple[str, dict[str, Any]]:
 def build_scheme(name: str, options: dict[str, Any]) -> InitScheme:
     """The registered scheme ``name``, or the plugin at import path ``name``, with ``options``."""
     if not is_import_path(name):
+        if name not in SCHEMES:
+            error = unknown_name_error("scheme", name, SCHEMES.names(include_aliases=True))
+            raise InitbenchError(error.message, hint=f"{error.hint} Or name your own by import path, package.module:function.")
         return build(SCHEMES, name, options)
     target = import_factory(name, WHAT, EXAMPLE)
     if not isinstance(target, type):

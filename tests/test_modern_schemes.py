@@ -350,3 +350,9 @@ def test_a_gpt2_spec_with_a_glob_reads_back() -> None:
     scheme = scheme_from_spec("gpt2:projections='*.c_proj',n_layer=3")
     assert scheme.spec() == "gpt2:projections='*.c_proj',n_layer=3"
     assert scheme_from_spec(scheme.spec()) == scheme
+
+
+def test_an_unknown_scheme_name_points_at_plugins_too() -> None:
+    with pytest.raises(InitbenchError, match="Did you mean 'xavier'") as raised:
+        scheme_from_spec("xaviar")
+    assert "package.module:function" in str(raised.value.hint)
