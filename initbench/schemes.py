@@ -15,10 +15,11 @@ Options that depend on the network, ``gain: auto`` and Kaiming's ``nonlinearity`
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from initbench.activations import Activation
 from initbench.errors import InitbenchError
@@ -91,6 +92,9 @@ class InitScheme(Component):
     no_bias_reason: ClassVar[str] = "needs a 2-D weight"
     #: True for ``constructor``: the model keeps the init its own constructor drew.
     keeps_constructor_init: ClassVar[bool] = False
+    #: True for schemes that change or read the whole model (:mod:`initbench.model_schemes`): they
+    #: run on the module backend, which calls :meth:`prepare_model` and :meth:`finish_model`.
+    needs_model: ClassVar[bool] = False
 
     def resolve(self, activation: Activation) -> InitScheme:
         """A copy with every network-dependent option replaced by its number."""
@@ -99,6 +103,18 @@ class InitScheme(Component):
     def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         """Fill ``tensor`` (the parameter described by ``context``) in place, drawing from ``generator``."""
         raise NotImplementedError
+
+    def prepare_model(self, model: nn.Module, owner: bool) -> None:
+        """Add the scheme's structure to a freshly built ``model``, before its parameters are drawn
+        (Fixup's scalars). Every model of a stack that holds a run of this scheme gets it, so the
+        runs stack; ``owner`` is False for the other runs' models, where the structure is inert."""
+
+    def finish_model(self, model: nn.Module) -> None:
+        """Change the run's ``model`` after its parameters are drawn (load a checkpoint's tensors)."""
+
+    def notes(self) -> dict[str, Any]:
+        """What the scheme recorded while initializing, for ``summary.json`` (a checkpoint's tensor count)."""
+        return {}
 
     def weight_mean(self) -> float:
         """E[W_ij]."""
@@ -479,3 +495,8 @@ class Constructor(InitScheme):
 
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
         return None
+
+
+# Schemes that change or read the whole model register from their own module; importing it here
+# means every user of SCHEMES sees them (it imports this module, which is complete by now).
+from initbench import model_schemes  # noqa: E402,F401
