@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import torch
-from pydantic import Field, PrivateAttr
+from pydantic import PrivateAttr
 from torch import nn
 
 from initbench.activations import Activation
@@ -211,7 +211,7 @@ class Fixup(Wrapping):
             for name, root in branch_roots(model):
                 if owns_weight(root):
                     raise InitbenchError(
-                        f"fixup: the residual branch {name or 'the model'} ({type(root).__name__}) is itself a weight layer.",
+                        f"init scheme fixup: the residual branch {name or 'the model'} ({type(root).__name__}) is itself a weight layer.",
                         hint="Set residual_branch = True on the module that holds the branch's layers.",
                     )
                 add_scalar(root, "fixup_scale", 1.0, dtype)
@@ -252,7 +252,7 @@ class SkipInit(Wrapping):
         roots = branch_roots(model)
         if not roots:
             raise InitbenchError(
-                f"{self.registry_name}: the model has no residual branch to gate.",
+                f"init scheme {self.registry_name}: the model has no residual branch to gate.",
                 hint="Use model.arch resmlp, or a module whose residual branches set residual_branch = True.",
             )
         dtype = model_dtype(model)
@@ -260,7 +260,7 @@ class SkipInit(Wrapping):
             for name, root in roots:
                 if owns_weight(root):
                     raise InitbenchError(
-                        f"{self.registry_name}: the residual branch {name or 'the model'} ({type(root).__name__}) is itself a weight layer.",
+                        f"init scheme {self.registry_name}: the residual branch {name or 'the model'} ({type(root).__name__}) is itself a weight layer.",
                         hint="Set residual_branch = True on the module that holds the branch's layers.",
                     )
                 add_scalar(root, "skipinit_gate", self.alpha, dtype)
@@ -360,13 +360,15 @@ class Checkpoint(InitScheme):
     needs_model = True
     fills_bias = False
     no_bias_reason = "loads a whole model's tensors"
-    path: str = Field(min_length=1)
+    path: str = ""
     strict: bool = True
     fallback: str = "default"
     _fallback: InitScheme = PrivateAttr()
     _loaded: dict[str, int] = PrivateAttr(default_factory=dict)
 
     def model_post_init(self, context: object) -> None:
+        if not self.path:
+            raise InitbenchError("init scheme checkpoint needs the file to start from: checkpoint:path=FILE.", hint="FILE holds a state dict, torch.save(model.state_dict(), FILE), or one train.save_models wrote.")
         self._fallback = inner_scheme(self.fallback, "checkpoint: fallback scheme")
         read_state_dict(self.path)  # now, so a missing or unsafe file is refused before any run
 
