@@ -23,6 +23,7 @@ A residual branch is a module whose attribute ``residual_branch`` is True (see
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import os
 import stat
@@ -311,13 +312,16 @@ def listed(names: list[str], most: int = 4) -> str:
     return ", ".join(names[:most]) + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
-def load_matching(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool, path: str) -> int:
+def load_matching(model: nn.Module, state: Mapping[str, torch.Tensor], strict: bool, path: str, exclude: str = "") -> int:
     """Copy ``state``'s tensors into ``model`` (parameters and buffers, by state_dict name); returns how many.
 
     ``strict``: the file's names and the model's must be the same. Otherwise the names both have
     are loaded and the model's others keep their draw. Shapes and dtypes must match either way.
+    Names matching the ``fnmatch`` pattern ``exclude`` are left out on both sides: they keep their draw.
     """
-    own = own_state_dict(model)
+    if exclude:
+        state = {key: value for key, value in state.items() if not fnmatch.fnmatch(key, exclude)}
+    own = {key: value for key, value in own_state_dict(model).items() if not (exclude and fnmatch.fnmatch(key, exclude))}
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]
     if strict and (missing or unexpected):
@@ -353,16 +357,19 @@ class Checkpoint(InitScheme):
     tensors, buffers included (BatchNorm's running statistics), replace them. ``strict`` (the
     default) requires the file's names to be the model's; with ``strict: false`` the model's
     tensors that the file lacks keep the fallback's draw (and the file's others are ignored).
-    summary.json records how many tensors came from the file.
+    ``exclude``, an ``fnmatch`` pattern of names (``head.*``), keeps those tensors on the fallback's
+    draw, file or not: fine-tuning with a fresh classifier. summary.json records how many tensors
+    came from the file.
     """
 
-    formula = "W = W_file;  strict: false: W_file where the file has it, else W ~ fallback"
+    formula = "W = W_file;  W ~ fallback where the file lacks it (strict: false) or its name matches exclude"
     needs_model = True
     fills_bias = False
     no_bias_reason = "loads a whole model's tensors"
     path: str = ""
     strict: bool = True
     fallback: str = "default"
+    exclude: str = ""
     _fallback: InitScheme = PrivateAttr()
     _loaded: dict[str, int] = PrivateAttr(default_factory=dict)
 
@@ -379,7 +386,7 @@ class Checkpoint(InitScheme):
         self._fallback.sample_(tensor, context, generator)
 
     def finish_model(self, model: nn.Module) -> None:
-        self._loaded["tensors_from_file"] = load_matching(model, read_state_dict(self.path), self.strict, self.path)
+        self._loaded["tensors_from_file"] = load_matching(model, read_state_dict(self.path), self.strict, self.path, self.exclude)
         self._loaded["model_tensors"] = len(own_state_dict(model))
 
     def notes(self) -> dict[str, Any]:
