@@ -238,6 +238,9 @@ def test_strict_needs_every_key_and_non_strict_keeps_the_fallback_draw(tmp_path:
     for key in state:
         assert torch.equal(got[key], drawn[key] if key.startswith("head.") else state[key]), key  # the bias: init.bias, zeros
     assert loose.resolved_init()[0][0][1].notes()["checkpoint"]["tensors_from_file"] == len(state) - 2
+    full = saved(state, tmp_path / "full.pt")
+    fresh_head = make_config(experiment="train", model=model, init={"schemes": [f"checkpoint:path={full},exclude=head.*,fallback=lecun_normal"]}, seeds=1, train=train)
+    assert all(torch.equal(stack_for(fresh_head, outputs=5, inputs=64)[1].run_state_dict(0)[key], got[key]) for key in state)
 
 
 class Payload:
