@@ -275,8 +275,9 @@ def check_regular_file(path: str) -> os.stat_result:
         info = os.stat(path)
     except FileNotFoundError:
         raise InitbenchError(f"Checkpoint file '{path}' does not exist.", hint="Give the path of a file saved with torch.save(model.state_dict(), path), or by train.save_models.") from None
-    except OSError as error:
-        raise InitbenchError(f"Checkpoint file '{path}' cannot be opened ({error.strerror or error}).") from None
+    except (OSError, ValueError) as error:  # no permission, a name too long, a NUL byte in it
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+        raise InitbenchError(f"Checkpoint file '{path}' cannot be opened ({reason}).") from None
     if not stat.S_ISREG(info.st_mode):
         raise InitbenchError(f"Checkpoint '{path}' is not a file.")
     return info
@@ -304,7 +305,7 @@ def _load_state_dict(path: str, modified: int, size: int) -> dict[str, torch.Ten
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
     """The state dict in the file at ``path``, loaded with ``torch.load(weights_only=True)`` (no code runs)."""
     info = check_regular_file(path)
-    return _load_state_dict(os.path.realpath(path), info.st_mtime_ns, info.st_size)
+    return _load_state_dict(path, info.st_mtime_ns, info.st_size)
 
 
 def listed(names: list[str], most: int = 4) -> str:
