@@ -499,4 +499,4 @@ class Constructor(InitScheme):
 
 # Schemes that change or read the whole model register from their own module; importing it here
 # means every user of SCHEMES sees them (it imports this module, which is complete by now).
-from initbench import model_schemes  # noqa: E402,F401
+from initbench import model_schemes  # noqa: F401

@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from initbench.architectures import ResidualBlock
 from initbench.config import Config, validate_config
@@ -26,7 +25,6 @@ from initbench.experiments import RunContext, SilentProgress, build_runs
 from initbench.experiments.train import TrainExperiment
 from initbench.module_backend import build_model, build_stack, module_inputs
 from initbench.registry import build_from_spec
-from initbench.schemes import SCHEMES
 from tests.conftest import write_config
 
 CPU = torch.device("cpu")
@@ -70,7 +68,7 @@ def test_fixup_makes_every_block_the_identity_at_init() -> None:
 
 def test_fixup_on_a_marked_factory_zeroes_last_layers_and_the_classifier() -> None:
     config = make_config(model=FACTORY, init={"schemes": ["fixup"], "bias": "normal:std=0.3"}, input={"shape": [5, 6]})
-    runs, stack = stack_for(config)
+    _, stack = stack_for(config)
     model = stack.models[0]
     x = torch.randn(5, 6, dtype=torch.float64)
     for block in model[:3]:
@@ -125,7 +123,7 @@ def test_fixup_and_skipinit_scalars_are_stacked_and_train_and_each_run_trains_as
     assert not any("skipinit" in key for key in fixup_state) and not any("fixup" in key for key in rezero_state)  # own structure only
 
     config = make_config(**raw, init={"schemes": ["he", "fixup", "rezero"]})
-    runs, stack = stack_for(config, outputs=3, inputs=64)
+    _, stack = stack_for(config, outputs=3, inputs=64)
     data = load_dataset("digits:classes=0-2", 0)
     x, y = torch.as_tensor(data.x_train[:32], dtype=torch.float64), torch.as_tensor(data.y_train[:32])
     initial, set_gradients = stack.losses(x.expand(3, *x.shape), y.expand(3, 32), "multiclass")
