@@ -206,6 +206,7 @@ class TrainConfig(Section):
     batch_size: int | None = Field(default=None, ge=1)  # None: full batch (gradient descent)
     eval_every: int = Field(default=100, ge=1)
     target_accuracy: float | None = Field(default=0.9, gt=0, le=1)  # for "steps to reach"
+    save_models: bool = False  # write each run's final state_dict to models/<label>-seed<k>.pt (for the checkpoint scheme)
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -317,12 +318,14 @@ class Config(Section):
 
     def uses_fast_engine(self) -> bool:
         """Whether the runs go through the stacked MLP engine and trainer (the plain MLP, drawn by its
-        schemes) rather than the module backend (every other network)."""
+        schemes) rather than the module backend (every other network, schemes that act on the whole
+        model, and training that saves its models in the model's own key layout)."""
         return (
             self.model.arch == "mlp"
             and self.model.norm == "none"
             and (self.input.dataset is None or self.experiment == "train")
-            and not any(scheme.keeps_constructor_init for _, scheme in self.init.build_schemes())
+            and not any(scheme.keeps_constructor_init or scheme.needs_model for _, scheme in self.init.build_schemes())
+            and not (self.train is not None and self.train.save_models)
         )
 
     @model_validator(mode="after")

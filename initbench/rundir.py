@@ -240,12 +240,16 @@ class RunDirectory:
         return directory, config_text
 
     def write_bytes(self, name: str, data: bytes) -> Path:
-        """Write ``name`` atomically: readers see the old file or the whole new one, never half."""
+        """Write ``name`` atomically: readers see the old file or the whole new one, never half.
+
+        ``name`` may name a file in a subfolder (``models/he-seed0.pt``); the folder is made first.
+        """
         target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         # A signal between creating the temporary file and cleaning it up would leave it behind: the
         # write finishes (or fails and cleans up) first, then the signal stops the run.
         with signals.deferred():
-            handle, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             try:
                 os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp makes files private; results are not
                 _write_all(handle, data)
@@ -285,13 +289,15 @@ class RunDirectory:
         (self.path / name).unlink(missing_ok=True)
 
     def save(self, result: ExperimentResult, title: str) -> None:
-        """Write the experiment's tables, summary, figures and the Markdown report."""
+        """Write the experiment's tables, summary, figures, other files and the Markdown report."""
         for name, table in result.tables.items():
             self.write_csv(name, table)
         if result.summary is not None:
             self.write_json("summary.json", result.summary)
         for name, figure in result.figures.items():
             self.write_figure(name, figure)
+        for name, data in result.files.items():
+            self.write_bytes(name, data)
         if result.report is not None:
             self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple
 
 import torch
 from pydantic import Field
+from torch import nn
 
 from initbench.activations import Activation
 from initbench.errors import InitbenchError
@@ -95,6 +96,9 @@ class InitScheme(Component):
     #: False where a trial draw on a 2×2 stand-in weight (the config's overflow check) proves
     #: nothing and may fail: a user's plugin may expect its own layers, and dirac's groups the real ones.
     trial_draw: ClassVar[bool] = True
+    #: True for schemes that change or read the whole model (:mod:`initbench.model_schemes`): they
+    #: run on the module backend, which calls :meth:`prepare_model` and :meth:`finish_model`.
+    needs_model: ClassVar[bool] = False
 
     def resolve(self, activation: Activation) -> InitScheme:
         """A copy with every network-dependent option replaced by its number."""
@@ -103,6 +107,18 @@ class InitScheme(Component):
     def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         """Fill ``tensor`` (the parameter described by ``context``) in place, drawing from ``generator``."""
         raise NotImplementedError
+
+    def prepare_model(self, model: nn.Module, owner: bool) -> None:
+        """Add the scheme's structure to a freshly built ``model``, before its parameters are drawn
+        (Fixup's scalars). Every model of a stack that holds a run of this scheme gets it, so the
+        runs stack; ``owner`` is False for the other runs' models, where the structure is inert."""
+
+    def finish_model(self, model: nn.Module) -> None:
+        """Change the run's ``model`` after its parameters are drawn (load a checkpoint's tensors)."""
+
+    def notes(self) -> dict[str, Any]:
+        """What the scheme recorded while initializing, for ``summary.json`` (a checkpoint's tensor count)."""
+        return {}
 
     def weight_mean(self) -> float:
         """E[W_ij]."""
@@ -702,6 +718,10 @@ class Constructor(InitScheme):
         return None
 
 
-# The schemes of these modules register themselves in SCHEMES, which they import from here.
+# The schemes of these modules register themselves in SCHEMES, which they import from here:
+# importing them last means every user of SCHEMES sees them (this module is complete by now).
+# isometric: delta-orthogonal, dirac, ZerO; plugins: a user's scheme by import path;
+# model_schemes: the schemes that change or read the whole model (Fixup, SkipInit, checkpoint).
 import initbench.isometric
+import initbench.model_schemes
 import initbench.plugins  # noqa: F401
