@@ -585,6 +585,7 @@ def gain(
         from initbench.experiments import SilentProgress
         from initbench.experiments.gain import GainExperiment, gains_of
         from initbench.registry import build_from_spec
+        from initbench.rundir import json_safe
         from initbench.runner import run_detached
 
         function = build_from_spec(ACTIVATIONS, activation)  # an unknown name is refused in the command's own words
@@ -593,7 +594,7 @@ def gain(
         raw = {"name": "gain", "experiment": "gain", "model": {"activation": activation}, "gain": {"sb2": sb2}, "input": {"batch": 256}}
         config = validate_config({**raw, **({"device": device} if device else {})}, "initbench gain")
         if as_json:
-            stdout.print_json(json.dumps(gains_of(config).as_json()))
+            stdout.print_json(json.dumps(json_safe(gains_of(config).as_json()), allow_nan=False))
             return
         for table in run_detached(GainExperiment(), config, SilentProgress()).console_tables:
             stdout.print(table)

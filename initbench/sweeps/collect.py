@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from initbench.rundir import RunDirectory, SweepDirectory, command_line, opening_meta
+from initbench.rundir import RunDirectory, SweepDirectory, command_line, opening_meta, read_json
 from initbench.runner import recorded
 from initbench.sweeps.grid import Axis, Point, Sweep, value_text
 from initbench.sweeps.launch import point_status
@@ -41,11 +41,6 @@ class SweepReport:
         return len(self.sweep.points) - len(self.missing)
 
 
-def number(value: Any) -> Any:
-    """JSON's ``"nan"``/``"inf"``/``"-inf"`` strings back to floats; other values unchanged."""
-    return float(value) if value in ("nan", "inf", "-inf") else value
-
-
 def summary_row(point: Point, label: str, config: dict[str, Any], entry: dict[str, Any], axes: Sequence[Axis]) -> dict[str, Any]:
     """One report row: the point, the scheme, the network, other swept keys, then the results."""
     model = config.get("model", {})
@@ -61,12 +56,12 @@ def summary_row(point: Point, label: str, config: dict[str, Any], entry: dict[st
     }
     row.update({axis.key: value_text(point.values[axis.key]) for axis in axes if axis.key not in SHOWN_AXES})
     theory = entry.get("theory") or {}
-    row.update({key: number(entry.get(key)) for key in PROPAGATION_METRICS + GRADIENT_METRICS if key in entry})
+    row.update({key: entry.get(key) for key in PROPAGATION_METRICS + GRADIENT_METRICS if key in entry})
     if "std_last" in entry:
-        row.update(theory_std_last=number(theory.get("theory_std_last")), chi1=number(theory.get("chi1")), phase=theory.get("phase"))
+        row.update(theory_std_last=theory.get("theory_std_last"), chi1=theory.get("chi1"), phase=theory.get("phase"))
     for key in ("loss", "train_acc", "test_acc"):
         if key in entry:
-            row[key] = number(entry[key]["median"])
+            row[key] = entry[key]["median"]
     if "diverged" in entry:
         row.update(steps_to_target=entry.get("steps_to_target"), diverged=entry["diverged"])
     return row
@@ -86,7 +81,7 @@ def collect(path: Path) -> SweepReport:
         folder = directory.point_path(point.name)
         try:
             config = yaml.safe_load((folder / "config.yaml").read_text())
-            summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else {}  # phase writes none
+            summary = read_json(folder / "summary.json") if (folder / "summary.json").exists() else {}  # phase writes none
         except (OSError, ValueError, yaml.YAMLError):
             missing.append((point, "unreadable"))
             continue
