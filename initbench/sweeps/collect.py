@@ -1,8 +1,8 @@
-"""Collecting a sweep: every finished point's results in one table, and the report of them."""
+"""Collecting a sweep: every finished point's results in one table (``initbench report`` writes it:
+:mod:`initbench.directory_report`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +10,7 @@ from typing import Any
 
 import yaml
 
-from initbench.rundir import RunDirectory, SweepDirectory, command_line, opening_meta, read_json
-from initbench.runner import recorded
+from initbench.rundir import SweepDirectory, read_json
 from initbench.sweeps.grid import Axis, Point, Sweep, value_text
 from initbench.sweeps.launch import point_status
 
@@ -105,61 +104,3 @@ def series_label(row: dict[str, Any], keys: Sequence[str]) -> str:
     return ", ".join(
         f"{value_text(row.get(key))}" if key in ("scheme", "activation") else f"{key}={value_text(row.get(key))}" for key in keys
     )
-
-
-def report_markdown(report: SweepReport, figures: Sequence[str]) -> str:
-    """``report.md``: counts, the table, the figures and the missing points."""
-    from initbench.report import markdown_table
-
-    total = len(report.sweep.points)
-    shown = [column for column in report.columns if column not in ("experiment", "seeds")]
-    sections = [
-        f"# initbench sweep report: {report.sweep.name}",
-        f"{report.complete} of {total} points complete; axes: "
-        + "; ".join(f"`{axis.key}` = {', '.join(value_text(value) for value in axis.values)}" for axis in report.sweep.axes)
-        + ". Values are medians over seeds; verdicts as in each run's summary.md.",
-        markdown_table(shown, [[row.get(column, "") for column in shown] for row in report.rows])
-        if report.rows
-        else "No point is complete yet.",
-        *(f"![{name}]({name})" for name in figures),
-    ]
-    if report.missing:
-        sections.append(
-            f"## Missing points ({len(report.missing)})\n\n"
-            + "\n".join(f"- `{point.name}` ({status}): `{' '.join(point.overrides)}`" for point, status in report.missing)
-        )
-    return "\n\n".join(sections) + "\n"
-
-
-def write_report(report: SweepReport, out: Path | None) -> RunDirectory:
-    """Write the report into ``out`` or a new ``report-<time>`` folder inside the sweep directory.
-
-    Files: ``sweep_results.csv`` (one row per point and scheme), ``std_last_by_depth.png`` (or
-    ``test_acc_by_depth.png``/``loss_by_depth.png`` for training) when depth varies, ``heatmap.png``
-    when the scheme or the activation varies, and ``report.md``.
-    """
-    from initbench.experiments import Table
-    from initbench.plots import by_depth_figure, heatmap_figure
-
-    meta = opening_meta("cpu", "-", command_line(), {"complete": report.complete, "missing": len(report.missing)})
-    directory = RunDirectory.create(out, "report", yaml.safe_dump({"report_of": str(report.path)}), meta, report.path)
-    with recorded([directory]):
-        directory.write_csv(
-            "sweep_results.csv",
-            Table(report.columns, [tuple(csv_cell(row.get(column)) for column in report.columns) for row in report.rows]),
-        )
-        figures: list[str] = []
-        rows = [row for row in report.rows if report.metric in row]
-        if report.metric and len({row["depth"] for row in rows if isinstance(row.get("depth"), int)}) > 1:
-            figures.append(f"{report.metric}_by_depth.png")
-            directory.write_figure(figures[-1], by_depth_figure(report))
-        if report.metric and varying(rows, ("scheme", "activation")):
-            figures.append("heatmap.png")
-            directory.write_figure(figures[-1], heatmap_figure(report))
-        directory.write_text("report.md", report_markdown(report, figures))
-    return directory
-
-
-def csv_cell(value: Any) -> Any:
-    """A CSV cell: empty for None, ``nan``/``inf`` for non-finite floats, the value otherwise."""
-    return "" if value is None else value
