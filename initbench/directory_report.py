@@ -69,14 +69,14 @@ class Report:
         return "\n\n".join(sections) + "\n"
 
     def html(self) -> str:
-        sections = [("Config", html_report.preformatted(self.config_text))]
+        sections = [("About", "".join(html_report.paragraph(note, note=True) for note in self.notes))] if self.notes else []
+        sections.append(("Config", html_report.preformatted(self.config_text)))
         for heading, (_, columns, rows, note) in self.tables.items():
             sections.append((heading, (html_report.paragraph(note, note=True) if note else "") + html_report.table(columns, rows)))
         if self.figures:
             sections.append(("Figures", "\n".join(html_report.figure(name, png, caption) for name, (png, caption) in self.figures.items())))
         sections.append(("Environment", html_report.mapping_table(self.environment)))
-        notes = "".join(html_report.paragraph(note, note=True) for note in self.notes)
-        return html_report.page(self.title, self.subtitle, [("About", notes)] * bool(self.notes) + sections)
+        return html_report.page(self.title, self.subtitle, sections)
 
 
 def write(report: Report, of: Path, out: Path | None, extra_meta: dict[str, Any] | None = None) -> RunDirectory:
@@ -176,7 +176,9 @@ def propagation_part(result: RunResult, report: Report) -> None:
     if not rows or not result.schemes:
         report.notes.append("No layer_stats.csv or summary.json: nothing to report.")
         return
-    first_seed = {label: rows[next(i for i, row in enumerate(rows) if row["scheme"] == label)]["seed"] for label in result.schemes}
+    first_seed: dict[str, Any] = {}  # the run's histograms figure shows each scheme's first seed
+    for row in rows:
+        first_seed.setdefault(row["scheme"], row["seed"])
     depth = max(row["layer"] for row in rows)
     backward = "grad_std" in rows[0]
     report.tables["Activation std by layer"] = ("summary.csv", *terminal_rows(result.schemes, depth), "Median over seeds; theory: mean-field prediction.")
@@ -205,7 +207,7 @@ def propagation_part(result: RunResult, report: Report) -> None:
     if histograms:
         report.add_figure(
             "histograms.png",
-            histograms_figure(histogram_inputs(histograms, first_seed, display_layers(depth)), f"Activations φ(h) at init, seed {first_seed[next(iter(first_seed))]}: {name}"),
+            histograms_figure(histogram_inputs(histograms, first_seed, display_layers(depth)), f"Activations φ(h) at init, seed {result.config.get('seed', 0)}: {name}"),
             "Activation histograms of the first seed",
         )
     if backward:

@@ -14,7 +14,6 @@ from initbench.rundir import SweepDirectory, read_json
 from initbench.sweeps.grid import Axis, Point, Sweep, value_text
 from initbench.sweeps.launch import point_status
 
-
 #: Report columns read from each point's resolved config, before the other swept keys.
 CONFIG_COLUMNS = ("experiment", "activation", "depth", "width", "seeds")
 #: Axes that these columns (or the scheme column) already show.
