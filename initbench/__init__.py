@@ -3,7 +3,10 @@
 The Python API (:mod:`initbench.api`) is importable from here, loaded on first use so that
 ``import initbench`` stays light (no torch, no matplotlib):
 
-    from initbench import run, compare, probe, load, report
+    from initbench import run, compare, probe, load
+
+(``initbench.api.report`` writes a directory's report: ``initbench.report`` is the module of table
+formatting, so the function is not exported here.)
 """
 
 from __future__ import annotations
@@ -12,10 +15,10 @@ __version__ = "0.1.0"
 
 TYPE_CHECKING = False  # not typing's: importing typing would double this module's import time
 if TYPE_CHECKING:
-    from initbench.api import RunResult, compare, load, probe, report, run
+    from initbench.api import RunResult, compare, load, probe, run
 
-__all__ = ["RunResult", "__version__", "compare", "load", "probe", "report", "run"]
-API = ("RunResult", "compare", "load", "probe", "report", "run")
+__all__ = ["RunResult", "__version__", "compare", "load", "probe", "run"]
+API = ("RunResult", "compare", "load", "probe", "run")
 
 
 def __getattr__(name: str) -> object:

@@ -122,3 +122,13 @@ def test_frames_hold_the_csv_and_summary_values(tmp_path: Path) -> None:
     assert list(summary.index) == ["he", "random"]
     assert math.isnan(summary.loc["random", "std_last"]) and summary.loc["he", "std_last"] == result.schemes["he"]["std_last"]
     assert summary.loc["he", "theory.chi1"] == result.schemes["he"]["theory"]["chi1"]
+
+
+def test_report_writes_what_initbench_report_writes(tmp_path: Path) -> None:
+    from initbench.api import report
+
+    result = initbench.run(SMALL, out=tmp_path / "r")
+    folder = report(result.path, out=tmp_path / "api-report")
+    cli("report", result.path, "--out", tmp_path / "cli-report", "-q")
+    same_files(folder, tmp_path / "cli-report", ("summary.csv", "summary_gradients.csv", "theory.csv", "std_by_layer.png", "report.md"))
+    assert not initbench.load(result.path).tables.keys() & {"summary.csv", "theory.csv"}  # the run directory itself is unchanged
