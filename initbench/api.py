@@ -174,8 +174,7 @@ def report(path: str | Path, out: str | Path | None = None) -> Path:
     """``initbench report DIR``: rebuild a run or sweep directory's report; returns the report folder."""
     from initbench.directory_report import report_directory
 
-    written, _ = report_directory(Path(path), None if out is None else Path(out))
-    return written.path
+    return report_directory(Path(path), None if out is None else Path(out)).directory.path
 
 
 def as_list(values: str | Sequence[str], name: str) -> list[str]:

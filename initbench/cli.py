@@ -546,24 +546,28 @@ def report(
     with reported_errors():
         from initbench.directory_report import report_directory
         from initbench.report import rich_table
-        from initbench.sweeps import SweepReport
 
-        written, source = report_directory(directory, out)
-        if isinstance(source, SweepReport):
-            total = len(source.sweep.points)
-            if not quiet and source.rows:
+        written = report_directory(directory, out)
+        merged = written.sweep
+        if merged is None:
+            if not quiet and written.report.tables:
+                heading, (_, columns, rows, _) = next(iter(written.report.tables.items()))
+                stdout.print(rich_table(heading, columns, rows))
+        else:
+            total = len(merged.sweep.points)
+            if not quiet and merged.rows:
                 hidden = ("point", "experiment", "seeds", "std_first", "theory_std_last", "chi1", "phase", "grad_std_first")  # all in the CSV
-                shown = [column for column in source.columns if column not in hidden]
-                rows = [[row.get(column) for column in shown] for row in source.rows]
-                stdout.print(rich_table(f"Sweep {source.sweep.name}: {source.complete} of {total} points", shown, rows))
-            if source.missing:
-                say(stdout, f"Missing {len(source.missing)} of {total} points:")
-                for point, status in source.missing:
+                shown = [column for column in merged.columns if column not in hidden]
+                rows = [[row.get(column) for column in shown] for row in merged.rows]
+                stdout.print(rich_table(f"Sweep {merged.sweep.name}: {merged.complete} of {total} points", shown, rows))
+            if merged.missing:
+                say(stdout, f"Missing {len(merged.missing)} of {total} points:")
+                for point, status in merged.missing:
                     say(stdout, f"  {point.name} ({status})")
                 say(stdout, f"Once no shard is running any more, run them with: initbench sweep {directory}")
             else:
                 say(stdout, f"All {total} points complete.")
-        say(stdout, f"Report: {written.path}")
+        say(stdout, f"Report: {written.directory.path}")
 
 
 @app.command()

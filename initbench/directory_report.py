@@ -96,13 +96,23 @@ def write(report: Report, of: Path, out: Path | None, extra_meta: dict[str, Any]
     return directory
 
 
-def report_directory(path: Path, out: Path | None) -> tuple[RunDirectory, SweepReport | RunResult]:
-    """Write the report of the run or sweep directory ``path``; returns its folder and what it read."""
+@dataclass
+class Written:
+    """A report written: its folder, its content, and for a sweep what was merged."""
+
+    directory: RunDirectory
+    report: Report
+    sweep: SweepReport | None = None
+
+
+def report_directory(path: Path, out: Path | None) -> Written:
+    """Write the report of the run or sweep directory ``path`` (into ``out``, or a new folder inside it)."""
     if SweepDirectory.is_sweep(path):
         from initbench.sweeps import collect
 
         merged = collect(path)
-        return write(sweep_report(merged), path, out, {"complete": merged.complete, "missing": len(merged.missing)}), merged
+        report = sweep_report(merged)
+        return Written(write(report, path, out, {"complete": merged.complete, "missing": len(merged.missing)}), report, merged)
     if not (path / RunDirectory.META).is_file():
         raise InitbenchError(
             f"{path} is neither a run nor a sweep directory: it has no meta.json or sweep.json.",
@@ -111,7 +121,8 @@ def report_directory(path: Path, out: Path | None) -> tuple[RunDirectory, SweepR
     result = RunResult.load(path)
     if REPORT_OF in result.config:
         raise InitbenchError(f"{path} is a report (of {result.config[REPORT_OF]}).", hint=f"Run `initbench report {result.config[REPORT_OF]}` for a new one.")
-    return write(run_report(result), path, out, {REPORT_OF: str(path)}), result
+    report = run_report(result)
+    return Written(write(report, path, out, {REPORT_OF: str(path)}), report)
 
 
 # --- A run directory ---------------------------------------------------------------------------

@@ -64,7 +64,9 @@ def gradients_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def gradients_report(gradients_run: Path) -> Path:
-    return report_path(invoke("report", gradients_run))
+    result = invoke("report", gradients_run)
+    assert "Activation std by layer" in result.stdout and "exploding" in result.stdout  # the summary table, as the run printed it
+    return report_path(result)
 
 
 # --- strict JSON ----------------------------------------------------------------------------------
@@ -107,7 +109,9 @@ def test_summary_json_is_strict_and_flags_what_the_csv_says_is_non_finite(gradie
 
 def test_a_report_is_a_new_folder_inside_the_run_that_changes_nothing_there(gradients_run: Path, gradients_report: Path) -> None:
     before = digests(gradients_run)
-    second = report_path(invoke("report", gradients_run, "-q"))
+    quiet = invoke("report", gradients_run, "-q")
+    second = report_path(quiet)
+    assert quiet.stdout.splitlines() == [f"Report: {second}"]
     assert gradients_report.parent == second.parent == gradients_run and gradients_report != second and second.name.startswith("report-")
     after = digests(gradients_run)
     assert {name: digest for name, digest in after.items() if not name.startswith(second.name)} == before
