@@ -381,6 +381,10 @@ class Config(Section):
             del inputs["batch"]
         if self.model.arch != "cnn":
             del inputs["channels"], inputs["image_size"]
+        if self.train is not None and not self.train.save_models:
+            # An output option, not part of the experiment: left out when off, so configs written
+            # before it existed read the same.
+            del data["train"]["save_models"]
         notes = "".join(f"# {label} → {resolved}\n" for label, resolved in self.resolved_schemes() if resolved != label)
         return notes + yaml.safe_dump(data, sort_keys=False)
 
