@@ -378,13 +378,17 @@ class Checkpoint(InitScheme):
         if not self.path:
             raise InitbenchError("init scheme checkpoint needs the file to start from: checkpoint:path=FILE.", hint="FILE holds a state dict, torch.save(model.state_dict(), FILE), or one train.save_models wrote.")
         self._fallback = inner_scheme(self.fallback, "checkpoint: fallback scheme")
-        read_state_dict(self.path)  # now, so a missing or unsafe file is refused before any run
+        # The file is read by check_inputs before a run, not here: a config (a shipped one, or a run
+        # directory's config.yaml that `initbench report` rereads) stays valid without it.
 
     def resolve(self, activation: Activation) -> InitScheme:
         return type(self)(**{**self.model_dump(), "fallback": self._fallback.resolve(activation).spec()})
 
     def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
         self._fallback.sample_(tensor, context, generator)
+
+    def check_inputs(self) -> None:
+        read_state_dict(self.path)  # a missing, unsafe or malformed file is refused before the run
 
     def finish_model(self, model: nn.Module) -> None:
         self._loaded["tensors_from_file"] = load_matching(model, read_state_dict(self.path), self.strict, self.path, self.exclude)

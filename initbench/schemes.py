@@ -113,6 +113,10 @@ class InitScheme(Component):
         (Fixup's scalars). Every model of a stack that holds a run of this scheme gets it, so the
         runs stack; ``owner`` is False for the other runs' models, where the structure is inert."""
 
+    def check_inputs(self) -> None:
+        """Refuse, with a user error, what the scheme will need at run time and lacks (a checkpoint's
+        file). Called before a run's directory is claimed, so a refused run leaves nothing behind."""
+
     def finish_model(self, model: nn.Module) -> None:
         """Change the run's ``model`` after its parameters are drawn (load a checkpoint's tensors)."""
 

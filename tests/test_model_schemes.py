@@ -25,6 +25,7 @@ from initbench.experiments import RunContext, SilentProgress, build_runs
 from initbench.experiments.train import TrainExperiment
 from initbench.module_backend import build_model, build_stack, module_inputs
 from initbench.registry import build_from_spec
+from initbench.runner import prepare
 from tests.conftest import write_config
 
 CPU = torch.device("cpu")
@@ -261,7 +262,7 @@ def test_checkpoint_refuses_code_and_other_bad_files_with_one_line(tmp_path: Pat
     cases = {"evil.pt": "cannot be loaded as weights only", "list.pt": "holds a list, not a state dict", "text.pt": "cannot be loaded", "missing.pt": "does not exist"}
     for name, message in cases.items():
         with pytest.raises(InitbenchError, match=message) as caught:
-            make_config(init={"scheme": f"checkpoint:path={tmp_path / name}"})
+            prepare(make_config(init={"scheme": f"checkpoint:path={tmp_path / name}"}))
         assert "\n" not in caught.value.message
     assert not marker.exists()
     with pytest.raises(InitbenchError, match="needs the file"):
