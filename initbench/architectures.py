@@ -256,22 +256,25 @@ def build_builtin(
     return Network(stem, blocks, head)
 
 
-def import_factory(spec: str) -> Any:
-    """The callable named ``"package.module:attribute"``, imported now (only when a run asks for it)."""
+def import_factory(spec: str, what: str = "factory", example: str = "torch.nn:TransformerEncoderLayer") -> Any:
+    """The callable named ``"package.module:attribute"``, imported now (only when a run asks for it).
+
+    ``what`` names it in errors (``factory``, ``scheme plugin``), ``example`` shows the form.
+    """
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
-        raise InitbenchError(f"Cannot read factory '{spec}'.", hint="Write it as package.module:callable, for example torch.nn:TransformerEncoderLayer.")
+        raise InitbenchError(f"Cannot read {what} '{spec}'.", hint=f"Write it as package.module:callable, for example {example}.")
     try:
         module = importlib.import_module(module_name)
     except Exception as error:  # any failure of the user's import is theirs to fix: one line, exit 2
-        raise InitbenchError(f"Cannot import '{module_name}' for factory '{spec}': {type(error).__name__}: {error}") from None
+        raise InitbenchError(f"Cannot import '{module_name}' for {what} '{spec}': {type(error).__name__}: {error}") from None
     target: Any = module
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise InitbenchError(f"Factory '{spec}': module '{module_name}' has no attribute '{attribute}'.")
+            raise InitbenchError(f"{what.capitalize()} '{spec}': module '{module_name}' has no attribute '{attribute}'.")
         target = getattr(target, part)
     if not callable(target):
-        raise InitbenchError(f"Factory '{spec}' is not callable.")
+        raise InitbenchError(f"{what.capitalize()} '{spec}' is not callable.")
     return target
 
 

@@ -526,38 +526,48 @@ def show_points(definition: Sweep, configs: list[Config], out: Path | None, shar
 
 @app.command()
 def report(
-    sweep_dir: Annotated[Path, typer.Argument(help="A sweep directory (the --out of initbench sweep).")],
-    out: Annotated[Path | None, typer.Option("--out", help="Write the report here (new or empty). Default: SWEEP_DIR/report-<time>/.")] = None,
+    directory: Annotated[Path, typer.Argument(help="A run, compare, probe or sweep directory (the --out of that command).")],
+    out: Annotated[Path | None, typer.Option("--out", help="Write the report here (new or empty). Default: DIRECTORY/report-<time>/.")] = None,
     quiet: QuietOption = False,
 ) -> None:
-    """Merge a sweep's finished points into one table, plots and report.md, and list what is missing.
+    """Rebuild a directory's tables and figures from its files, into report.md and a self-contained report.html.
+
+    Nothing runs again. For a sweep, its finished points are merged into one table and what is
+    missing is listed.
 
     [bold]Examples[/bold]
+
+      initbench report results/compare-20250101-120000
 
       initbench report results/depth
 
       initbench report /shared/sw --out reports/sw-today
     """
     with reported_errors():
+        from initbench.directory_report import report_directory
         from initbench.report import rich_table
-        from initbench.sweeps import collect, write_report
 
-        merged = collect(sweep_dir)
-        directory = write_report(merged, out)
-        total = len(merged.sweep.points)
-        if not quiet and merged.rows:
-            hidden = ("point", "experiment", "seeds", "std_first", "theory_std_last", "chi1", "phase", "grad_std_first")  # all in the CSV
-            shown = [column for column in merged.columns if column not in hidden]
-            rows = [[row.get(column) for column in shown] for row in merged.rows]
-            stdout.print(rich_table(f"Sweep {merged.sweep.name}: {merged.complete} of {total} points", shown, rows))
-        if merged.missing:
-            say(stdout, f"Missing {len(merged.missing)} of {total} points:")
-            for point, status in merged.missing:
-                say(stdout, f"  {point.name} ({status})")
-            say(stdout, f"Once no shard is running any more, run them with: initbench sweep {sweep_dir}")
+        written = report_directory(directory, out)
+        merged = written.sweep
+        if merged is None:
+            if not quiet and written.report.tables:
+                heading, (_, columns, rows, _) = next(iter(written.report.tables.items()))
+                stdout.print(rich_table(heading, columns, rows))
         else:
-            say(stdout, f"All {total} points complete.")
-        say(stdout, f"Report: {directory.path}")
+            total = len(merged.sweep.points)
+            if not quiet and merged.rows:
+                hidden = ("point", "experiment", "seeds", "std_first", "theory_std_last", "chi1", "phase", "grad_std_first")  # all in the CSV
+                shown = [column for column in merged.columns if column not in hidden]
+                rows = [[row.get(column) for column in shown] for row in merged.rows]
+                stdout.print(rich_table(f"Sweep {merged.sweep.name}: {merged.complete} of {total} points", shown, rows))
+            if merged.missing:
+                say(stdout, f"Missing {len(merged.missing)} of {total} points:")
+                for point, status in merged.missing:
+                    say(stdout, f"  {point.name} ({status})")
+                say(stdout, f"Once no shard is running any more, run them with: initbench sweep {directory}")
+            else:
+                say(stdout, f"All {total} points complete.")
+        say(stdout, f"Report: {written.directory.path}")
 
 
 @app.command()
@@ -585,6 +595,7 @@ def gain(
         from initbench.experiments import SilentProgress
         from initbench.experiments.gain import GainExperiment, gains_of
         from initbench.registry import build_from_spec
+        from initbench.rundir import json_safe
         from initbench.runner import run_detached
 
         function = build_from_spec(ACTIVATIONS, activation)  # an unknown name is refused in the command's own words
@@ -593,7 +604,7 @@ def gain(
         raw = {"name": "gain", "experiment": "gain", "model": {"activation": activation}, "gain": {"sb2": sb2}, "input": {"batch": 256}}
         config = validate_config({**raw, **({"device": device} if device else {})}, "initbench gain")
         if as_json:
-            stdout.print_json(json.dumps(gains_of(config).as_json()))
+            stdout.print_json(json.dumps(json_safe(gains_of(config).as_json()), allow_nan=False))
             return
         for table in run_detached(GainExperiment(), config, SilentProgress()).console_tables:
             stdout.print(table)
@@ -659,7 +670,9 @@ def list_entries(
         for name, entry in registry:
             aliases = registry.aliases_of(name)
             fields = getattr(entry, "model_fields", {})
-            options = ", ".join(f"{field.alias or key}={field.default}" for key, field in fields.items())
+            options = ", ".join(
+                f"{field.alias or key}=" + ("(required)" if field.is_required() else str(field.get_default(call_default_factory=True))) for key, field in fields.items()
+            )
             say(stdout, (name, "bold cyan"), f" (alias {', '.join(aliases)})" if aliases else "", (f"  options: {options}" if options else "", "dim"))
             say(stdout, f"    {(entry.__doc__ or '').strip().splitlines()[0]}")
             if getattr(entry, "formula", ""):

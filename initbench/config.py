@@ -14,7 +14,7 @@ Example config (every key optional except where noted)::
       activation: relu          # a name, "name:key=value", or {name: ..., key: value}
       bias: false
     init:
-      scheme: kaiming_normal    # or "kaiming_normal:mode=fan_out", or ...
+      scheme: kaiming_normal    # or "kaiming_normal:mode=fan_out", or "mypkg.inits:my_init" (a plugin), or ...
       mode: fan_in              # ... the scheme's options as sibling keys
       bias: zeros               # how biases are drawn (a scheme spec)
       # schemes: [zeros, "normal:std=0.01", he]   # instead of scheme: one run per entry
@@ -37,8 +37,9 @@ from initbench.activations import ACTIVATIONS, Activation, check_representable
 from initbench.engine import MAX_DEPTH
 from initbench.architectures import ParamContext
 from initbench.errors import InitbenchError, from_validation_error
-from initbench.registry import STRICT, build, build_from_spec, format_spec, parse_scalar, parse_spec
-from initbench.schemes import SCHEMES, InitScheme
+from initbench.plugins import build_scheme, parse_scheme_spec, scheme_from_spec
+from initbench.registry import STRICT, build_from_spec, format_spec, parse_scalar
+from initbench.schemes import InitScheme
 from initbench.yamlinput import MAX_YAML_CHARS, load_yaml
 
 
@@ -62,8 +63,8 @@ def check_draws(what: str, scheme: InitScheme, dtype: torch.dtype) -> None:
 
     It draws a 2×2 weight with fans of 1, the largest variance a fan-scaled scheme gives any layer.
     """
-    if scheme.keeps_constructor_init:
-        return  # it draws nothing: the model's constructor does
+    if scheme.keeps_constructor_init or not scheme.trial_draw:
+        return  # it draws nothing (the model's constructor does), or a stand-in weight cannot try it
     weight = torch.empty(2, 2, dtype=dtype)
     try:
         scheme.sample_(weight, ParamContext("check", "Linear", "weight", (2, 2), 1, 1, 1, 1), torch.Generator().manual_seed(0))
@@ -165,7 +166,7 @@ class InitConfig(BaseModel):
         if self.schemes is not None and len(set(self.schemes)) != len(self.schemes):
             raise InitbenchError(f"init.schemes lists a scheme twice: {self.schemes}.")
         self._schemes = self._parse_schemes()
-        self._bias = bias = build_from_spec(SCHEMES, self.bias)
+        self._bias = bias = scheme_from_spec(self.bias)
         if not bias.fills_bias:
             raise InitbenchError(f"init.bias: scheme '{self.bias}' {bias.no_bias_reason}, so it cannot initialize a bias.", hint="Use zeros, constant, normal, uniform or default for biases.")
         return self
@@ -179,14 +180,14 @@ class InitConfig(BaseModel):
 
     def _parse_schemes(self) -> list[tuple[str, InitScheme]]:
         if self.schemes is not None:
-            return [(spec, build_from_spec(SCHEMES, spec)) for spec in self.schemes]
+            return [(spec, scheme_from_spec(spec)) for spec in self.schemes]
         assert self.scheme is not None
-        name, inline = parse_spec(self.scheme, "scheme")
+        name, inline = parse_scheme_spec(self.scheme)
         twice = sorted(set(inline) & set(self.model_extra or {}))
         if twice:
             raise InitbenchError(f"init: option {twice[0]} is given twice, in init.scheme '{self.scheme}' and as init.{twice[0]}.", hint="Give each option once.")
         options = {**inline, **(self.model_extra or {})}
-        return [(format_spec(name, options), build(SCHEMES, name, options))]
+        return [(format_spec(name, options), build_scheme(name, options))]
 
     def build_bias(self) -> InitScheme:
         return self._bias
@@ -205,6 +206,7 @@ class TrainConfig(Section):
     batch_size: int | None = Field(default=None, ge=1)  # None: full batch (gradient descent)
     eval_every: int = Field(default=100, ge=1)
     target_accuracy: float | None = Field(default=0.9, gt=0, le=1)  # for "steps to reach"
+    save_models: bool = False  # write each run's final state_dict to models/<label>-seed<k>.pt (for the checkpoint scheme)
 
     @field_validator("dataset", mode="before")
     @classmethod
@@ -316,13 +318,14 @@ class Config(Section):
 
     def uses_fast_engine(self) -> bool:
         """Whether the runs go through the stacked MLP engine and trainer (the plain MLP, drawn by its
-        schemes) rather than the module backend (every other network, and schemes that keep the
-        constructor's init or are fitted to a batch, which only the module backend has)."""
+        schemes) rather than the module backend (every other network, schemes that act on the whole
+        model or are fitted to a batch, and training that saves its models in the model's own key layout)."""
         return (
             self.model.arch == "mlp"
             and self.model.norm == "none"
             and (self.input.dataset is None or self.experiment == "train")
-            and not any(scheme.keeps_constructor_init or scheme.needs_data for _, scheme in self.init.build_schemes())
+            and not any(scheme.keeps_constructor_init or scheme.needs_model or scheme.needs_data for _, scheme in self.init.build_schemes())
+            and not (self.train is not None and self.train.save_models)
         )
 
     @model_validator(mode="after")
@@ -378,6 +381,10 @@ class Config(Section):
             del inputs["batch"]
         if self.model.arch != "cnn":
             del inputs["channels"], inputs["image_size"]
+        if self.train is not None and not self.train.save_models:
+            # An output option, not part of the experiment: left out when off, so configs written
+            # before it existed read the same.
+            del data["train"]["save_models"]
         notes = "".join(f"# {label} → {resolved}\n" for label, resolved in self.resolved_schemes() if resolved != label)
         return notes + yaml.safe_dump(data, sort_keys=False)
 

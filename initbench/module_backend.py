@@ -39,6 +39,7 @@ from initbench.architectures import ActivationModule, Block, ResidualBlock, buil
 from initbench.datasets import load_dataset
 from initbench.engine import Run, derive_seed, resolve_dtype
 from initbench.errors import InitbenchError
+from initbench.model_schemes import own_state_dict
 from initbench.schemes import InitScheme
 from initbench.training import per_run_loss
 
@@ -222,7 +223,7 @@ class StackedModules:
     """The runs' models stacked: one model called on each run's parameters.
 
     Args:
-        models: one built, initialized model per run, on the CPU.
+        models: one built, initialized model per run, on the CPU (kept: they name each run's tensors).
         runs: the runs, for their seeds (dropout draws from a stream of each run's seed).
         device: where to compute.
     """
@@ -261,6 +262,14 @@ class StackedModules:
                 value.copy_(state[f"params.{key}"])
             for key, value in self.buffers.items():
                 value.copy_(state[f"buffers.{key}"])
+
+    def run_state_dict(self, index: int) -> dict[str, torch.Tensor]:
+        """Run ``index``'s current tensors, named as its own model's ``state_dict()`` names them (what
+        the ``checkpoint`` scheme loads), without the structure other runs' schemes added inert."""
+        model = self.models[index]
+        stacked = {**self.params, **self.buffers}
+        names = {id(tensor): name for name, tensor in (*model.named_parameters(), *model.named_buffers())}  # tied tensors: one name
+        return {key: stacked[names[id(tensor)]][index].detach().cpu().clone() for key, tensor in own_state_dict(model, keep_vars=True).items()}
 
     def select(self, indices: list[int]) -> StackedModules:
         """The runs at ``indices`` as a stack of their own: copies of their parameters and buffers, the same called model."""
@@ -397,12 +406,19 @@ def build_stack(config: Config, runs: list[Run], device: torch.device, outputs: 
     the parameters from the run's own generator.
     """
     bias_scheme = config.resolved_init()[1]
+    # A scheme that adds structure (Fixup's scalars) adds it to every model, so that all runs stack;
+    # only its own runs' models get it active (InitScheme.prepare_model).
+    structural = list({type(run.scheme): run.scheme for run in runs if run.scheme.needs_model}.values())
     models = []
     for run in runs:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(run.seed)
             model = build_model(config, outputs, inputs)
+        for scheme in structural:
+            owner = type(run.scheme) is type(scheme)
+            (run.scheme if owner else scheme).prepare_model(model, owner)
         initialize(model, run, bias_scheme, torch.Generator().manual_seed(run.seed))
+        run.scheme.finish_model(model)
         models.append(model)
     return StackedModules(models, runs, device)
 

@@ -466,7 +466,7 @@ def by_depth_figure(report: SweepReport) -> Figure:
     thin and faded beside each measured line where there is one. Non-finite values are drawn as ✕
     and zeros as ▼ in labelled strips above and below, as in ``std_by_layer.png``.
     """
-    from initbench.sweeps.collect import number, result_columns, series_label, varying
+    from initbench.sweeps.collect import result_columns, series_label, varying
 
     assert report.metric is not None
     metric = report.metric
@@ -506,7 +506,7 @@ def by_depth_figure(report: SweepReport) -> Figure:
         marker = markers[settings.index(setting) % len(markers)]
         shown = [value if math.isfinite(value) and (value > 0 or not log) else math.nan for value in values]
         axes.plot(depths, shown, marker=marker, lw=2, **style)
-        predicted = [number(row.get("theory_std_last")) for row in members] if metric == "std_last" else []
+        predicted = [row.get("theory_std_last") for row in members] if metric == "std_last" else []
         if any(isinstance(value, (int, float)) and math.isfinite(value) and value > 0 for value in predicted):
             axes.plot(depths, [value if isinstance(value, (int, float)) else math.nan for value in predicted], lw=1, alpha=0.55, **style)
             theory_drawn = True

@@ -117,6 +117,11 @@ def parse_spec(spec: str, kind: str) -> tuple[str, dict[str, Any]]:
     name = name.strip()
     if not name:
         raise InitbenchError(f"Empty {kind} name in '{spec}'.", hint=f"Write a {kind} as NAME or NAME:key=value,key=value.")
+    return name, parse_options(rest, spec, kind, name)
+
+
+def parse_options(rest: str, spec: str, kind: str, name: str) -> dict[str, Any]:
+    """The options ``key=value,key=value`` that follow ``name`` in ``spec`` (see :func:`parse_spec`)."""
     options: dict[str, Any] = {}
     for item in filter(None, (part.strip() for part in rest.split(","))):
         key, sep, value = item.partition("=")
@@ -129,14 +134,28 @@ def parse_spec(spec: str, kind: str) -> tuple[str, dict[str, Any]]:
         if key in options:
             raise InitbenchError(f"{kind} '{spec}' gives option '{key}' twice.", hint="Give each option once.")
         options[key] = parse_scalar(value.strip(), f"option '{key}' of {kind} '{spec}'")
-    return name, options
+    return options
+
+
+def format_value(value: Any) -> str:
+    """An option's value as a spec writes it: quoted where YAML would read the bare text as
+    something else (``'*.c_proj'`` is an alias without the quotes, ``'3'`` a number)."""
+    text = str(value)
+    if isinstance(value, str):
+        try:
+            reads_back = parse_scalar(text, "a value") == value
+        except InitbenchError:
+            reads_back = False
+        if not reads_back:
+            return "'" + text.replace("'", "''") + "'"
+    return text
 
 
 def format_spec(name: str, options: dict[str, Any]) -> str:
     """The inverse of :func:`parse_spec`: ``normal``, ``{'std': 0.01}`` → ``normal:std=0.01``."""
     if not options:
         return name
-    return name + ":" + ",".join(f"{key}={value}" for key, value in options.items())
+    return name + ":" + ",".join(f"{key}={format_value(value)}" for key, value in options.items())
 
 
 #: Strict (no ``true`` for 1, no ``"3"`` for 3) and finite (no NaN or infinity): how every

@@ -4,9 +4,9 @@ Every file is written atomically (to a temporary name in the same folder, then r
 are never overwritten (a directory is claimed by renaming a prepared one into place, so exactly one
 of several racing processes gets it; ``--out`` must be new or empty), and ``meta.json`` says
 whether the run is ``running``, ``complete``, ``interrupted`` or ``failed``; it never stays
-``running`` after the run ended, even when the disk is full. Non-finite numbers are written as the
-strings ``"nan"``, ``"inf"``, ``"-inf"`` in JSON (plain JSON has no such numbers) and as
-``nan``/``inf`` in CSV.
+``running`` after the run ended, even when the disk is full. JSON is strict (plain JSON has no
+NaN or infinity): a non-finite number is written as ``null`` with a sibling ``<key>_nonfinite``
+naming it (:func:`json_safe`, undone by :func:`json_restored`); CSV spells them ``nan``/``inf``.
 """
 
 from __future__ import annotations
@@ -43,15 +43,72 @@ UMASK = os.umask(0)
 os.umask(UMASK)
 
 
+#: The suffix of the key that names a non-finite value written as ``null`` (see :func:`json_safe`).
+NONFINITE = "_nonfinite"
+
+
 def json_safe(value: Any) -> Any:
-    """``value`` with non-finite floats replaced by their names, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    """``value`` as strict JSON data: every non-finite float becomes ``None`` (``null``), and the
+    mapping holding it gains ``<key>_nonfinite`` naming what it was, so JSON tools and pandas read
+    the file without special cases and nothing is lost::
+
+        {"std_last": nan}                  -> {"std_last": null, "std_last_nonfinite": "nan"}
+        {"std": [1.0, inf, nan]}           -> {"std": [1.0, null, null], "std_nonfinite": [null, "inf", "nan"]}
+
+    A list's flag lists its items' flags (``null`` for finite ones); mappings inside lists carry
+    their own flags.
+    """
     if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
+        safe: dict[Any, Any] = {}
+        for key, item in value.items():
+            safe[key] = json_safe(item)
+            flag = nonfinite_flag(item)
+            if flag is not None:
+                safe[f"{key}{NONFINITE}"] = flag
+        return safe
     if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
+
+
+def nonfinite_flag(value: Any) -> Any:
+    """What :func:`json_safe` writes beside ``value``: a non-finite float's name (``nan``, ``inf``,
+    ``-inf``), a list of its items' flags, or None where there is nothing non-finite to name."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, (list, tuple)):
+        flags = [nonfinite_flag(item) for item in value]
+        return flags if any(flag is not None for flag in flags) else None
+    return None
+
+
+def json_restored(value: Any) -> Any:
+    """:func:`json_safe`'s inverse, for data read back from a JSON file: the values its flags name
+    become floats again (``nan``, ``inf``, ``-inf``) and the flags are dropped."""
+    if isinstance(value, dict):
+        return {
+            key: flagged(json_restored(item), value.get(f"{key}{NONFINITE}"))
+            for key, item in value.items()
+            if not (isinstance(key, str) and key.endswith(NONFINITE) and key[: -len(NONFINITE)] in value)
+        }
+    if isinstance(value, list):
+        return [json_restored(item) for item in value]
+    return value
+
+
+def flagged(value: Any, flag: Any) -> Any:
+    if isinstance(flag, str):
+        return float(flag)
+    if isinstance(flag, list) and isinstance(value, list):
+        return [flagged(item, item_flag) for item, item_flag in zip(value, flag, strict=True)]
+    return value
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file initbench wrote, with its non-finite numbers restored (:func:`json_restored`)."""
+    return json_restored(json.loads(path.read_text()))
 
 
 def git_commit() -> str | None:
@@ -240,12 +297,16 @@ class RunDirectory:
         return directory, config_text
 
     def write_bytes(self, name: str, data: bytes) -> Path:
-        """Write ``name`` atomically: readers see the old file or the whole new one, never half."""
+        """Write ``name`` atomically: readers see the old file or the whole new one, never half.
+
+        ``name`` may name a file in a subfolder (``models/he-seed0.pt``); the folder is made first.
+        """
         target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         # A signal between creating the temporary file and cleaning it up would leave it behind: the
         # write finishes (or fails and cleans up) first, then the signal stops the run.
         with signals.deferred():
-            handle, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{name}.", suffix=".tmp")
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
             try:
                 os.chmod(temporary, 0o666 & ~UMASK)  # mkstemp makes files private; results are not
                 _write_all(handle, data)
@@ -285,13 +346,15 @@ class RunDirectory:
         (self.path / name).unlink(missing_ok=True)
 
     def save(self, result: ExperimentResult, title: str) -> None:
-        """Write the experiment's tables, summary, figures and the Markdown report."""
+        """Write the experiment's tables, summary, figures, other files and the Markdown report."""
         for name, table in result.tables.items():
             self.write_csv(name, table)
         if result.summary is not None:
             self.write_json("summary.json", result.summary)
         for name, figure in result.figures.items():
             self.write_figure(name, figure)
+        for name, data in result.files.items():
+            self.write_bytes(name, data)
         if result.report is not None:
             self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
 

@@ -107,6 +107,8 @@ def prepare(config: Config) -> tuple[Any, Any]:
     experiment = EXPERIMENTS.get(config.experiment)()
     device = resolve_device(config.device)
     experiment.check(config, device)
+    for _, scheme in config.resolved_init()[0]:
+        scheme.check_inputs()
     return experiment, device
 
 

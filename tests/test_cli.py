@@ -112,7 +112,7 @@ def test_non_finite_values_are_results(cli, tmp_path: Path) -> None:
     result = cli("compare", "random", "--activation", "linear", "--depth", "60", "--width", "64", "--batch", "8", "--out", tmp_path / "c")
     assert result.exit_code == 0
     summary = json.loads((tmp_path / "c" / "summary.json").read_text())["schemes"]["random"]
-    assert summary["first_nonfinite_layer"] is not None and summary["std_last"] == "nan"
+    assert summary["first_nonfinite_layer"] is not None and summary["std_last"] is None and summary["std_last_nonfinite"] == "nan"
     rows = read_csv(tmp_path / "c" / "layer_stats.csv")
     assert rows[-1]["std"] == "nan"
 

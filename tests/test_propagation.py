@@ -551,8 +551,8 @@ def test_kaiming_relu_theory_reports_infinite_depth_scales(relu_run: Path) -> No
     """He's σ_w² = fan_in·(√2)²/fan_in rounds to 2.0000000000000004; that must still be critical."""
     theory = schemes_of(relu_run)["kaiming_normal"]["theory"]
     assert theory["chi1_at"] == "fixed point"
-    assert theory["q_star"] != "inf"
-    assert theory["xi_q"] == "inf" and theory["xi_c"] == "inf"
+    assert math.isfinite(theory["q_star"]) and "q_star_nonfinite" not in theory
+    assert theory["xi_q"] is None and theory["xi_c"] is None and theory["xi_q_nonfinite"] == theory["xi_c_nonfinite"] == "inf"
 
 
 # --- Where the variance grows without limit, summary.json agrees with the per-layer theory ------
@@ -576,8 +576,8 @@ def test_summary_reports_an_unbounded_variance_like_the_per_layer_theory(cli, ac
     assert result.exit_code == 0, result.output
     entry = schemes_of(Path("out"))[scheme]
     theory = entry["theory"]
-    assert theory["q_star"] == "inf" and theory["phase"] == "unbounded" and theory["chi1_at"] == "last layer"
-    assert theory["xi_q"] == "nan" and theory["xi_c"] == "nan"
+    assert theory["q_star"] is None and theory["q_star_nonfinite"] == "inf" and theory["phase"] == "unbounded" and theory["chi1_at"] == "last layer"
+    assert theory["xi_q"] is None and theory["xi_c"] is None and theory["xi_q_nonfinite"] == theory["xi_c_nonfinite"] == "nan"
     rows = [row for row in read_csv(Path("out") / "layer_stats.csv") if row["seed"] == "0"]
     predicted = np.array([float(row["theory_pre_std"]) for row in rows])
     assert np.all(np.diff(predicted) > 0) and predicted[-1] > 2 * predicted[0]

@@ -57,6 +57,7 @@ EXPECTED = {
     "variance_scaling": (0.0, 1 / FAN_IN),
     "variance_scaling:scale=2,mode=fan_avg,distribution=uniform": (0.0, 2 / ((FAN_IN + FAN_OUT) / 2)),
     "orthogonal:gain=2": (0.0, 4 / max(FAN_IN, FAN_OUT)),
+    "delta_orthogonal:gain=2": (0.0, 4 / max(FAN_IN, FAN_OUT)),  # a 2-D weight: plain orthogonal
     "default": (0.0, 1 / (3 * FAN_IN)),
 }
 
@@ -71,9 +72,12 @@ def draw(spec: str, shape: tuple[int, ...] = (FAN_OUT, FAN_IN), seed: int = 0, a
 
 def test_every_registered_scheme_has_an_expected_value() -> None:
     tested = {build_from_spec(SCHEMES, spec).registry_name for spec in EXPECTED}
-    untested = set(SCHEMES.names()) - tested - {"identity", "constructor"}  # no i.i.d. variance; constructor draws nothing
-    untested -= {name for name, entry in SCHEMES if entry.needs_data}  # set by a batch: tests/test_lsuv.py
+    no_variance = {"identity", "dirac", "zero", "gpt2", "plugin", "constructor"}  # not i.i.d. across the net; constructor draws nothing
+    untested = set(SCHEMES.names()) - tested - no_variance
+    untested -= {name for name in untested if SCHEMES.get(name).needs_model}  # whole-model schemes: tests/test_model_schemes.py
+    untested -= {name for name in untested if SCHEMES.get(name).needs_data}  # set by a batch: tests/test_lsuv.py
     assert not untested, f"add these schemes to EXPECTED: {untested}"
+    assert all(SCHEMES.get(name)().weight_variance(FAN_IN, FAN_OUT) is None for name in no_variance - {"plugin"})  # plugin: needs a function
 
 
 @pytest.mark.parametrize("spec", EXPECTED)

@@ -336,17 +336,15 @@ def test_report_merges_finished_shards_and_lists_missing_points(cli, base: Path,
     assert {row["verdict"] for row in rows if row["scheme"] == "normal:std=3" and row["activation"] == "relu"} == {"exploding"}
     for figure in ("std_last_by_depth.png", "heatmap.png"):
         assert (tmp_path / "final" / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "![heatmap.png](heatmap.png)" in (tmp_path / "final" / "report.md").read_text()
+    assert "](heatmap.png)" in (tmp_path / "final" / "report.md").read_text()
+    assert (tmp_path / "final" / "report.html").read_text().count('<img src="data:image/png;base64,') == 2
 
 
-def test_report_on_a_directory_that_is_not_a_sweep_exits_2(cli, base: Path, tmp_path: Path) -> None:
-    assert cli("run", base, "--out", tmp_path / "run", "-q").exit_code == 0
-    result = cli("report", tmp_path / "run")
-    assert result.exit_code == 2 and "is not a sweep directory" in result.stderr and "run directory" in result.stderr
+def test_report_on_a_directory_that_is_neither_a_run_nor_a_sweep_exits_2(cli, tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
     result = cli("report", empty)
-    assert result.exit_code == 2 and "is not a sweep directory" in result.stderr
+    assert result.exit_code == 2 and "neither a run nor a sweep directory" in result.stderr
     assert list(empty.iterdir()) == []
 
 

@@ -62,6 +62,7 @@ class ExperimentResult:
     figures: dict[str, Figure] = field(default_factory=dict)  # file name -> figure
     report: str | None = ""  # the Markdown body of summary.md (None: no summary.md)
     console_tables: list[RenderableType] = field(default_factory=list)  # shown at the end of the run
+    files: dict[str, bytes] = field(default_factory=dict)  # other files by relative path, e.g. "models/he-seed0.pt"
 
 
 class Checkpoint(Protocol):

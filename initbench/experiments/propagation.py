@@ -350,6 +350,7 @@ def summarize(measurement: Measurement, theories: dict[str, SchemeTheory | str],
             "weight_variance": variance,
             "sigma_w2": None if variance is None else variance * fans_hidden[0],  # type: ignore[index]
             "std_median_by_layer": [nan_median(std[:, layer]) for layer in range(depth)],
+            **scheme.notes(),
         }
         if "grad_std" in measurement.stats:
             grad = measurement.stats["grad_std"][indices]

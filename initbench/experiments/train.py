@@ -8,7 +8,9 @@ at chance, large random weights train slowly, He fits the circles.
 
 from __future__ import annotations
 
+import io
 import math
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -96,6 +98,7 @@ class TrainingRecord:
     evaluations: list[Evaluation]  # at evaluation_steps(), final state last
     diverged_at: list[int | None]
     boundary: Boundary | None  # 2-D classification only
+    model_states: list[dict[str, torch.Tensor]] | None = None  # each run's final state_dict (train.save_models)
     fits: Fits = field(default_factory=dict)  # how each LSUV run's layers were fitted (initbench.lsuv)
 
     def subset(self, labels: list[str]) -> TrainingRecord:
@@ -109,8 +112,23 @@ class TrainingRecord:
             evaluations=[evaluation.subset(indices) for evaluation in self.evaluations],
             diverged_at=[self.diverged_at[index] for index in indices],
             boundary=boundary,
+            model_states=None if self.model_states is None else [self.model_states[index] for index in indices],
             fits=subset_fits(self.fits, labels),
         )
+
+
+def model_file(run: Run) -> str:
+    """Where ``train.save_models`` writes a run's state_dict: ``models/<label>-seed<k>.pt``, the
+    label with characters other than letters, digits, ``.``, ``_``, ``-`` replaced by ``_``
+    (a path without ``:`` or ``,`` can be given to ``checkpoint:path=...``)."""
+    return f"models/{re.sub(r'[^A-Za-z0-9._-]', '_', run.label)}-seed{run.seed}.pt"
+
+
+def state_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    """``torch.save(state)``'s bytes: a plain state dict, loadable with ``torch.load(weights_only=True)``."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def save_training(context: RunContext, trainer: StackedTrainer, evaluations: list[Evaluation]) -> None:
@@ -208,7 +226,9 @@ class TrainExperiment:
             grid_x, grid_y = boundary_grid(dataset)
             predictions = trainer.predict_grid(torch.as_tensor(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1))).cpu().numpy()
             boundary = Boundary(grid_x, grid_y, predictions)
-        return TrainingRecord(runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary, fits=fits)
+        # save_models keeps these runs on the module backend (Config.uses_fast_engine), whose stack names each run's tensors.
+        states = [trainer.model.run_state_dict(index) for index in range(len(runs))] if settings.save_models else None  # type: ignore[attr-defined]
+        return TrainingRecord(runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary, model_states=states, fits=fits)
 
     def analyse(self, config: Config, record: TrainingRecord) -> ExperimentResult:
         """Curves, summary, tables and figures of ``config``'s runs in ``record``."""
@@ -251,7 +271,10 @@ class TrainExperiment:
                 "diverged": sum(record.diverged_at[index] is not None for index in indices),
                 "diverged_at_step": [record.diverged_at[index] for index in indices],
                 "resolved_scheme": runs[indices[0]].scheme.spec(),
+                **runs[indices[0]].scheme.notes(),
             }
+            if record.model_states is not None:
+                entry["model_files"] = [model_file(runs[index]) for index in indices]
             curve = {"loss": np.array([[value(e, "loss", i) if recorded(i, e) else math.nan for e in evaluations] for i in indices])}
             if classify:
                 entry["train_acc"] = nan_stats([final_value("train_acc", index) for index in indices])
@@ -309,6 +332,7 @@ class TrainExperiment:
             figures=figures,
             report=report,
             console_tables=[rich_table(f"After {settings.steps} steps ({seeds})", columns, table_rows), *fitted.warnings],
+            files={} if record.model_states is None else {model_file(run): state_bytes(state) for run, state in zip(runs, record.model_states, strict=True)},
         )
 
     def boundary_figure(self, record: TrainingRecord, labels: list[str], title: str, schemes: dict[str, dict[str, Any]]) -> Figure:

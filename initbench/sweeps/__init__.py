@@ -51,7 +51,7 @@ Training points stack the same way: their runs train as one stacked model, each 
 A failure stays with its point: if a stack's pass fails, its points run again one at a time.
 """
 
-from initbench.sweeps.collect import SweepReport, collect, write_report
+from initbench.sweeps.collect import SweepReport, collect
 from initbench.sweeps.grid import MAX_NAME, Axis, Point, Sweep, check_no_sweep_section, parse_axis, point_names, section_axes
 from initbench.sweeps.launch import LAUNCHERS, open_sweep_directory, point_status, require_submitit, run_shard, shard_job, submit
 from initbench.sweeps.plan import Shard, stacks
@@ -59,5 +59,5 @@ from initbench.sweeps.plan import Shard, stacks
 __all__ = [
     "LAUNCHERS", "MAX_NAME", "Axis", "Point", "Shard", "Sweep", "SweepReport", "check_no_sweep_section", "collect",
     "open_sweep_directory", "parse_axis", "point_names", "point_status", "require_submitit", "run_shard", "section_axes",
-    "shard_job", "stacks", "submit", "write_report",
+    "shard_job", "stacks", "submit",
 ]  # fmt: skip

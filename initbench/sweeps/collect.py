@@ -1,8 +1,8 @@
-"""Collecting a sweep: every finished point's results in one table, and the report of them."""
+"""Collecting a sweep: every finished point's results in one table (``initbench report`` writes it:
+:mod:`initbench.directory_report`)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +10,9 @@ from typing import Any
 
 import yaml
 
-from initbench.rundir import RunDirectory, SweepDirectory, command_line, opening_meta
-from initbench.runner import recorded
+from initbench.rundir import SweepDirectory, read_json
 from initbench.sweeps.grid import Axis, Point, Sweep, value_text
 from initbench.sweeps.launch import point_status
-
 
 #: Report columns read from each point's resolved config, before the other swept keys.
 CONFIG_COLUMNS = ("experiment", "activation", "depth", "width", "seeds")
@@ -41,11 +39,6 @@ class SweepReport:
         return len(self.sweep.points) - len(self.missing)
 
 
-def number(value: Any) -> Any:
-    """JSON's ``"nan"``/``"inf"``/``"-inf"`` strings back to floats; other values unchanged."""
-    return float(value) if value in ("nan", "inf", "-inf") else value
-
-
 def summary_row(point: Point, label: str, config: dict[str, Any], entry: dict[str, Any], axes: Sequence[Axis]) -> dict[str, Any]:
     """One report row: the point, the scheme, the network, other swept keys, then the results."""
     model = config.get("model", {})
@@ -61,12 +54,12 @@ def summary_row(point: Point, label: str, config: dict[str, Any], entry: dict[st
     }
     row.update({axis.key: value_text(point.values[axis.key]) for axis in axes if axis.key not in SHOWN_AXES})
     theory = entry.get("theory") or {}
-    row.update({key: number(entry.get(key)) for key in PROPAGATION_METRICS + GRADIENT_METRICS if key in entry})
+    row.update({key: entry.get(key) for key in PROPAGATION_METRICS + GRADIENT_METRICS if key in entry})
     if "std_last" in entry:
-        row.update(theory_std_last=number(theory.get("theory_std_last")), chi1=number(theory.get("chi1")), phase=theory.get("phase"))
+        row.update(theory_std_last=theory.get("theory_std_last"), chi1=theory.get("chi1"), phase=theory.get("phase"))
     for key in ("loss", "train_acc", "test_acc"):
         if key in entry:
-            row[key] = number(entry[key]["median"])
+            row[key] = entry[key]["median"]
     if "diverged" in entry:
         row.update(steps_to_target=entry.get("steps_to_target"), diverged=entry["diverged"])
     return row
@@ -86,7 +79,7 @@ def collect(path: Path) -> SweepReport:
         folder = directory.point_path(point.name)
         try:
             config = yaml.safe_load((folder / "config.yaml").read_text())
-            summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").exists() else {}  # phase writes none
+            summary = read_json(folder / "summary.json") if (folder / "summary.json").exists() else {}  # phase writes none
         except (OSError, ValueError, yaml.YAMLError):
             missing.append((point, "unreadable"))
             continue
@@ -110,61 +103,3 @@ def series_label(row: dict[str, Any], keys: Sequence[str]) -> str:
     return ", ".join(
         f"{value_text(row.get(key))}" if key in ("scheme", "activation") else f"{key}={value_text(row.get(key))}" for key in keys
     )
-
-
-def report_markdown(report: SweepReport, figures: Sequence[str]) -> str:
-    """``report.md``: counts, the table, the figures and the missing points."""
-    from initbench.report import markdown_table
-
-    total = len(report.sweep.points)
-    shown = [column for column in report.columns if column not in ("experiment", "seeds")]
-    sections = [
-        f"# initbench sweep report: {report.sweep.name}",
-        f"{report.complete} of {total} points complete; axes: "
-        + "; ".join(f"`{axis.key}` = {', '.join(value_text(value) for value in axis.values)}" for axis in report.sweep.axes)
-        + ". Values are medians over seeds; verdicts as in each run's summary.md.",
-        markdown_table(shown, [[row.get(column, "") for column in shown] for row in report.rows])
-        if report.rows
-        else "No point is complete yet.",
-        *(f"![{name}]({name})" for name in figures),
-    ]
-    if report.missing:
-        sections.append(
-            f"## Missing points ({len(report.missing)})\n\n"
-            + "\n".join(f"- `{point.name}` ({status}): `{' '.join(point.overrides)}`" for point, status in report.missing)
-        )
-    return "\n\n".join(sections) + "\n"
-
-
-def write_report(report: SweepReport, out: Path | None) -> RunDirectory:
-    """Write the report into ``out`` or a new ``report-<time>`` folder inside the sweep directory.
-
-    Files: ``sweep_results.csv`` (one row per point and scheme), ``std_last_by_depth.png`` (or
-    ``test_acc_by_depth.png``/``loss_by_depth.png`` for training) when depth varies, ``heatmap.png``
-    when the scheme or the activation varies, and ``report.md``.
-    """
-    from initbench.experiments import Table
-    from initbench.plots import by_depth_figure, heatmap_figure
-
-    meta = opening_meta("cpu", "-", command_line(), {"complete": report.complete, "missing": len(report.missing)})
-    directory = RunDirectory.create(out, "report", yaml.safe_dump({"report_of": str(report.path)}), meta, report.path)
-    with recorded([directory]):
-        directory.write_csv(
-            "sweep_results.csv",
-            Table(report.columns, [tuple(csv_cell(row.get(column)) for column in report.columns) for row in report.rows]),
-        )
-        figures: list[str] = []
-        rows = [row for row in report.rows if report.metric in row]
-        if report.metric and len({row["depth"] for row in rows if isinstance(row.get("depth"), int)}) > 1:
-            figures.append(f"{report.metric}_by_depth.png")
-            directory.write_figure(figures[-1], by_depth_figure(report))
-        if report.metric and varying(rows, ("scheme", "activation")):
-            figures.append("heatmap.png")
-            directory.write_figure(figures[-1], heatmap_figure(report))
-        directory.write_text("report.md", report_markdown(report, figures))
-    return directory
-
-
-def csv_cell(value: Any) -> Any:
-    """A CSV cell: empty for None, ``nan``/``inf`` for non-finite floats, the value otherwise."""
-    return "" if value is None else value

@@ -15,7 +15,7 @@ from initbench.config import Config
 from initbench.errors import InitbenchError
 from initbench.experiments import EXPERIMENTS, ExperimentResult, Progress, RunContext, build_runs
 from initbench.rundir import RESULTS_ROOT, RunDirectory, SweepDirectory, command_line, is_live_here, opening_meta
-from initbench.runner import recorded, run_and_save, run_mode, title
+from initbench.runner import prepare, recorded, run_and_save, run_mode, title
 from initbench.sweeps.grid import Sweep
 from initbench.sweeps.plan import Shard, fits_in_memory, labels, stacks
 
@@ -209,17 +209,14 @@ def run_shard(
     already complete are skipped; the rest run in stacks. A point that fails is recorded (its
     meta.json says ``failed``) and the shard goes on; an interrupt stops it.
     """
-    from initbench.engine import resolve_device
-    from initbench.experiments import SilentProgress, load_experiments
+    from initbench.experiments import SilentProgress
 
-    load_experiments()
     directory = SweepDirectory(path)
     sweep = Sweep.load(path)
     configs = sweep.configs()
     selected = shard.select(len(sweep.points))
     for index in selected:
-        config = configs[index]
-        EXPERIMENTS.get(config.experiment)().check(config, resolve_device(config.device))
+        prepare(configs[index])  # everything a run checks before it claims its directory
     outcome = ShardOutcome()
     if not selected:
         log(f"Shard {shard} has no points: the sweep has {len(sweep.points)}.")
