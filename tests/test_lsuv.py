@@ -248,6 +248,9 @@ def test_probe_with_lsuv_reports_iterations_and_no_theory(cli, tmp_path: Path) -
     assert fits["modules"] == ["0", "2"] and fits["not_called"] == [] and [item["seed"] for item in fits["per_seed"]] == [0, 1]
     assert all(isinstance(layer["iterations"], int) and layer["converged"] for item in fits["per_seed"] for layer in item["layers"])
     assert "lsuv" not in summary["schemes"]["he"]
+    from initbench import api
+
+    assert api.load(tmp_path / "p").schemes["lsuv"]["lsuv"]["per_seed"][1]["layers"][0]["iterations"] == fits["per_seed"][1]["layers"][0]["iterations"]
     # The experiment's own statistics of the Linear modules' outputs, on the batch LSUV fitted on.
     rows = read_csv(tmp_path / "p" / "layer_stats.csv")
     linear = [row for row in rows if row["scheme"] == "lsuv" and row["module_type"] == "Linear"]
