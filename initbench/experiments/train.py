@@ -57,6 +57,15 @@ def lsuv_batch_size(settings: TrainConfig, dataset: Dataset) -> int:
     return settings.batch_size or len(dataset.x_train)
 
 
+
+def widths_text(widths: list[int]) -> str:
+    """Hidden widths short enough for a title: ``[10, 5]``, ``30 × 64``, or ``40 layers of 16–128 units``."""
+    if len(widths) > 1 and len(set(widths)) == 1:
+        return f"{len(widths)} × {widths[0]}"
+    if len(widths) <= 6:
+        return str(widths)
+    return f"{len(widths)} layers of {min(widths)}–{max(widths)} units"
+
 def evaluation_steps(steps: int, every: int) -> list[int]:
     """Steps at which metrics are recorded: 0, every ``every`` steps, and the last."""
     return sorted({*range(0, steps, every), steps})
@@ -293,7 +302,7 @@ class TrainExperiment:
             curves[label] = curve
 
         network = {
-            "mlp": f"hidden {config.model.hidden_widths()}", "resmlp": f"{config.model.depth} residual blocks × {config.model.width}",
+            "mlp": f"hidden {widths_text(config.model.hidden_widths())}", "resmlp": f"{config.model.depth} residual blocks × {config.model.width}",
             "cnn": f"{config.model.depth} conv layers × {config.model.width} channels", "module": str(config.model.factory),
         }[config.model.arch]
         norm = "" if config.model.norm == "none" else f", {config.model.norm}"
