@@ -23,6 +23,7 @@ from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Tab
 from initbench.module_backend import build_stack
 from initbench.plots import decision_boundary_figure, training_curves_figure
 from initbench.report import format_number, markdown_table, reached_text, rich_table
+from initbench.rules import init_rules_summary
 from initbench.stats import median_layer
 from initbench.training import Evaluation, StackedTrainer, mlp_trainer, training_memory_estimate
 
@@ -90,6 +91,7 @@ class TrainingRecord:
     evaluations: list[Evaluation]  # at evaluation_steps(), final state last
     diverged_at: list[int | None]
     boundary: Boundary | None  # 2-D classification only
+    init_rules: dict[str, Any] | None = None  # which init.rules set each module (summary.json); None without rules
 
     def subset(self, labels: list[str]) -> TrainingRecord:
         """The runs of ``labels`` only, in this record's order: what training them alone records."""
@@ -102,6 +104,7 @@ class TrainingRecord:
             evaluations=[evaluation.subset(indices) for evaluation in self.evaluations],
             diverged_at=[self.diverged_at[index] for index in indices],
             boundary=boundary,
+            init_rules=self.init_rules,
         )
 
 
@@ -174,11 +177,13 @@ class TrainExperiment:
         dtype = resolve_dtype(config.dtype)
         input_shape = image_shape(config, dataset)
         optimizer = (settings.optimizer, settings.lr, settings.momentum, settings.weight_decay, settings.batch_size)
+        init_rules = None
         if config.uses_fast_engine():
             trainer = mlp_trainer(runs, dataset, config.model.hidden_widths(), config.model.build_activation(), config.model.bias, context.device, dtype, *optimizer)
         else:
             inputs = None if config.model.arch == "module" else (input_shape[0] if input_shape is not None else dataset.input_dim)
             model = build_stack(config, runs, context.device, outputs=dataset.output_dim, inputs=inputs)
+            init_rules = init_rules_summary(config, model.base)
             trainer = StackedTrainer(runs, dataset, model, context.device, dtype, *optimizer, input_shape)
         checkpoints = evaluation_steps(settings.steps, settings.eval_every)
         evaluations, start = resume_training(context, trainer)
@@ -198,7 +203,7 @@ class TrainExperiment:
             grid_x, grid_y = boundary_grid(dataset)
             predictions = trainer.predict_grid(torch.as_tensor(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1))).cpu().numpy()
             boundary = Boundary(grid_x, grid_y, predictions)
-        return TrainingRecord(runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary)
+        return TrainingRecord(runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary, init_rules=init_rules)
 
     def analyse(self, config: Config, record: TrainingRecord) -> ExperimentResult:
         """Curves, summary, tables and figures of ``config``'s runs in ``record``."""
@@ -291,7 +296,8 @@ class TrainExperiment:
         )
         return ExperimentResult(
             tables={"train_metrics.csv": Table(columns=("scheme", "seed", "step", "loss", "train_acc", "test_acc"), rows=rows)},
-            summary={"experiment": "train", "dataset": dataset.name, "task": dataset.task, "schemes": schemes},
+            summary={"experiment": "train", "dataset": dataset.name, "task": dataset.task, "schemes": schemes}
+            | ({} if record.init_rules is None else {"init_rules": record.init_rules}),
             figures=figures,
             report=report,
             console_tables=[rich_table(f"After {settings.steps} steps ({seeds})", columns, table_rows)],
