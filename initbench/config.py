@@ -461,9 +461,12 @@ def _valid_keys(location: tuple[Any, ...]) -> list[str]:
     """The keys valid at ``location`` in the config (for "did you mean" suggestions)."""
     model: type[BaseModel] = Config
     for part in location:
+        if isinstance(part, int):  # an item of a list of sections (init.rules.0)
+            continue
         field = model.model_fields.get(str(part))
-        # A section may be optional (``TrainConfig | None``): look through the union.
-        candidates = get_args(field.annotation) or (field.annotation,) if field else ()
+        # A section may be optional (``TrainConfig | None``) or a list (``list[InitRule] | None``): look through both.
+        candidates = list(get_args(field.annotation) or (field.annotation,)) if field else []
+        candidates += [inner for candidate in candidates for inner in get_args(candidate)]
         sections = [candidate for candidate in candidates if isinstance(candidate, type) and issubclass(candidate, BaseModel)]
         if not sections:
             return []
