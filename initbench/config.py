@@ -434,8 +434,8 @@ class Config(Section):
         notes = "".join(f"# {label} → {resolved}\n" for label, resolved in self.resolved_schemes() if resolved != label)
         notes += "".join(
             f"# init.rules[{rule.index}] {written.scheme} → {rule.scheme.spec()}\n"
-            for rule, written in zip(self._resolved_rules, self.init.rules or [], strict=True)
-            if rule.scheme.spec() != written.scheme
+            for rule, (written, parsed, _) in zip(self._resolved_rules, self.init.build_rules(), strict=True)
+            if rule.scheme.spec() != parsed.spec()
         )
         return notes + yaml.safe_dump(data, sort_keys=False)
 

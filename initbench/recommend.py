@@ -174,19 +174,24 @@ class Recommendation:
     training: dict[str, dict[str, Any]]
 
 
-def median_by_module(result: ExperimentResult) -> dict[str, dict[str, dict[str, float]]]:
-    """scheme → row (``layer_stats.csv``'s module) → the median over seeds of σ_w² = fan_in·weight_std² and of the std of the
-    weight layer's output (``pre_std``, h, for built-in blocks; the module's own ``std`` otherwise)."""
+def output_column(config: Config) -> str:
+    """The ``layer_stats.csv`` column of a weight layer's output: ``pre_std`` (h, the input of φ)
+    for a built-in block, ``std`` (the module's own output) in a user's module."""
+    return "std" if config.model.arch == "module" else "pre_std"
+
+
+def median_by_module(result: ExperimentResult, config: Config) -> dict[str, dict[str, dict[str, float]]]:
+    """scheme → row (``layer_stats.csv``'s module) → the median over seeds of σ_w² = fan_in·weight_std²
+    and of the std of the weight layer's output (:func:`output_column`)."""
     table = result.tables["layer_stats.csv"]
     column = {name: index for index, name in enumerate(table.columns)}
     values: dict[str, dict[str, dict[str, list[float]]]] = {}
     for row in table.rows:
         if row[column["fan_in"]] == "":
             continue
-        pre = float(row[column["pre_std"]])
         entry = values.setdefault(row[column["scheme"]], {}).setdefault(row[column["module"]], {"sigma_w2": [], "std": []})
         entry["sigma_w2"].append(row[column["fan_in"]] * float(row[column["weight_std"]]) ** 2)
-        entry["std"].append(float(row[column["std"]]) if math.isnan(pre) else pre)
+        entry["std"].append(float(row[column[output_column(config)]]))
     return {
         scheme: {module: {key: float(np.median(items)) for key, items in entry.items()} for module, entry in modules.items()}
         for scheme, modules in values.items()
@@ -231,8 +236,8 @@ def recommend(raw: dict[str, Any], train: dict[str, Any] | None, progress: Progr
     else:
         source, reason, (scales, chi1) = "theory", None, found
     forward = validate_config(with_rules(raw, scales), "recommend")
-    ruled = median_by_module(run_detached(ForwardExperiment(), forward, progress))
-    measured = {"rules": next(iter(ruled.values())), **median_by_module(run_detached(ForwardExperiment(), baselines(raw), progress))}
+    ruled = median_by_module(run_detached(ForwardExperiment(), forward, progress), config)
+    measured = {"rules": next(iter(ruled.values())), **median_by_module(run_detached(ForwardExperiment(), baselines(raw), progress), config)}
     # The forward experiment's row that reports each weight layer: its block in a built-in net
     # (the resmlp's block reports its first layer only), the layer itself in a user's module.
     row_of = {item.weight.rpartition(".")[0]: item.path for item in observed_modules(probe) if item.weight is not None}
@@ -288,7 +293,8 @@ def result_of(found: Recommendation) -> ExperimentResult:
     tables = [rich_table(layers_title, columns, rows)]
     sections = [
         f"Scales from {source}. Each weight layer gets `{RULE_SCHEME}`: σ_w² = scale. "
-        "The std is that of the layer's output h (after the norm, in a normalized built-in net), measured "
+        f"The std is that of the layer's output (`{output_column(found.forward)}` in layer_stats.csv: h, after the norm in a normalized built-in net; "
+        "a block reports its first weight layer), measured "
         "with the rules (`config.yaml`), PyTorch's defaults (`constructor`) and He (`kaiming_normal`).",
         markdown_table(columns, rows),
     ]
