@@ -400,7 +400,7 @@ def recommend(
     """
     with reported_errors():
         from initbench.experiments import SilentProgress
-        from initbench.recommend import base_config, recommend as find, result_of, save, training_section
+        from initbench.recommend import base_config, recommend_for, result_of, save, training_section
 
         flags = {"model.depth": depth, "model.width": width, "model.activation": activation, "model.norm": norm}
         shape = {"input.shape": parse_shape(input_shape)} if input_shape is not None else {}
@@ -409,10 +409,10 @@ def recommend(
         chosen = dataset if dataset is not None or factory is not None else "digits"
         train = training_section(chosen, steps, lr) if chosen is not None and steps > 0 else None
         if quiet or not stderr.is_terminal:
-            found = find(raw, train, SilentProgress())
+            found = recommend_for(raw, train, SilentProgress())
         else:
             with RichProgress() as progress:
-                found = find(raw, train, progress)
+                found = recommend_for(raw, train, progress)
         result = result_of(found)
         directory = save(found, result, out, found.forward.device)
         if not quiet:

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from initbench.architectures import ActivationModule, Block, ParamContext, ResidualBlock, build_builtin, build_factory, is_norm, parameter_contexts
+from initbench.architectures import ActivationModule, Block, ResidualBlock, build_builtin, build_factory, is_norm, parameter_contexts
 from initbench.datasets import load_dataset
 from initbench.engine import Run, derive_seed, resolve_dtype
 from initbench.errors import InitbenchError
@@ -44,6 +44,7 @@ from initbench.schemes import InitScheme
 from initbench.training import per_run_loss
 
 if TYPE_CHECKING:
+    from initbench.architectures import ParamContext
     from initbench.config import Config
 
 

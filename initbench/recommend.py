@@ -47,7 +47,7 @@ from initbench.config import Config, validate_config
 from initbench.engine import Run
 from initbench.errors import InitbenchError
 from initbench.experiments import ExperimentResult, Progress, Table
-from initbench.module_backend import Observer, ObservedModule, build_model, initialize, module_inputs, observed_modules
+from initbench.module_backend import ObservedModule, Observer, build_model, initialize, module_inputs, observed_modules
 from initbench.registry import unknown_name_error
 from initbench.report import markdown_table, reached_text, rich_table
 from initbench.rundir import RESULTS_ROOT, RunDirectory
@@ -214,7 +214,7 @@ def training_inputs(config: Config) -> tuple[torch.Tensor, int, int | None]:
     return x, dataset.output_dim, inputs
 
 
-def recommend(raw: dict[str, Any], train: dict[str, Any] | None, progress: Progress) -> Recommendation:
+def recommend_for(raw: dict[str, Any], train: dict[str, Any] | None, progress: Progress) -> Recommendation:
     """Find the scales for the forward config ``raw``, and check them: forward, and trained with
     the ``train`` section (None: no training check)."""
     from initbench.experiments import load_experiments
@@ -291,13 +291,13 @@ def result_of(found: Recommendation) -> ExperimentResult:
     ]
     layers_title = f"Per layer: σ_w² = fan_in·Var(W), and the std of its output ({seeds})"
     tables = [rich_table(layers_title, columns, rows)]
-    sections = [
+    explanation = (
         f"Scales from {source}. Each weight layer gets `{RULE_SCHEME}`: σ_w² = scale. "
-        f"The std is that of the layer's output (`{output_column(found.forward)}` in layer_stats.csv: h, after the norm in a normalized built-in net; "
-        "a block reports its first weight layer), measured "
-        "with the rules (`config.yaml`), PyTorch's defaults (`constructor`) and He (`kaiming_normal`).",
-        markdown_table(columns, rows),
-    ]
+        f"The std is that of the layer's output (`{output_column(found.forward)}` in layer_stats.csv: h, after the norm in a normalized "
+        "built-in net; a block reports its first weight layer), measured with the rules (`config.yaml`), PyTorch's defaults "
+        "(`constructor`) and He (`kaiming_normal`)."
+    )
+    sections = [explanation, markdown_table(columns, rows)]
     training = {}
     if found.train is not None:
         settings = found.train.train

@@ -26,8 +26,8 @@ from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Tab
 from initbench.module_backend import build_stack, loss_directions, module_inputs, observe
 from initbench.plots import histograms_figure, std_by_layer_figure
 from initbench.registry import build_from_spec
-from initbench.rules import init_rules_summary
 from initbench.report import display_layers, format_number, markdown_table, rich_table
+from initbench.rules import init_rules_summary
 from initbench.stats import (
     FORWARD_COLUMNS,
     first_nonfinite_layer,
