@@ -384,6 +384,7 @@ def recommend(
     steps: Annotated[int, typer.Option("--steps", help="Training check steps (0: no training check).", min=0)] = 200,
     lr: Annotated[float, typer.Option("--lr", help="Training check learning rate (sgd, momentum 0.9).", callback=finite)] = 0.05,
     seeds: Annotated[int, typer.Option("--seeds", help="Seeds of every check.", min=1)] = 3,
+    data_driven: Annotated[bool, typer.Option("--data-driven", help="Use the data pass even where theory applies (it sees the cnn's zero padding).")] = False,
     out: OutOption = None,
     device: DeviceOption = None,
     quiet: QuietOption = False,
@@ -409,10 +410,10 @@ def recommend(
         chosen = dataset if dataset is not None or factory is not None else "digits"
         train = training_section(chosen, steps, lr) if chosen is not None and steps > 0 else None
         if quiet or not stderr.is_terminal:
-            found = recommend_for(raw, train, SilentProgress())
+            found = recommend_for(raw, train, SilentProgress(), data_driven)
         else:
             with RichProgress() as progress:
-                found = recommend_for(raw, train, progress)
+                found = recommend_for(raw, train, progress, data_driven)
         result = result_of(found)
         directory = save(found, result, out, found.forward.device)
         if not quiet:

@@ -214,9 +214,10 @@ def training_inputs(config: Config) -> tuple[torch.Tensor, int, int | None]:
     return x, dataset.output_dim, inputs
 
 
-def recommend_for(raw: dict[str, Any], train: dict[str, Any] | None, progress: Progress) -> Recommendation:
+def recommend_for(raw: dict[str, Any], train: dict[str, Any] | None, progress: Progress, data_driven: bool = False) -> Recommendation:
     """Find the scales for the forward config ``raw``, and check them: forward, and trained with
-    the ``train`` section (None: no training check)."""
+    the ``train`` section (None: no training check). ``data_driven``: the data pass even where
+    theory applies (it sees what theory leaves out, such as the cnn's zero padding)."""
     from initbench.experiments import load_experiments
     from initbench.experiments.propagation import ForwardExperiment
     from initbench.experiments.train import TrainExperiment
@@ -228,7 +229,7 @@ def recommend_for(raw: dict[str, Any], train: dict[str, Any] | None, progress: P
     layers = dict(weight_layers(probe))
     if not layers:
         raise InitbenchError("recommend: the model has no weight layer (no parameter of two or more dimensions).")
-    found = theory_scales(config, list(layers))
+    found = "the data-driven pass was asked for" if data_driven else theory_scales(config, list(layers))
     if isinstance(found, str):
         x = module_inputs(config, [Run("probe", config.seed, config.resolved_init()[0][0][1], None)], torch.device("cpu"))[0]
         source, reason, chi1 = "data", found, None
@@ -283,7 +284,7 @@ def training_section(dataset: str, steps: int, lr: float) -> dict[str, Any]:
 def result_of(found: Recommendation) -> ExperimentResult:
     """The tables, summary and report of a recommendation, for the run directory and the terminal."""
     seeds = f"median over {found.forward.seeds} seeds" if found.forward.seeds > 1 else f"seed {found.forward.seed}"
-    source = "mean-field theory" if found.source == "theory" else f"a data-driven (LSUV) pass, as theory does not apply ({found.reason})"
+    source = "mean-field theory" if found.source == "theory" else f"a data-driven (LSUV) pass ({found.reason})"
     columns = ("module", "fan_in", "σ_w² default", "σ_w² rules", "χ₁", "std default", "std he", "std rules")
     rows = [
         (row["module"], row["fan_in"], row["sigma_w2_constructor"], row["sigma_w2"], row["chi1"], row["std_constructor"], row["std_he"], row["std_rules"])
@@ -317,10 +318,10 @@ def result_of(found: Recommendation) -> ExperimentResult:
     summary = {
         "experiment": "recommend",
         "source": found.source,
-        "theory_not_applicable": found.reason,
+        "why_data_driven": found.reason,
         "rule_scheme": RULE_SCHEME,
         "layers": found.layers,
-        "rules": found.forward.model_dump(mode="json")["init"]["rules"],
+        "rules": found.forward.model_dump(mode="json", exclude_none=True)["init"]["rules"],
         "training": training,
     }
     table = Table(columns=tuple(found.layers[0]), rows=[tuple(row.values()) for row in found.layers])
