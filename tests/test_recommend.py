@@ -91,3 +91,13 @@ def test_bad_input_exits_2_with_one_line(cli, args: tuple[str, ...], message: st
     result = cli(*args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.splitlines()) <= 2 and "Traceback" not in result.output
+
+
+def test_data_driven_on_a_plain_net_calibrates_the_measured_seed(cli, tmp_path: Path) -> None:
+    """With --data-driven the mlp gets the data pass: seed 0, whose weights and inputs the pass
+    calibrated, has every layer's h at unit std (to the pass's tolerance and the rules' 4 digits)."""
+    args = ("recommend", "--arch", "mlp", "--depth", "3", "--width", "16", "--activation", "tanh", "--seeds", "1", "--steps", "0", "--device", "cpu")
+    assert cli(*args, "--data-driven", "--out", tmp_path / "rec").exit_code == 0
+    summary = json.loads((tmp_path / "rec" / "summary.json").read_text())
+    assert summary["source"] == "data" and summary["why_data_driven"] == "the data-driven pass was asked for"
+    assert [layer["std_rules"] for layer in summary["layers"]] == pytest.approx([1.0] * 3, abs=0.006)
