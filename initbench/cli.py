@@ -369,6 +369,59 @@ def probe(
         execute_and_report(load_config(None, [*(overrides or []), *extra], base=raw), out, quiet)
 
 
+@app.command()
+def recommend(
+    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. model.bias=true or model.kwargs.d_model=64.", show_default=False)] = None,
+    arch: Annotated[str | None, typer.Option("--arch", help="A built-in net: mlp, resmlp or cnn.")] = None,
+    factory: Annotated[str | None, typer.Option("--factory", help="Your model's factory, package.module:callable (with --input-shape).")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="A config whose model and input sections describe the net.")] = None,
+    depth: Annotated[int | None, typer.Option("--depth", help="Layers (or residual blocks) of a built-in net.")] = None,
+    width: Annotated[int | None, typer.Option("--width", help="Units (channels for the cnn) of a built-in net.")] = None,
+    activation: Annotated[str | None, typer.Option("--activation", help="The activation, e.g. tanh.")] = None,
+    norm: Annotated[str | None, typer.Option("--norm", help="none, batchnorm or layernorm.")] = None,
+    input_shape: Annotated[str | None, typer.Option("--input-shape", help="A factory's input shape, batch first, e.g. 64,5.")] = None,
+    dataset: Annotated[str | None, typer.Option("--dataset", help="The training check's dataset (default digits; a factory trains only with one).")] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Training check steps (0: no training check).", min=0)] = 200,
+    lr: Annotated[float, typer.Option("--lr", help="Training check learning rate (sgd, momentum 0.9).", callback=finite)] = 0.05,
+    seeds: Annotated[int, typer.Option("--seeds", help="Seeds of every check.", min=1)] = 3,
+    data_driven: Annotated[bool, typer.Option("--data-driven", help="Use the data pass even where theory applies (it sees the cnn's zero padding).")] = False,
+    out: OutOption = None,
+    device: DeviceOption = None,
+    quiet: QuietOption = False,
+) -> None:
+    """Per-layer init scales that hold every layer at unit variance, as init.rules, checked against PyTorch's defaults and He.
+
+    [bold]Examples[/bold]
+
+      initbench recommend --arch cnn --depth 20 --activation tanh
+
+      initbench recommend --arch resmlp --depth 10 --norm layernorm --steps 100
+
+      initbench recommend --factory tests.probe_models:small_mlp --input-shape 64,5
+    """
+    with reported_errors():
+        from initbench.experiments import SilentProgress
+        from initbench.recommend import base_config, recommend_for, result_of, save, training_section
+
+        flags = {"model.depth": depth, "model.width": width, "model.activation": activation, "model.norm": norm}
+        shape = {"input.shape": parse_shape(input_shape)} if input_shape is not None else {}
+        extra = [f"{key}={value}" for key, value in {**flags, **shape}.items() if value is not None]
+        raw = base_config(arch, factory, config, [*extra, *(overrides or [])], seeds, device)
+        chosen = dataset if dataset is not None or factory is not None else "digits"
+        train = training_section(chosen, steps, lr) if chosen is not None and steps > 0 else None
+        if quiet or not stderr.is_terminal:
+            found = recommend_for(raw, train, SilentProgress(), data_driven)
+        else:
+            with RichProgress() as progress:
+                found = recommend_for(raw, train, progress, data_driven)
+        result = result_of(found)
+        directory = save(found, result, out, found.forward.device)
+        if not quiet:
+            for table in result.console_tables:
+                stdout.print(table)
+        say(stdout, f"Rules: {directory.path / 'config.yaml'} (initbench run it to measure them again)")
+
+
 def parse_shape(text: str) -> list[int]:
     """``8,16,64`` → [8, 16, 64]; every size a positive integer."""
     try:

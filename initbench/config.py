@@ -18,6 +18,9 @@ Example config (every key optional except where noted)::
       mode: fan_in              # ... the scheme's options as sibling keys
       bias: zeros               # how biases are drawn (a scheme spec)
       # schemes: [zeros, "normal:std=0.01", he]   # instead of scheme: one run per entry
+      # rules:                  # per-module schemes, first match wins (see initbench.rules)
+      #   - {match: Conv2d, scheme: "kaiming_normal:mode=fan_out,nonlinearity=relu", bias: zeros}
+      #   - {match: BatchNorm2d, scheme: ones, bias: zeros}
     input:
       batch: 1024               # rows of N(0, 1) inputs
 """
@@ -39,6 +42,7 @@ from initbench.architectures import ParamContext
 from initbench.errors import InitbenchError, from_validation_error
 from initbench.plugins import build_scheme, parse_scheme_spec, scheme_from_spec
 from initbench.registry import STRICT, build_from_spec, format_spec, parse_scalar
+from initbench.rules import ResolvedRule
 from initbench.schemes import InitScheme
 from initbench.yamlinput import MAX_YAML_CHARS, load_yaml
 
@@ -139,8 +143,24 @@ class ModelConfig(Section):
         return build_from_spec(ACTIVATIONS, self.activation)
 
 
+class InitRule(Section):
+    """One entry of ``init.rules``: the modules whose class name or dotted path the glob ``match``
+    matches get ``scheme`` for their weight and ``bias`` for their bias (default: ``init.bias``;
+    with ``scheme: constructor``, the constructor's bias). See :mod:`initbench.rules`."""
+
+    match: str = Field(min_length=1)
+    scheme: str
+    bias: str | None = None
+
+    @field_validator("scheme", "bias", mode="before")
+    @classmethod
+    def _spec(cls, value: Any, info: Any) -> Any:
+        return spec_from_mapping(value, f"init.rules {info.field_name}", "{name: kaiming_normal, mode: fan_out}")
+
+
 class InitConfig(BaseModel):
-    """How weights (and biases) are drawn: one ``scheme`` with its options, or a list of ``schemes``.
+    """How weights (and biases) are drawn: one ``scheme`` with its options, or a list of ``schemes``,
+    and optionally per-module ``rules`` that override them (the first rule matching a module sets it).
 
     The scheme's own options sit beside ``scheme`` as sibling keys, so this section accepts extra
     keys and checks them against the scheme instead of against a fixed list.
@@ -153,6 +173,8 @@ class InitConfig(BaseModel):
     _bias: InitScheme = PrivateAttr()
     schemes: list[str] | None = Field(default=None, min_length=1)
     bias: str = "zeros"
+    rules: list[InitRule] | None = Field(default=None, min_length=1)
+    _rules: list[tuple[InitScheme, InitScheme | None]] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
     def _check_schemes(self) -> InitConfig:
@@ -169,7 +191,25 @@ class InitConfig(BaseModel):
         self._bias = bias = scheme_from_spec(self.bias)
         if not bias.fills_bias:
             raise InitbenchError(f"init.bias: scheme '{self.bias}' {bias.no_bias_reason}, so it cannot initialize a bias.", hint="Use zeros, constant, normal, uniform or default for biases.")
+        self._rules = [self._parse_rule(index, rule) for index, rule in enumerate(self.rules or [])]
         return self
+
+    @staticmethod
+    def _parse_rule(index: int, rule: InitRule) -> tuple[InitScheme, InitScheme | None]:
+        """A rule's (scheme, bias) objects; a bad spec is the usual error, naming the rule."""
+        where = f"init.rules[{index}] (match '{rule.match}')"
+        try:
+            scheme = scheme_from_spec(rule.scheme)
+            bias = None if rule.bias is None else scheme_from_spec(rule.bias)
+        except InitbenchError as error:
+            raise InitbenchError(f"{where}: {error.message}", hint=error.hint) from None
+        if bias is not None and not bias.fills_bias:
+            raise InitbenchError(f"{where}: bias scheme '{rule.bias}' {bias.no_bias_reason}, so it cannot initialize a bias.", hint="Use zeros, constant, normal, uniform or default for biases.")
+        return scheme, bias
+
+    def build_rules(self) -> list[tuple[InitRule, InitScheme, InitScheme | None]]:
+        """``(rule, scheme, bias or None)`` per rule, in order, parsed once when the config was validated."""
+        return [(rule, scheme, bias) for rule, (scheme, bias) in zip(self.rules or [], self._rules, strict=True)]
 
     def build_schemes(self) -> list[tuple[str, InitScheme]]:
         """``(label, scheme)`` per run; the label is the scheme as written (``normal:std=0.01``).
@@ -295,6 +335,7 @@ class Config(Section):
     train: TrainConfig | None = None
     _resolved: list[tuple[str, InitScheme]] = PrivateAttr(default_factory=list)
     _resolved_bias: InitScheme = PrivateAttr()
+    _resolved_rules: list[ResolvedRule] = PrivateAttr(default_factory=list)
     phase: PhaseConfig | None = None
     gain: GainConfig | None = None
 
@@ -319,10 +360,12 @@ class Config(Section):
     def uses_fast_engine(self) -> bool:
         """Whether the runs go through the stacked MLP engine and trainer (the plain MLP, drawn by its
         schemes) rather than the module backend (every other network, schemes that act on the whole
-        model or are fitted to a batch, and training that saves its models in the model's own key layout)."""
+        model or are fitted to a batch, training that saves its models in the model's own key layout,
+        and any net with ``init.rules``, which match module types and paths)."""
         return (
             self.model.arch == "mlp"
             and self.model.norm == "none"
+            and self.init.rules is None
             and (self.input.dataset is None or self.experiment == "train")
             and not any(scheme.keeps_constructor_init or scheme.needs_model or scheme.needs_data for _, scheme in self.init.build_schemes())
             and not (self.train is not None and self.train.save_models)
@@ -341,7 +384,18 @@ class Config(Section):
             check_draws(f"init scheme '{label}'", scheme, dtype)
         if self.model.bias:
             check_draws(f"init.bias '{self.init.bias}'", self._resolved_bias, dtype)
+        for index, (rule, scheme, bias) in enumerate(self.init.build_rules()):
+            where = f"init.rules[{index}] (match '{rule.match}')"
+            resolved = ResolvedRule.of(index, rule.match, scheme, bias, self._resolved_bias, activation, where)
+            check_draws(f"{where} scheme '{rule.scheme}'", resolved.scheme, dtype)
+            if resolved.bias is not None:
+                check_draws(f"{where} bias '{resolved.bias.spec()}'", resolved.bias, dtype)
+            self._resolved_rules.append(resolved)
         return self
+
+    def resolved_rules(self) -> list[ResolvedRule]:
+        """``init.rules`` with every scheme resolved for the network, in order (empty without rules)."""
+        return list(self._resolved_rules)
 
     def resolved_init(self) -> tuple[list[tuple[str, InitScheme]], InitScheme]:
         """``(label, resolved scheme)`` per scheme, and the resolved bias scheme: every option a number."""
@@ -386,6 +440,11 @@ class Config(Section):
             # before it existed read the same.
             del data["train"]["save_models"]
         notes = "".join(f"# {label} → {resolved}\n" for label, resolved in self.resolved_schemes() if resolved != label)
+        notes += "".join(
+            f"# init.rules[{rule.index}] {written.scheme} → {rule.scheme.spec()}\n"
+            for rule, (written, parsed, _) in zip(self._resolved_rules, self.init.build_rules(), strict=True)
+            if rule.scheme.spec() != parsed.spec()
+        )
         return notes + yaml.safe_dump(data, sort_keys=False)
 
 
@@ -410,9 +469,12 @@ def _valid_keys(location: tuple[Any, ...]) -> list[str]:
     """The keys valid at ``location`` in the config (for "did you mean" suggestions)."""
     model: type[BaseModel] = Config
     for part in location:
+        if isinstance(part, int):  # an item of a list of sections (init.rules.0)
+            continue
         field = model.model_fields.get(str(part))
-        # A section may be optional (``TrainConfig | None``): look through the union.
-        candidates = get_args(field.annotation) or (field.annotation,) if field else ()
+        # A section may be optional (``TrainConfig | None``) or a list (``list[InitRule] | None``): look through both.
+        candidates = list(get_args(field.annotation) or (field.annotation,)) if field else []
+        candidates += [inner for candidate in candidates for inner in get_args(candidate)]
         sections = [candidate for candidate in candidates if isinstance(candidate, type) and issubclass(candidate, BaseModel)]
         if not sections:
             return []
@@ -452,7 +514,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     """Apply ``section.key=value`` overrides (values parsed as YAML scalars) to a raw config.
 
     Setting ``init.scheme`` replaces the scheme *with its options*: option keys the file gave the
-    old scheme are dropped, since they rarely fit the new one; options given as overrides stay.
+    old scheme are dropped, since they rarely fit the new one; options given as overrides, the
+    bias and the rules stay.
     """
     result = copy.deepcopy(raw)  # nested mappings too: callers (a sweep's base) reuse ``raw``
     for override in overrides:
@@ -462,7 +525,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         path = key.strip().split(".")
         if path == ["init", "scheme"]:
             init = result.get("init") or {}
-            result["init"] = {k: v for k, v in init.items() if k == "bias"}
+            result["init"] = {k: v for k, v in init.items() if k in ("bias", "rules")}
         target = result
         for part in path[:-1]:
             existing = target.get(part)

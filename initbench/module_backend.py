@@ -40,32 +40,60 @@ from initbench.datasets import load_dataset
 from initbench.engine import Run, derive_seed, resolve_dtype
 from initbench.errors import InitbenchError
 from initbench.model_schemes import own_state_dict
+from initbench.rules import ResolvedRule, assign_rules, rule_context
 from initbench.schemes import InitScheme
 from initbench.training import per_run_loss
 
 if TYPE_CHECKING:
+    from initbench.architectures import ParamContext
     from initbench.config import Config
 
 
-def initialize(model: nn.Module, run: Run, bias_scheme: InitScheme, generator: torch.Generator) -> None:
+def initialize(model: nn.Module, run: Run, bias_scheme: InitScheme, generator: torch.Generator, rules: list[ResolvedRule] | None = None) -> None:
     """Draw every parameter of ``model`` for ``run``, in registration order, from ``generator``.
 
     Weights follow the run's scheme and biases ``bias_scheme``, each told its
     :class:`~initbench.architectures.ParamContext`. Normalization layers get weight 1 and bias 0.
     Other parameters (scalars such as a residual gate) keep the value the constructor gave them.
-    A scheme that keeps the constructor's init (``constructor``) draws nothing.
+    A scheme that keeps the constructor's init (``constructor``) draws nothing. A module one of
+    ``rules`` matches gets the first such rule's schemes instead (see :mod:`initbench.rules`).
     """
-    if run.scheme.keeps_constructor_init:
+    chosen = assign_rules(model, rules or [])
+    if run.scheme.keeps_constructor_init and not chosen:
         return
+    paths = {module: path for path, module in model.named_modules()}
     with torch.no_grad():
         for module, parameter, context in parameter_contexts(model):
-            if context is None:
+            rule = chosen.get(paths[module])
+            if rule is not None:
+                draw_by_rule(model, paths[module], module, parameter, context, rule, generator)
+            elif run.scheme.keeps_constructor_init:
+                continue
+            elif context is None:
                 if is_norm(module):
                     parameter.fill_(1.0 if parameter is getattr(module, "weight", None) else 0.0)
             elif context.role == "weight":
                 run.scheme.sample_(parameter, context, generator)
             else:
                 bias_scheme.sample_(parameter, context, generator)
+
+
+def draw_by_rule(
+    model: nn.Module, path: str, module: nn.Module, parameter: nn.Parameter, context: ParamContext | None, rule: ResolvedRule, generator: torch.Generator
+) -> None:
+    """Draw one parameter of a module ``rule`` sets: weights by its scheme, biases by its bias.
+
+    A parameter without a context is a norm's (or another weightless module's) ``weight`` or
+    ``bias``, given fans of its own length; any other such parameter keeps its constructor value.
+    """
+    if context is None:
+        role = "weight" if parameter is getattr(module, "weight", None) else "bias" if parameter is getattr(module, "bias", None) else None
+        if role is None:
+            return
+        context = rule_context(model, path, module, parameter, role)
+    scheme = rule.scheme if context.role == "weight" else rule.bias
+    if scheme is not None and not scheme.keeps_constructor_init:
+        scheme.sample_(parameter, context, generator)
 
 
 @dataclass(frozen=True)
@@ -403,7 +431,7 @@ def build_stack(config: Config, runs: list[Run], device: torch.device, outputs: 
 
     Each model is built with torch's global RNG seeded by its run's seed (and restored after), so a
     ``constructor`` run measures the model's own init reproducibly; every other scheme then redraws
-    the parameters from the run's own generator.
+    the parameters from the run's own generator, and ``init.rules`` pick the scheme per module.
     """
     bias_scheme = config.resolved_init()[1]
     # A scheme that adds structure (Fixup's scalars) adds it to every model, so that all runs stack;
@@ -417,7 +445,7 @@ def build_stack(config: Config, runs: list[Run], device: torch.device, outputs: 
         for scheme in structural:
             owner = type(run.scheme) is type(scheme)
             (run.scheme if owner else scheme).prepare_model(model, owner)
-        initialize(model, run, bias_scheme, torch.Generator().manual_seed(run.seed))
+        initialize(model, run, bias_scheme, torch.Generator().manual_seed(run.seed), config.resolved_rules())
         run.scheme.finish_model(model)
         models.append(model)
     return StackedModules(models, runs, device)

@@ -28,6 +28,7 @@ from initbench.module_backend import build_stack, loss_directions, module_inputs
 from initbench.plots import histograms_figure, std_by_layer_figure
 from initbench.registry import build_from_spec
 from initbench.report import display_layers, format_number, markdown_table, rich_table
+from initbench.rules import init_rules_summary
 from initbench.stats import (
     FORWARD_COLUMNS,
     first_nonfinite_layer,
@@ -78,6 +79,8 @@ class Measurement:
     one_at_a_time: str | None = None
     #: How each LSUV run's layers were fitted (:mod:`initbench.lsuv`); empty without LSUV runs.
     fits: Fits = field(default_factory=dict)
+    #: Which ``init.rules`` set each module (summary.json's ``init_rules``); None without rules.
+    init_rules: dict[str, Any] | None = None
 
     def labels(self) -> list[str]:
         return list(dict.fromkeys(run.label for run in self.runs))
@@ -105,6 +108,7 @@ class Measurement:
             points=self.points,
             one_at_a_time=self.one_at_a_time,
             fits=subset_fits(self.fits, labels),
+            init_rules=self.init_rules,
         )
 
 
@@ -215,7 +219,7 @@ def measure_modules(runs: list[Run], config: Config, context: RunContext, backwa
         points.append(Point(observed.labels[index], type(module.module).__name__, fan_in))
     arrays = {name: torch.stack(values, dim=1).numpy() for name, values in columns.items()}
     finite_array = arrays.pop("finite").astype(bool)
-    return Measurement(runs, arrays, finite_array, histograms, points, stack.one_at_a_time, fits)
+    return Measurement(runs, arrays, finite_array, histograms, points, stack.one_at_a_time, fits, init_rules_summary(config, stack.base))
 
 
 @dataclass(frozen=True)
@@ -598,6 +602,8 @@ class Propagation:
             how = "together under torch.func.vmap" if measurement.one_at_a_time is None else f"one at a time: {measurement.one_at_a_time}"
             summary["backend"] = {"runs": how, "mode": "eval" if config.model.eval else "train"}
             summary["modules"] = [{"row": row, "module": point.module, "module_type": point.module_type, "fan_in": point.fan_in} for row, point in enumerate(measurement.points, start=1)]
+            if measurement.init_rules is not None:
+                summary["init_rules"] = measurement.init_rules
             sections.insert(2, f"Every row observed, in execution order (median std of its output; runs went {how}):\n\n" + markdown_table(module_columns, module_rows))
             if config.model.arch == "module":
                 tables.insert(0, rich_table(f"Output std of each module ({seeds})", module_columns, module_rows))

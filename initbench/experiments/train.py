@@ -26,6 +26,7 @@ from initbench.lsuv import Fits, fit_lsuv_runs, report_fits, subset_fits
 from initbench.module_backend import build_stack
 from initbench.plots import decision_boundary_figure, training_curves_figure
 from initbench.report import format_number, markdown_table, reached_text, rich_table
+from initbench.rules import init_rules_summary
 from initbench.stats import median_layer
 from initbench.training import Evaluation, StackedTrainer, mlp_trainer, training_memory_estimate
 
@@ -109,6 +110,7 @@ class TrainingRecord:
     boundary: Boundary | None  # 2-D classification only
     model_states: list[dict[str, torch.Tensor]] | None = None  # each run's final state_dict (train.save_models)
     fits: Fits = field(default_factory=dict)  # how each LSUV run's layers were fitted (initbench.lsuv)
+    init_rules: dict[str, Any] | None = None  # which init.rules set each module (summary.json); None without rules
 
     def subset(self, labels: list[str]) -> TrainingRecord:
         """The runs of ``labels`` only, in this record's order: what training them alone records."""
@@ -123,6 +125,7 @@ class TrainingRecord:
             boundary=boundary,
             model_states=None if self.model_states is None else [self.model_states[index] for index in indices],
             fits=subset_fits(self.fits, labels),
+            init_rules=self.init_rules,
         )
 
 
@@ -210,11 +213,13 @@ class TrainExperiment:
         input_shape = image_shape(config, dataset)
         optimizer = (settings.optimizer, settings.lr, settings.momentum, settings.weight_decay, settings.batch_size)
         fits: Fits = {}
+        init_rules = None
         if config.uses_fast_engine():
             trainer = mlp_trainer(runs, dataset, config.model.hidden_widths(), config.model.build_activation(), config.model.bias, context.device, dtype, *optimizer)
         else:
             inputs = None if config.model.arch == "module" else (input_shape[0] if input_shape is not None else dataset.input_dim)
             model = build_stack(config, runs, context.device, outputs=dataset.output_dim, inputs=inputs)
+            init_rules = init_rules_summary(config, model.base)
             trainer = StackedTrainer(runs, dataset, model, context.device, dtype, *optimizer, input_shape)
             fits = fit_lsuv_runs(model, trainer.stacked(trainer.x_train[: lsuv_batch_size(settings, dataset)]))
         checkpoints = evaluation_steps(settings.steps, settings.eval_every)
@@ -237,7 +242,7 @@ class TrainExperiment:
             boundary = Boundary(grid_x, grid_y, predictions)
         # save_models keeps these runs on the module backend (Config.uses_fast_engine), whose stack names each run's tensors.
         states = [trainer.model.run_state_dict(index) for index in range(len(runs))] if settings.save_models else None  # type: ignore[attr-defined]
-        return TrainingRecord(runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary, model_states=states, fits=fits)
+        return TrainingRecord(runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary, model_states=states, fits=fits, init_rules=init_rules)
 
     def analyse(self, config: Config, record: TrainingRecord) -> ExperimentResult:
         """Curves, summary, tables and figures of ``config``'s runs in ``record``."""
@@ -337,7 +342,8 @@ class TrainExperiment:
         )
         return ExperimentResult(
             tables={"train_metrics.csv": Table(columns=("scheme", "seed", "step", "loss", "train_acc", "test_acc"), rows=rows)},
-            summary={"experiment": "train", "dataset": dataset.name, "task": dataset.task, "schemes": schemes},
+            summary={"experiment": "train", "dataset": dataset.name, "task": dataset.task, "schemes": schemes}
+            | ({} if record.init_rules is None else {"init_rules": record.init_rules}),
             figures=figures,
             report=report,
             console_tables=[rich_table(f"After {settings.steps} steps ({seeds})", columns, table_rows), *fitted.warnings],

@@ -43,7 +43,7 @@ def stack_key(config: Config) -> str | None:
     """Points with equal keys share a shape and can run stacked; None: this point runs alone.
 
     The key is the whole config except ``init`` (its scheme, schemes and the scheme's options),
-    whose bias init stays in. Every experiment that can measure and analyse separately
+    whose bias init and rules stay in. Every experiment that can measure and analyse separately
     (:class:`~initbench.experiments.StackableExperiment`) stacks.
     """
     from initbench.experiments import EXPERIMENTS, StackableExperiment, load_experiments
@@ -52,7 +52,7 @@ def stack_key(config: Config) -> str | None:
     if not issubclass(EXPERIMENTS.get(config.experiment), StackableExperiment):
         return None
     data = config.model_dump(mode="json")
-    data["init"] = {"bias": config.init.bias}
+    data["init"] = {"bias": config.init.bias, "rules": data["init"].get("rules")}
     data["experiment"] = EXPERIMENTS.canonical(config.experiment)
     # A scheme can move its runs off the fast engine (constructor, lsuv): the stack runs on one engine.
     data["fast_engine"] = config.uses_fast_engine()
