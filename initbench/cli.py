@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer ≥ 0.29 vendors click
+from typer.core import TyperCommand, TyperGroup
 
 from initbench import __version__
 from initbench.errors import InitbenchError
@@ -35,13 +37,6 @@ if TYPE_CHECKING:
     from initbench.config import Config
     from initbench.sweeps import Shard, Sweep
 
-app = typer.Typer(
-    name="initbench",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
 stdout = Console()
 stderr = Console(stderr=True)
 
@@ -56,6 +51,66 @@ def say(console: Console, *parts: str | tuple[str, str]) -> None:
     """Print one line of ``parts`` (text, or ``(text, style)``) literally: paths and messages are
     never read as rich markup (``results/a[b]`` stays itself), highlighted or wrapped."""
     console.print(Text.assemble(*parts), highlight=False, soft_wrap=True)
+
+
+def show_user_error(message: str, hint: str | None) -> None:
+    """A user error on stderr, the same whoever found it (initbench or the option parser):
+    ``Error: MESSAGE`` and, on the next line, the hint."""
+    say(stderr, ("Error: ", "bold red"), message)
+    if hint:
+        say(stderr, hint)
+
+
+def flags_as_flags(params: list[Any]) -> list[Any]:
+    """On/off options shown in ``--help`` as what they are, ``--measure``, not ``--measure <bool>``
+    (which reads as if it took a value)."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class InitbenchCommand(TyperCommand):
+    """A Typer command whose ``--help`` shows on/off options as flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return flags_as_flags(super().get_params(ctx))
+
+
+class InitbenchGroup(TyperGroup):
+    """Typer's command group, with the option parser's errors (a bad ``--depth abc``, a missing
+    argument, an unknown option) printed as initbench prints its own, exit code 2, instead of in
+    Typer's panel, and flags shown as flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return flags_as_flags(super().get_params(ctx))
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)  # typer.Exit comes back as its code
+        except NoArgsIsHelpError as help_instead:  # bare `initbench`: rich printed the help while making this error
+            sys.exit(help_instead.exit_code)
+        except ClickException as error:
+            context = getattr(error, "ctx", None)
+            usage = f"See '{context.command_path} --help'." if context is not None else None
+            usable_terminal()
+            show_user_error(error.format_message(), usage)
+            sys.exit(error.exit_code)
+        except typer.Abort:  # EOF at a prompt; initbench asks none, but click may raise it
+            sys.exit(EXIT_FAILURE)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(
+    name="initbench",
+    cls=InitbenchGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
 
 
 def usable_terminal() -> None:
@@ -80,9 +135,7 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except InitbenchError as error:
-        say(stderr, ("Error: ", "bold red"), error.message)
-        if error.hint:
-            say(stderr, error.hint)
+        show_user_error(error.message, error.hint)
         raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (see initbench.signals): 130 or 143
         say(stderr, ("Interrupted.", "yellow"), " A run directory already started records status 'interrupted' in its meta.json.")
@@ -219,7 +272,7 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress ba
 EvalOption = Annotated[bool, typer.Option("--eval", help="Run modules in eval mode (BatchNorm uses running statistics, no dropout); default: train mode, as built.")]
 
 
-@app.command()
+@app.command(cls=InitbenchCommand)
 def run(
     config: Annotated[Path | None, typer.Argument(help="A YAML config, e.g. configs/relu_kaiming.yaml or a run's config.yaml.")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. model.depth=50 init.gain=auto.", show_default=False)] = None,
@@ -262,7 +315,7 @@ def run(
         execute_and_report(validate_config(apply_overrides(raw, [*(overrides or []), *flags]), str(config)), out, quiet)
 
 
-@app.command()
+@app.command(cls=InitbenchCommand)
 def compare(
     schemes: Annotated[list[str], typer.Argument(help="Schemes as NAME or NAME:key=value,key=value; each string labels its run.")],
     config: Annotated[Path | None, typer.Option("--config", help="Base config (default: 100 layers × 256 relu units, batch 1024).")] = None,
@@ -320,7 +373,7 @@ def compare(
         execute_and_report(load_config(None, [], base=apply_overrides(raw, overrides)), out, quiet)
 
 
-@app.command()
+@app.command(cls=InitbenchCommand)
 def probe(
     factory: Annotated[str, typer.Argument(help="The model's factory as package.module:callable, e.g. torch.nn:TransformerEncoderLayer.")],
     overrides: Annotated[
@@ -391,7 +444,7 @@ LauncherOption = Annotated[
 ]
 
 
-@app.command()
+@app.command(cls=InitbenchCommand)
 def sweep(
     config: Annotated[Path, typer.Argument(help="A YAML config (its sweep: section gives axes), or a sweep directory to resume.")],
     axes: Annotated[
@@ -524,7 +577,7 @@ def show_points(definition: Sweep, configs: list[Config], out: Path | None, shar
     stdout.print(rich_table(title, ("point", "stack", "status", "overrides"), rows))
 
 
-@app.command()
+@app.command(cls=InitbenchCommand)
 def report(
     sweep_dir: Annotated[Path, typer.Argument(help="A sweep directory (the --out of initbench sweep).")],
     out: Annotated[Path | None, typer.Option("--out", help="Write the report here (new or empty). Default: SWEEP_DIR/report-<time>/.")] = None,
@@ -560,7 +613,7 @@ def report(
         say(stdout, f"Report: {directory.path}")
 
 
-@app.command()
+@app.command(cls=InitbenchCommand)
 def gain(
     activation: Annotated[str, typer.Argument(help="Any registered activation, e.g. gelu or leaky_relu:negative_slope=0.2.")],
     sb2: Annotated[float, typer.Option("--sb2", help="Bias variance σ_b².", min=0.0, callback=finite)] = 0.0,
@@ -599,7 +652,7 @@ def gain(
             stdout.print(table)
 
 
-@app.command()
+@app.command(cls=InitbenchCommand)
 def phase(
     activation: Annotated[str, typer.Option("--activation", help="The activation, e.g. tanh.")] = "tanh",
     sw2: Annotated[str, typer.Option("--sw2", help="σ_w² grid as START:STOP:N.")] = "0.25:4:24",
@@ -639,7 +692,7 @@ def phase(
         execute_and_report(validate_config({**raw, **({"device": device} if device else {})}, "initbench phase"), out, quiet)
 
 
-@app.command("list")
+@app.command("list", cls=InitbenchCommand)
 def list_entries(
     what: Annotated[str, typer.Argument(help="schemes, activations, datasets or experiments.")] = "schemes",
 ) -> None:

@@ -1,0 +1,46 @@
+"""How many CPU threads torch uses: chosen once, before any work, by the CLI (``--threads`` or
+``INITBENCH_THREADS``) or the API, and recorded in every run's ``meta.json`` (``torch_threads``).
+
+torch's own default is one thread per core, which assumes the cores are free. On a shared
+machine they are not: with two busy processes beside it on 2 cores, a forward run took
+the time shown in bench/RESULTS.md ("Threads") at 2 threads against 1, because a thread that
+waits for a busy core stalls every other thread at the next barrier. So the default is the
+cores nobody else is using when the command starts:
+
+    threads = clamp(round(cores − load average), 1, cores)
+
+where ``cores`` are those this process may run on (its CPU affinity, which a container or
+``taskset`` narrows) and the load average is the kernel's last-minute figure.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: The environment variable the CLI reads when ``--threads`` is not given.
+ENV_VAR = "INITBENCH_THREADS"
+
+
+def available_cores() -> int:
+    """The cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def default_threads(cores: int | None = None, load: float | None = None) -> int:
+    """The idle cores: ``clamp(round(cores − load), 1, cores)``; ``cores`` and ``load`` default
+    to this machine's (see the module docstring)."""
+    cores = available_cores() if cores is None else cores
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, round(cores - load)))
+
+
+def use_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op threads to ``threads`` (None: :func:`default_threads`); returns the count."""
+    import torch
+
+    count = default_threads() if threads is None else threads
+    torch.set_num_threads(count)
+    return count
