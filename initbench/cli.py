@@ -32,6 +32,7 @@ from typer.core import TyperCommand, TyperGroup
 from initbench import __version__
 from initbench.errors import InitbenchError
 from initbench.signals import exit_code
+from initbench.threads import ENV_VAR as THREADS_ENV_VAR
 
 if TYPE_CHECKING:
     from initbench.config import Config
@@ -269,7 +270,36 @@ OutOption = Annotated[Path | None, typer.Option("--out", help="Write exactly her
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 SeedsOption = Annotated[int | None, typer.Option("--seeds", help="Number of seeds per scheme (seeds seed..seed+N-1).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table; print only the run directory.")]
-EvalOption = Annotated[bool, typer.Option("--eval", help="Run modules in eval mode (BatchNorm uses running statistics, no dropout); default: train mode, as built.")]
+EvalOption = Annotated[
+    bool | None,
+    typer.Option("--eval/--no-eval", help="Run modules in eval mode (BatchNorm uses running statistics, no dropout) or train mode. Default: the config's model.eval, else train mode, as built.", show_default=False),
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads", envvar=THREADS_ENV_VAR, min=1, show_default=False,
+        help="CPU threads for torch. Default: the cores other processes leave idle (1 on a busy machine; see bench/RESULTS.md).",
+    ),
+]  # fmt: skip
+
+
+def option_overrides(options: dict[str, tuple[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """The options a user gave as config overrides, and which option set each key.
+
+    ``options`` maps a dotted config key to (the option's name, its value; None: not given), e.g.
+    ``{"model.depth": ("--depth", 0)}`` → ``["model.depth=0"]`` and ``{"model.depth": "--depth"}``,
+    so that the config's error says ``--depth``, the name the user typed.
+    """
+    given = {key: (name, value) for key, (name, value) in options.items() if value is not None}
+    overrides = [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, (_, value) in given.items()]
+    return overrides, {key: name for key, (name, _) in given.items()}
+
+
+def use_threads(threads: int | None) -> None:
+    """Set torch's thread count once, before any work (see :mod:`initbench.threads`)."""
+    from initbench.threads import use_threads as set_threads
+
+    set_threads(threads)
 
 
 @app.command(cls=InitbenchCommand)
@@ -279,7 +309,8 @@ def run(
     out: OutOption = None,
     device: DeviceOption = None,
     seeds: SeedsOption = None,
-    eval_mode: EvalOption = False,
+    eval_mode: EvalOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Run an interrupted or failed run again in its directory, from where it stopped.")
@@ -297,11 +328,12 @@ def run(
     """
     with reported_errors():
         if resume is not None:
-            if config is not None or overrides or out is not None or device is not None or seeds is not None:
+            if config is not None or overrides or out is not None or device is not None or seeds is not None or eval_mode is not None:
                 raise InitbenchError(
                     "--resume takes only the run directory: the run continues with the config it recorded.",
                     hint=f"Run `initbench run --resume {resume}` alone, or start a new run with the changes.",
                 )
+            use_threads(threads)
             execute_and_report(None, None, quiet, resume)
             return
         if config is None:
@@ -311,13 +343,24 @@ def run(
 
         raw = read_yaml(config)  # the only read: a pipe or /dev/stdin can be read once
         check_no_sweep_section(raw, config)
-        flags = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None) + ["model.eval=true"] * eval_mode
-        execute_and_report(validate_config(apply_overrides(raw, [*(overrides or []), *flags]), str(config)), out, quiet)
+        flags, names = option_overrides({"device": ("--device", device), "seeds": ("--seeds", seeds), "model.eval": ("--eval/--no-eval", eval_mode)})
+        validated = validate_config(apply_overrides(raw, [*(overrides or []), *flags]), str(config), names)
+        use_threads(threads)
+        execute_and_report(validated, out, quiet)
+
+
+def is_override(argument: str) -> bool:
+    """``model.depth=50`` is an override; ``normal:std=0.01`` (a ``:`` before the ``=``) a scheme."""
+    key, sep, _ = argument.partition("=")
+    return bool(sep) and ":" not in key
 
 
 @app.command(cls=InitbenchCommand)
 def compare(
-    schemes: Annotated[list[str], typer.Argument(help="Schemes as NAME or NAME:key=value,key=value; each string labels its run.")],
+    schemes: Annotated[
+        list[str],
+        typer.Argument(help="Schemes as NAME or NAME:key=value,key=value (each string labels its run), and KEY=VALUE config overrides such as model.depth=50.", show_default=False),
+    ],
     config: Annotated[Path | None, typer.Option("--config", help="Base config (default: 100 layers × 256 relu units, batch 1024).")] = None,
     activation: Annotated[str | None, typer.Option("--activation", help="Activation, e.g. tanh or leaky_relu:negative_slope=0.2.")] = None,
     depth: Annotated[int | None, typer.Option("--depth", help="Number of layers.")] = None,
@@ -330,7 +373,8 @@ def compare(
     lr: Annotated[float | None, typer.Option("--lr", help="train: learning rate.", callback=finite)] = None,
     out: OutOption = None,
     device: DeviceOption = None,
-    eval_mode: EvalOption = False,
+    eval_mode: EvalOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run one experiment per scheme on the same network, with the results overlaid.
@@ -343,11 +387,15 @@ def compare(
 
       initbench compare zeros normal:std=10 he --config configs/circles_dlai.yaml --seeds 3
 
-      initbench compare zeros he --experiment train --dataset moons --steps 2000
+      initbench compare zeros he --experiment train --dataset moons --steps 2000 train.optimizer=adam
     """
     with reported_errors():
-        from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, apply_overrides, load_config, read_yaml
+        from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, apply_overrides, read_yaml, validate_config
 
+        overrides = [argument for argument in schemes if is_override(argument)]
+        schemes = [argument for argument in schemes if not is_override(argument)]
+        if not schemes:
+            raise InitbenchError("Give at least one scheme to compare.", hint="For example: initbench compare xavier he")
         if config is not None:
             from initbench.sweeps import check_no_sweep_section
 
@@ -365,12 +413,14 @@ def compare(
         raw["init"] = {"schemes": list(schemes), **({"bias": init["bias"]} if "bias" in init else {})}
         if (depth is not None or width is not None) and isinstance(raw.get("model"), dict):
             raw["model"] = {key: value for key, value in raw["model"].items() if key != "hidden"}  # --depth/--width replace hidden
-        flags = {
-            "model.activation": activation, "model.depth": depth, "model.width": width, "input.batch": batch, "seeds": seeds, "device": device,
-            "experiment": experiment, "train.dataset": dataset, "train.steps": steps, "train.lr": lr, "model.eval": "true" if eval_mode else None,
-        }
-        overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
-        execute_and_report(load_config(None, [], base=apply_overrides(raw, overrides)), out, quiet)
+        flags, names = option_overrides({
+            "model.activation": ("--activation", activation), "model.depth": ("--depth", depth), "model.width": ("--width", width),
+            "input.batch": ("--batch", batch), "seeds": ("--seeds", seeds), "device": ("--device", device), "experiment": ("--experiment", experiment),
+            "train.dataset": ("--dataset", dataset), "train.steps": ("--steps", steps), "train.lr": ("--lr", lr), "model.eval": ("--eval/--no-eval", eval_mode),
+        })  # fmt: skip
+        validated = validate_config(apply_overrides(raw, [*overrides, *flags]), str(config) if config is not None else None, names)
+        use_threads(threads)
+        execute_and_report(validated, out, quiet)
 
 
 @app.command(cls=InitbenchCommand)
@@ -387,8 +437,9 @@ def probe(
     experiment: Annotated[str, typer.Option("--experiment", help="forward or gradients.")] = "forward",
     seeds: SeedsOption = None,
     device: DeviceOption = None,
-    eval_mode: EvalOption = False,
+    eval_mode: EvalOption = None,
     out: OutOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Probe your own model: per-module output statistics at init, for its own init or initbench's schemes.
@@ -417,9 +468,12 @@ def probe(
         }
         if input_shape is not None:
             raw["input"] = {"shape": parse_shape(input_shape)}
-        flags = {"input.tokens": tokens, "seeds": seeds, "device": device, "model.eval": "true" if eval_mode else None}
-        extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
-        execute_and_report(load_config(None, [*(overrides or []), *extra], base=raw), out, quiet)
+        flags, names = option_overrides(
+            {"input.tokens": ("--tokens", tokens), "seeds": ("--seeds", seeds), "device": ("--device", device), "model.eval": ("--eval/--no-eval", eval_mode)}
+        )
+        validated = load_config(None, [*(overrides or []), *flags], base=raw, options=names)
+        use_threads(threads)
+        execute_and_report(validated, out, quiet)
 
 
 def parse_shape(text: str) -> list[int]:
@@ -613,12 +667,18 @@ def report(
         say(stdout, f"Report: {directory.path}")
 
 
+Sb2Help = "Bias variance σ_b² (biases N(0, σ_b²))"
+
+
 @app.command(cls=InitbenchCommand)
 def gain(
     activation: Annotated[str, typer.Argument(help="Any registered activation, e.g. gelu or leaky_relu:negative_slope=0.2.")],
-    sb2: Annotated[float, typer.Option("--sb2", help="Bias variance σ_b².", min=0.0, callback=finite)] = 0.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+    sb2: Annotated[float, typer.Option("--sb2", help=f"{Sb2Help}.", min=0.0, callback=finite)] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of the gains (theory alone) instead of the table.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write a run directory here (must be new or empty): gains.csv, summary.json, summary.md.")] = None,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; with --out no table either, only the run directory.")] = False,
 ) -> None:
     """The variance-preserving, critical and PyTorch gains of an activation, with a measured check.
 
@@ -640,28 +700,42 @@ def gain(
         from initbench.registry import build_from_spec
         from initbench.runner import run_detached
 
+        if as_json and out is not None:
+            raise InitbenchError("--json prints the theory's gains alone; --out writes the measured check too. Give one of them.")
         function = build_from_spec(ACTIVATIONS, activation)  # an unknown name is refused in the command's own words
         check_representable(function, torch.float32, f"activation '{activation}'")  # the measured nets are float32
         # The net of the measured check: 100 layers of 256 units, batch 256 (the README's numbers).
         raw = {"name": "gain", "experiment": "gain", "model": {"activation": activation}, "gain": {"sb2": sb2}, "input": {"batch": 256}}
-        config = validate_config({**raw, **({"device": device} if device else {})}, "initbench gain")
+        config = validate_config({**raw, **({"device": device} if device else {})}, None, {"gain.sb2": "--sb2", "device": "--device"})
+        use_threads(threads)
         if as_json:
             stdout.print_json(json.dumps(gains_of(config).as_json()))
-            return
-        for table in run_detached(GainExperiment(), config, SilentProgress()).console_tables:
-            stdout.print(table)
+        elif out is not None:
+            execute_and_report(config, out, quiet)
+        elif quiet or not stderr.is_terminal:
+            print_tables(run_detached(GainExperiment(), config, SilentProgress()).console_tables)
+        else:
+            with RichProgress() as progress:
+                result = run_detached(GainExperiment(), config, progress)
+            print_tables(result.console_tables)
+
+
+def print_tables(tables: list[Any]) -> None:
+    for table in tables:
+        stdout.print(table)
 
 
 @app.command(cls=InitbenchCommand)
 def phase(
     activation: Annotated[str, typer.Option("--activation", help="The activation, e.g. tanh.")] = "tanh",
-    sw2: Annotated[str, typer.Option("--sw2", help="σ_w² grid as START:STOP:N.")] = "0.25:4:24",
-    sb2: Annotated[str, typer.Option("--sb2", help="σ_b² grid as START:STOP:N.")] = "0:0.5:11",
+    sw2: Annotated[str, typer.Option("--sw2", help="Weight variance σ_w² (weights N(0, σ_w²/fan_in)): a grid START:STOP:N, or one value.")] = "0.25:4:24",
+    sb2: Annotated[str, typer.Option("--sb2", help=f"{Sb2Help}: a grid START:STOP:N, or one value.")] = "0:0.5:11",
     depth: Annotated[int, typer.Option("--depth", help="Depth of the measured nets.", min=1, max=1_000_000)] = 100,
     width: Annotated[int, typer.Option("--width", help="Width of the measured nets.", min=1)] = 256,
     measure: Annotated[bool, typer.Option("--measure", help="Also measure correlation convergence in real nets.")] = False,
     out: OutOption = None,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """The order–chaos phase diagram over (σ_w², σ_b²): χ₁, depth scales and the common schemes.
@@ -671,6 +745,8 @@ def phase(
       initbench phase --activation tanh
 
       initbench phase --activation relu --sw2 1:3:21 --sb2 0:0.2:5 --measure --depth 50
+
+      initbench phase --activation tanh --sb2 0.05          [dim]# one σ_b², a row of σ_w²[/dim]
     """
     with reported_errors():
         import torch
@@ -689,7 +765,10 @@ def phase(
             "model": {"activation": activation, "depth": depth, "width": width},
             "phase": {"sw2": sw2, "sb2": sb2, "measure": measure},
         }
-        execute_and_report(validate_config({**raw, **({"device": device} if device else {})}, "initbench phase"), out, quiet)
+        names = {"model.depth": "--depth", "model.width": "--width", "device": "--device", "phase.sw2": "--sw2", "phase.sb2": "--sb2"}
+        config = validate_config({**raw, **({"device": device} if device else {})}, None, names)
+        use_threads(threads)
+        execute_and_report(config, out, quiet)
 
 
 @app.command("list", cls=InitbenchCommand)

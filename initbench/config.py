@@ -221,12 +221,18 @@ class TrainConfig(Section):
 
 class PhaseConfig(Section):
     """The order–chaos phase diagram (``experiment: phase``): grids over σ_w² and σ_b² as
-    ``START:STOP:N``; ``measure`` also measures correlation convergence in real nets of
-    ``model.depth`` × ``model.width``."""
+    ``START:STOP:N``, or one value; ``measure`` also measures correlation convergence in real nets
+    of ``model.depth`` × ``model.width``."""
 
     sw2: str = "0.25:4:24"
     sb2: str = "0:0.5:11"
     measure: bool = False
+
+    @field_validator("sw2", "sb2", mode="before")
+    @classmethod
+    def _one_value(cls, value: Any) -> Any:
+        """``sb2: 0.1`` in YAML is a number; as a grid it is the text ``0.1``."""
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
     @field_validator("sw2", "sb2")
     @classmethod
@@ -420,7 +426,7 @@ def validate_config(raw: dict[str, Any], source: str | None, options: Mapping[st
     line); ``options`` maps the dotted keys that command-line options set to those options, so
     that an error names ``--depth`` where the user typed ``--depth``.
     """
-    context = f"config {source}" if source is not None else "options"
+    context = f"config {source}" if source is not None else "command line"
     try:
         return Config.model_validate(raw)
     except ValidationError as error:

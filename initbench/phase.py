@@ -33,8 +33,17 @@ MAX_GRID_POINTS = 10_000
 
 
 def parse_grid(text: str, option: str) -> np.ndarray:
-    """``START:STOP:N`` → N evenly spaced values from START to STOP inclusive (N ≥ 2, finite values ≥ 0)."""
+    """``START:STOP:N`` → N evenly spaced values from START to STOP inclusive (N ≥ 2, finite values
+    ≥ 0); a single value ``V`` → that value alone (a diagram along the other axis)."""
     parts = text.split(":")
+    if len(parts) == 1:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InitbenchError(f"{option} '{text}' is neither a number nor START:STOP:N.", hint=f"For example {option} 0.05 or {option} 0.5:4:36.") from None
+        if not (math.isfinite(value) and value >= 0):
+            raise InitbenchError(f"{option} '{text}' must be a finite number ≥ 0.")
+        return np.array([value])
     try:
         start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
         if len(parts) != 3:
