@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -149,13 +150,37 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_FAILURE) from None
 
 
-class RichProgress:
-    """A rich progress bar on stderr, one task at a time, in 80 columns: steps done, rate and time
-    left on the bar's line; time elapsed and the latest numbers an experiment reports (a training
-    run's median loss and accuracy) on a line below it.
+class ProgressBar:
+    """One bar of a :class:`RichProgress`, a :class:`~initbench.experiments.Progress`: ``start``
+    replaces its task with a new one, ``advance`` and ``update`` move it."""
 
-    The bar is cleared when the work ends (``transient``), so what is printed next starts on a line
-    of its own, and lines printed while it runs go above it.
+    def __init__(self, progress: Any) -> None:
+        self._progress = progress
+        self._task: Any = None
+
+    def start(self, description: str, total: int) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(description, total=total, latest="")
+
+    def advance(self, steps: int = 1) -> None:
+        self._progress.advance(self._task, steps)
+
+    def update(self, **fields: float) -> None:
+        from initbench.report import format_number
+
+        latest = ", ".join(f"{name} {format_number(value, compact=True)}" for name, value in fields.items())
+        self._progress.update(self._task, latest=f"median over runs: {latest}" if latest else "")
+
+
+class RichProgress(ProgressBar):
+    """Rich progress bars on stderr, in 80 columns: steps done, rate and time left on a bar's
+    line; time elapsed and the latest numbers an experiment reports (a training run's median loss
+    and accuracy) on a line below it. Itself the experiment's bar; :meth:`bar` adds one that a
+    longer job (a sweep's points) keeps above it.
+
+    The bars are cleared when the work ends (``transient``), so what is printed next starts on a
+    line of its own, and lines printed while they run go above them.
     """
 
     def __init__(self, console: Console | None = None) -> None:
@@ -177,19 +202,20 @@ class RichProgress:
                 for task in self.tasks:
                     elapsed = datetime.timedelta(seconds=int(task.elapsed or 0))
                     latest = task.fields.get("latest")
-                    yield Text(f"  {elapsed} elapsed" + (f"; {latest}" if latest else ""), style="dim", overflow="ellipsis", no_wrap=True)
+                    yield Text(f"  {task.description}: {elapsed} elapsed" + (f"; {latest}" if latest else ""), style="dim", overflow="ellipsis", no_wrap=True)
 
-        self._progress = TwoLineProgress(
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=20),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console or stderr,
-            transient=True,
+        super().__init__(
+            TwoLineProgress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=20),
+                MofNCompleteColumn(),
+                RateColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console or stderr,
+                transient=True,
+            )
         )
-        self._task: Any = None
 
     def __enter__(self) -> RichProgress:
         self._progress.start()
@@ -198,19 +224,9 @@ class RichProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def start(self, description: str, total: int) -> None:
-        if self._task is not None:
-            self._progress.remove_task(self._task)
-        self._task = self._progress.add_task(description, total=total, latest="")
-
-    def advance(self, steps: int = 1) -> None:
-        self._progress.advance(self._task, steps)
-
-    def update(self, **fields: float) -> None:
-        from initbench.report import format_number
-
-        latest = ", ".join(f"{name} {format_number(value, compact=True)}" for name, value in fields.items())
-        self._progress.update(self._task, latest=f"median over runs: {latest}" if latest else "")
+    def bar(self) -> ProgressBar:
+        """Another bar, shown in the order bars are first started."""
+        return ProgressBar(self._progress)
 
 
 def execute_and_report(config: Config | None, out: Path | None, quiet: bool, resume: Path | None = None) -> None:
@@ -219,6 +235,8 @@ def execute_and_report(config: Config | None, out: Path | None, quiet: bool, res
     from initbench.experiments import Progress, SilentProgress
     from initbench.runner import execute
     from initbench.runner import resume as resume_run
+
+    check_out(out)
 
     def start(progress: Progress) -> Any:
         if resume is not None:
@@ -293,6 +311,13 @@ def option_overrides(options: dict[str, tuple[str, Any]]) -> tuple[list[str], di
     given = {key: (name, value) for key, (name, value) in options.items() if value is not None}
     overrides = [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, (_, value) in given.items()]
     return overrides, {key: name for key, (name, _) in given.items()}
+
+
+def check_out(out: Path | None) -> None:
+    """``--out``'s folder must exist: a typo in it should not silently create a tree of folders."""
+    if out is not None and not out.parent.is_dir():
+        problem = "does not exist" if not out.parent.exists() else "is not a folder"
+        raise InitbenchError(f"--out {out}: {out.parent} {problem}.", hint="Create it first, or give an --out in an existing folder.")
 
 
 def use_threads(threads: int | None) -> None:
@@ -515,6 +540,7 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the points, their stacks and status; run and write nothing.")] = False,
     device: DeviceOption = None,
     seeds: SeedsOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run a grid of configs: one run directory per point, in one sweep directory shards can share.
@@ -560,13 +586,15 @@ def sweep(
         if dry_run:
             show_points(definition, configs, out, selected)
             return
+        check_out(out)
         directory = sweeps.open_sweep_directory(definition, out)
         if launcher == "local":
+            use_threads(threads)
             run_sweep_here(directory.path, selected, quiet)
         else:
             count = min(jobs or len(sweeps.stacks(configs, range(len(configs)))), len(configs))
             cluster = "local" if launcher == "submitit-local" else None
-            submitted = sweeps.submit(directory.path, count, cluster, partition, timeout_min, gpus)
+            submitted = sweeps.submit(directory.path, count, cluster, partition, timeout_min, gpus, threads=threads)
             ids = ", ".join(job.job_id for job in submitted[:3]) + (", ..." if count > 3 else "")
             say(stdout, f"Submitted {count} jobs ({ids}); logs in {directory.path / 'submitit'}.")
             if wait:
@@ -586,7 +614,7 @@ def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
         outcome = run_shard(path, shard, log=log)
     else:
         with RichProgress() as progress:
-            outcome = run_shard(path, shard, progress, log)
+            outcome = run_shard(path, shard, progress, log, points=progress.bar())
     counts = f"{len(outcome.ran)} ran, {len(outcome.skipped)} already complete, {len(outcome.busy)} busy elsewhere, {len(outcome.failed)} failed"
     say(stdout, f"Shard {shard}: {counts}." if shard.count > 1 else f"Points: {counts}.")
     if outcome.failed:
@@ -771,6 +799,21 @@ def phase(
         execute_and_report(config, out, quiet)
 
 
+#: reStructuredText's inline code in docstrings: ``x``, and roles such as :class:`~initbench.a.B`.
+RST_CODE = re.compile(r"(?::[a-z]+:)?(``?)~?(?P<code>[^`]+)\1")
+
+
+def docstring_parts(line: str) -> list[str | tuple[str, str]]:
+    """A docstring line for the terminal: inline code in its own style, without the backticks
+    (and where there are no styles, as in a pipe, plain text)."""
+    parts: list[str | tuple[str, str]] = []
+    position = 0
+    for match in RST_CODE.finditer(line):
+        parts += [line[position : match.start()], (match["code"].rpartition(".")[2] if match.group(0).startswith(":") else match["code"], "cyan")]
+        position = match.end()
+    return [*parts, line[position:]]
+
+
 @app.command("list", cls=InitbenchCommand)
 def list_entries(
     what: Annotated[str, typer.Argument(help="schemes, activations, datasets or experiments.")] = "schemes",
@@ -793,7 +836,7 @@ def list_entries(
             fields = getattr(entry, "model_fields", {})
             options = ", ".join(f"{field.alias or key}={field.default}" for key, field in fields.items())
             say(stdout, (name, "bold cyan"), f" (alias {', '.join(aliases)})" if aliases else "", (f"  options: {options}" if options else "", "dim"))
-            say(stdout, f"    {(entry.__doc__ or '').strip().splitlines()[0]}")
+            say(stdout, "    ", *docstring_parts((entry.__doc__ or "").strip().splitlines()[0]))
             if getattr(entry, "formula", ""):
                 say(stdout, (f"    {entry.formula}", "green"))
 

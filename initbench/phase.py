@@ -20,6 +20,7 @@ from initbench import theory
 from initbench.activations import Activation
 from initbench.engine import MAX_DEPTH, MemoryEstimate, Run, StackedForward, check_memory, derive_seed, propagation_memory_estimate
 from initbench.errors import InitbenchError
+from initbench.experiments import Progress, SilentProgress
 from initbench.schemes import Normal, resolve_gain
 
 START_CORRELATION = 0.2
@@ -94,13 +95,15 @@ def predicted_convergence_depth(xi_c: float, c_star: float) -> float:
     return xi_c * math.log(distance / CONVERGED)
 
 
-def compute_phase_diagram(activation: Activation, sw2_values: np.ndarray, sb2_values: np.ndarray) -> PhaseDiagram:
+def compute_phase_diagram(activation: Activation, sw2_values: np.ndarray, sb2_values: np.ndarray, progress: Progress | None = None) -> PhaseDiagram:
     """χ₁ at q*, its phase, ξ_c and c* at every (σ_w², σ_b²), with q* reached from the measured
     nets' q¹ = σ_w² + σ_b² (N(0, 1) inputs). Where q* is unbounded the phase is "unbounded" and χ₁
-    is its limit as q → ∞, NaN where that has no value."""
+    is its limit as q → ∞, NaN where that has no value. ``progress`` counts the grid points."""
     shape = (len(sb2_values), len(sw2_values))
     q_star, chi, xi_c, c_star, predicted = (np.full(shape, math.nan) for _ in range(5))
     phases = np.full(shape, "", dtype=object)
+    progress = progress or SilentProgress()
+    progress.start(f"theory at {shape[0] * shape[1]} points", total=shape[0] * shape[1])
     for row, sb2 in enumerate(sb2_values):
         for column, sw2 in enumerate(sw2_values):
             q = theory.fixed_point(activation, float(sw2), float(sb2))
@@ -111,10 +114,13 @@ def compute_phase_diagram(activation: Activation, sw2_values: np.ndarray, sb2_va
                 scales = theory.depth_scales(activation, float(sw2), float(sb2))
                 xi_c[row, column], c_star[row, column] = scales.xi_c, scales.c_star
             predicted[row, column] = predicted_convergence_depth(xi_c[row, column], c_star[row, column])
+            progress.advance()
     return PhaseDiagram(activation.spec(), sw2_values, sb2_values, q_star, chi, xi_c, c_star, phases, predicted)
 
 
-def measure_convergence_depth(diagram: PhaseDiagram, activation: Activation, depth: int, width: int, device: torch.device) -> np.ndarray:
+def measure_convergence_depth(
+    diagram: PhaseDiagram, activation: Activation, depth: int, width: int, device: torch.device, progress: Progress | None = None
+) -> np.ndarray:
     """Measured depth after which two inputs' pre-activation correlation stays within CONVERGED of c*.
 
     Every grid point is one run (weights N(0, σ_w²/width), biases N(0, σ_b²), seed 0), all stacked.
@@ -122,6 +128,7 @@ def measure_convergence_depth(diagram: PhaseDiagram, activation: Activation, dep
     average ``PAIRS`` pairs of inputs (each of correlation START_CORRELATION) and count a layer as
     converged only if every later layer is too. cˡ = ⟨h_a, h_b⟩ / (|h_a|·|h_b|). The result is
     the last layer that was off by more than CONVERGED (0 if none), NaN if the last layer was.
+    ``progress`` counts the layers.
     """
     points = [(row, column) for row in range(len(diagram.sb2)) for column in range(len(diagram.sw2))]
     runs = [
@@ -141,6 +148,8 @@ def measure_convergence_depth(diagram: PhaseDiagram, activation: Activation, dep
     target = torch.tensor([diagram.c_star[row, column] for row, column in points], dtype=torch.float64, device=device)
     last_off = torch.zeros(len(runs), dtype=torch.float64, device=device)
     engine = StackedForward(runs, activation, device, torch.float32)
+    progress = progress or SilentProgress()
+    progress.start(f"measuring {len(runs)} nets", total=depth)
     with torch.no_grad():
         for output in engine.layers(x, [width] * depth, use_bias=True):
             h = output.pre.to(torch.float64)
@@ -148,6 +157,7 @@ def measure_convergence_depth(diagram: PhaseDiagram, activation: Activation, dep
             correlation = ((a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))).mean(-1)
             off = ~((correlation - target).abs() <= CONVERGED)  # NaN targets count as off
             last_off[off] = float(output.layer)
+            progress.advance()
     measured = torch.where(last_off == depth, math.nan, last_off).cpu().numpy()
     result = np.full(diagram.chi1.shape, math.nan)
     for index, (row, column) in enumerate(points):

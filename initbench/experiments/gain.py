@@ -46,7 +46,7 @@ class GainExperiment:
         sb2 = sb2_of(config)
         gains = gains_of(config)
         depth, width, batch = config.model.depth, config.model.width, config.input.batch
-        measured = measure_gains(config.model.build_activation(), gains.named(), sb2, context.device, depth, width, batch)
+        measured = measure_gains(config.model.build_activation(), gains.named(), sb2, context.device, depth, width, batch, context.progress)
         rows = [(LABELS[name], value, *measured[name]) for name, value in gains.named().items()]
         rows += [(LABELS[name], None, None, None) for name in LABELS if name not in gains.named()]
         columns = ("gain", "σ_w", "std L1", f"std L{depth}")

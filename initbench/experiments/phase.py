@@ -44,9 +44,9 @@ class PhaseExperiment:
         function = config.model.build_activation()
         sw2_values, sb2_values = parse_grid(settings.sw2, "phase.sw2"), parse_grid(settings.sb2, "phase.sb2")
         depth, width = config.model.depth, config.model.width
-        diagram = compute_phase_diagram(function, sw2_values, sb2_values)
+        diagram = compute_phase_diagram(function, sw2_values, sb2_values, context.progress)
         if settings.measure:
-            diagram.measured_depth = measure_convergence_depth(diagram, function, depth, width, context.device)
+            diagram.measured_depth = measure_convergence_depth(diagram, function, depth, width, context.device, context.progress)
         positions = scheme_positions(function)
         rows = [
             (float(diagram.sw2[column]), float(diagram.sb2[row]), float(diagram.q_star[row, column]), float(diagram.chi1[row, column]),

@@ -250,6 +250,8 @@ class Sweep:
     def load(cls, path: Path) -> Sweep:
         """The sweep whose directory is ``path``, from its ``sweep.json``."""
         index_path = path / SweepDirectory.INDEX
+        if not path.exists():
+            raise InitbenchError(f"Sweep directory '{path}' does not exist.", hint="Give the --out directory of an initbench sweep.")
         if not index_path.is_file():
             looks_like_run = (path / "meta.json").is_file()
             raise InitbenchError(
