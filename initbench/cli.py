@@ -317,7 +317,7 @@ def check_out(out: Path | None) -> None:
     """``--out``'s folder must exist: a typo in it should not silently create a tree of folders."""
     if out is not None and not out.parent.is_dir():
         problem = "does not exist" if not out.parent.exists() else "is not a folder"
-        raise InitbenchError(f"--out {out}: {out.parent} {problem}.", hint="Create it first, or give an --out in an existing folder.")
+        raise InitbenchError(f"--out {out}: {out.parent} {problem}.", hint="Give an --out inside an existing folder (make the folder first if it is new).")
 
 
 def use_threads(threads: int | None) -> None:
