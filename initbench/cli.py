@@ -290,13 +290,13 @@ SeedsOption = Annotated[int | None, typer.Option("--seeds", help="Number of seed
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table; print only the run directory.")]
 EvalOption = Annotated[
     bool | None,
-    typer.Option("--eval/--no-eval", help="Run modules in eval mode (BatchNorm uses running statistics, no dropout) or train mode. Default: the config's model.eval, else train mode, as built.", show_default=False),
+    typer.Option("--eval/--no-eval", help="Modules in eval mode (BatchNorm's running statistics, no dropout) or train mode. Default: the config's model.eval, else train.", show_default=False),
 ]
 ThreadsOption = Annotated[
     int | None,
     typer.Option(
         "--threads", envvar=THREADS_ENV_VAR, min=1, show_default=False,
-        help="CPU threads for torch. Default: the cores other processes leave idle (1 on a busy machine; see bench/RESULTS.md).",
+        help="torch's CPU threads. Default: the cores other processes leave idle (1 on a busy machine).",
     ),
 ]  # fmt: skip
 
@@ -575,8 +575,8 @@ def sweep(
                 raise InitbenchError(f"{config} is a sweep directory; it resumes in place, not in --out {out}.")
             definition, out = sweeps.Sweep.load(config), config
         else:
-            fixed = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None)
-            definition = sweeps.Sweep.from_config(config, axes or [], fixed)
+            fixed, names = option_overrides({"device": ("--device", device), "seeds": ("--seeds", seeds)})
+            definition = sweeps.Sweep.from_config(config, axes or [], fixed, names)
         if selected.count > 1 and out is None:
             raise InitbenchError(
                 "--shard needs --out: every shard must write into the same sweep directory.",
