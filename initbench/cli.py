@@ -704,6 +704,7 @@ def gain(
     sb2: Annotated[float, typer.Option("--sb2", help=f"{Sb2Help}.", min=0.0, callback=finite)] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of the gains (theory alone) instead of the table.")] = False,
     out: Annotated[Path | None, typer.Option("--out", help="Also write a run directory here (must be new or empty): gains.csv, summary.json, summary.md.")] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Nets per gain in the measured check (seeds 0..N-1); the table shows the median.")] = None,
     device: DeviceOption = None,
     threads: ThreadsOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; with --out no table either, only the run directory.")] = False,
@@ -722,7 +723,7 @@ def gain(
         import torch
 
         from initbench.activations import ACTIVATIONS, check_representable
-        from initbench.config import validate_config
+        from initbench.config import apply_overrides, validate_config
         from initbench.experiments import SilentProgress
         from initbench.experiments.gain import GainExperiment, gains_of
         from initbench.registry import build_from_spec
@@ -734,7 +735,8 @@ def gain(
         check_representable(function, torch.float32, f"activation '{activation}'")  # the measured nets are float32
         # The net of the measured check: 100 layers of 256 units, batch 256 (the README's numbers).
         raw = {"name": "gain", "experiment": "gain", "model": {"activation": activation}, "gain": {"sb2": sb2}, "input": {"batch": 256}}
-        config = validate_config({**raw, **({"device": device} if device else {})}, None, {"gain.sb2": "--sb2", "device": "--device"})
+        flags, names = option_overrides({"device": ("--device", device), "seeds": ("--seeds", seeds)})
+        config = validate_config(apply_overrides(raw, flags), None, {"gain.sb2": "--sb2", **names})
         use_threads(threads)
         if as_json:
             stdout.print_json(json.dumps(gains_of(config).as_json()))
@@ -761,6 +763,7 @@ def phase(
     depth: Annotated[int, typer.Option("--depth", help="Depth of the measured nets.", min=1, max=1_000_000)] = 100,
     width: Annotated[int, typer.Option("--width", help="Width of the measured nets.", min=1)] = 256,
     measure: Annotated[bool, typer.Option("--measure", help="Also measure correlation convergence in real nets.")] = False,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="--measure: nets per grid point (seeds 0..N-1), their correlations averaged.")] = None,
     out: OutOption = None,
     device: DeviceOption = None,
     threads: ThreadsOption = None,
@@ -780,7 +783,7 @@ def phase(
         import torch
 
         from initbench.activations import ACTIVATIONS, check_representable
-        from initbench.config import validate_config
+        from initbench.config import apply_overrides, validate_config
         from initbench.phase import parse_grid
         from initbench.registry import build_from_spec
 
@@ -793,8 +796,11 @@ def phase(
             "model": {"activation": activation, "depth": depth, "width": width},
             "phase": {"sw2": sw2, "sb2": sb2, "measure": measure},
         }
-        names = {"model.depth": "--depth", "model.width": "--width", "device": "--device", "phase.sw2": "--sw2", "phase.sb2": "--sb2"}
-        config = validate_config({**raw, **({"device": device} if device else {})}, None, names)
+        if seeds is not None and not measure:
+            raise InitbenchError("--seeds: only --measure uses them; the theory has no seeds.", hint="Add --measure, or drop --seeds.")
+        flags, names = option_overrides({"device": ("--device", device), "seeds": ("--seeds", seeds)})
+        names |= {"model.depth": "--depth", "model.width": "--width", "phase.sw2": "--sw2", "phase.sb2": "--sb2"}
+        config = validate_config(apply_overrides(raw, flags), None, names)
         use_threads(threads)
         execute_and_report(config, out, quiet)
 

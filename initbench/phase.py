@@ -11,6 +11,7 @@ after which their mean correlation stays within ``CONVERGED`` of c* is set besid
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,17 +59,17 @@ def parse_grid(text: str, option: str) -> np.ndarray:
     return np.linspace(start, stop, count)
 
 
-def check_grid(sw2: np.ndarray, sb2: np.ndarray, measure_depth: int | None, width: int, device: torch.device) -> None:
+def check_grid(sw2: np.ndarray, sb2: np.ndarray, measure_depth: int | None, width: int, device: torch.device, seeds: int = 1) -> None:
     """Refuse, before computing anything, a grid of more than ``MAX_GRID_POINTS`` points, or one
-    whose measured nets (``measure_depth`` layers of ``width``, one run a point) would not fit in memory."""
+    whose measured nets (``measure_depth`` layers of ``width``, ``seeds`` runs a point) would not fit in memory."""
     points = len(sw2) * len(sb2)
     if points > MAX_GRID_POINTS:
         raise InitbenchError(f"--sw2 and --sb2 make a grid of {len(sw2)} × {len(sb2)} = {points} points; the most is {MAX_GRID_POINTS}.", hint="Use fewer values.")
     if measure_depth is not None:
         if measure_depth > MAX_DEPTH:
             raise InitbenchError(f"--depth {measure_depth} is more than the {MAX_DEPTH} layers a net may have.")
-        nets = propagation_memory_estimate(points, 2 * PAIRS, width, measure_depth, False, torch.float32)
-        check_memory(MemoryEstimate(nets.device, 0), device, hint="Use fewer grid points, a smaller --width, or leave out --measure.")
+        nets = propagation_memory_estimate(points * seeds, 2 * PAIRS, width, measure_depth, False, torch.float32)
+        check_memory(MemoryEstimate(nets.device, 0), device, hint="Use fewer grid points or seeds, a smaller --width, or leave out --measure.")
 
 
 @dataclass
@@ -119,14 +120,21 @@ def compute_phase_diagram(activation: Activation, sw2_values: np.ndarray, sb2_va
 
 
 def measure_convergence_depth(
-    diagram: PhaseDiagram, activation: Activation, depth: int, width: int, device: torch.device, progress: Progress | None = None
+    diagram: PhaseDiagram,
+    activation: Activation,
+    depth: int,
+    width: int,
+    device: torch.device,
+    progress: Progress | None = None,
+    seeds: Sequence[int] = (0,),
 ) -> np.ndarray:
     """Measured depth after which two inputs' pre-activation correlation stays within CONVERGED of c*.
 
-    Every grid point is one run (weights N(0, σ_w²/width), biases N(0, σ_b²), seed 0), all stacked.
-    At finite width a single pair's correlation random-walks by about 1/√width per layer, so we
-    average ``PAIRS`` pairs of inputs (each of correlation START_CORRELATION) and count a layer as
-    converged only if every later layer is too. cˡ = ⟨h_a, h_b⟩ / (|h_a|·|h_b|). The result is
+    Every grid point is one run per seed (weights N(0, σ_w²/width), biases N(0, σ_b²)), all
+    stacked. At finite width a single pair's correlation random-walks by about 1/√width per
+    layer, so we average ``PAIRS`` pairs of inputs (each of correlation START_CORRELATION) in
+    each of the point's nets, one per seed, and count a layer as converged only if every later
+    layer is too. cˡ = ⟨h_a, h_b⟩ / (|h_a|·|h_b|). The result is
     the last layer that was off by more than CONVERGED (0 if none), NaN if the last layer was.
     ``progress`` counts the layers.
     """
@@ -134,11 +142,12 @@ def measure_convergence_depth(
     runs = [
         Run(
             label=f"{diagram.sw2[column]:g},{diagram.sb2[row]:g}",
-            seed=0,
+            seed=seed,
             scheme=Normal(std=math.sqrt(diagram.sw2[column] / width)),
             bias=Normal(std=math.sqrt(diagram.sb2[row])),
         )
         for row, column in points
+        for seed in seeds
     ]
     generator = torch.Generator().manual_seed(derive_seed(0, "phase-inputs"))
     first, second = torch.randn(2, PAIRS, width, generator=generator, dtype=torch.float64).to(device)
@@ -146,7 +155,7 @@ def measure_convergence_depth(
     pairs = torch.stack([first, partner], dim=1).reshape(2 * PAIRS, width)  # rows a₀, b₀, a₁, b₁, ...
     x = pairs.to(torch.float32).expand(len(runs), 2 * PAIRS, width).contiguous()
     target = torch.tensor([diagram.c_star[row, column] for row, column in points], dtype=torch.float64, device=device)
-    last_off = torch.zeros(len(runs), dtype=torch.float64, device=device)
+    last_off = torch.zeros(len(points), dtype=torch.float64, device=device)
     engine = StackedForward(runs, activation, device, torch.float32)
     progress = progress or SilentProgress()
     progress.start(f"measuring {len(runs)} nets", total=depth)
@@ -154,7 +163,8 @@ def measure_convergence_depth(
         for output in engine.layers(x, [width] * depth, use_bias=True):
             h = output.pre.to(torch.float64)
             a, b = h[:, 0::2], h[:, 1::2]
-            correlation = ((a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))).mean(-1)
+            per_net = ((a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))).mean(-1)
+            correlation = per_net.reshape(len(points), len(seeds)).mean(-1)
             off = ~((correlation - target).abs() <= CONVERGED)  # NaN targets count as off
             last_off[off] = float(output.layer)
             progress.advance()

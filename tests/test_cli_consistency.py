@@ -159,7 +159,7 @@ def test_help_shows_flags_as_flags_in_80_columns(command: str) -> None:
     if command in RUNNING_COMMANDS:
         for flag in ("--out", "--quiet", "--device", "--threads", "INITBENCH_THREADS"):
             assert flag in text, (command, flag)
-    if command in ("run", "compare", "probe", "sweep"):
+    if command in RUNNING_COMMANDS:
         assert "--seeds" in text
 
 
@@ -198,6 +198,26 @@ def test_gain_writes_a_run_directory_with_out(cli, tmp_path: Path) -> None:
     printed = json.loads(cli("gain", "tanh", "--sb2", "0.05", "--json").stdout)
     assert json.loads((tmp_path / "g" / "summary.json").read_text()) == printed
     assert_user_error(cli("gain", "tanh", "--json", "--out", tmp_path / "h"), "--json", "--out")
+
+
+def test_gain_seeds_give_the_median_of_the_nets_alone() -> None:
+    from initbench.activations import ACTIVATIONS
+    from initbench.gains import measure_gains
+
+    tanh, cpu = ACTIVATIONS.get("tanh")(), torch.device("cpu")
+    gains = {"a": 1.0, "b": 1.6}
+    together = measure_gains(tanh, gains, 0.05, cpu, depth=6, width=32, batch=16, seeds=(0, 1, 2))
+    alone = [measure_gains(tanh, gains, 0.05, cpu, depth=6, width=32, batch=16, seeds=(seed,)) for seed in (0, 1, 2)]
+    for name in gains:
+        for position in (0, 1):
+            assert together[name][position] == pytest.approx(float(np.median([run[name][position] for run in alone])), rel=1e-5)
+
+
+def test_phase_seeds_go_with_measure(cli, tmp_path: Path) -> None:
+    assert_user_error(cli("phase", "--seeds", "2"), "--seeds", "--measure")
+    result = cli("phase", "--sw2", "1:2:2", "--sb2", "0", "--measure", "--depth", "5", "--width", "8", "--seeds", "3", "--out", tmp_path / "p", "-q")
+    assert result.exit_code == 0, result.output
+    assert "seeds: 3" in (tmp_path / "p" / "config.yaml").read_text()
 
 
 def test_list_renders_docstring_markup() -> None:
