@@ -7,10 +7,12 @@
     initbench list schemes
 
 This is the only module that catches :class:`~initbench.errors.InitbenchError`: it prints the
-message and exits with code 2. Other failures exit with code 1 and a one-line message; set
+message and exits with code 2, and the option parser's own errors (``--depth abc``) are printed
+the same way, ``Error: ...`` and a hint. Other failures exit with code 1 and a one-line message; set
 ``INITBENCH_FULL_ERROR=1`` for the traceback. Ctrl-C exits 130 and SIGTERM 143 (see
 :mod:`initbench.signals`, which starts the CLI). Heavy imports (torch, matplotlib) happen inside the
-commands, so ``initbench --help`` answers fast.
+commands, so ``initbench --help`` answers fast. Every command that runs something sets torch's
+thread count once, before any work (``--threads``, ``INITBENCH_THREADS``; see :mod:`initbench.threads`).
 """
 
 from __future__ import annotations
@@ -105,7 +107,14 @@ class InitbenchGroup(TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
-app = typer.Typer(
+class InitbenchTyper(typer.Typer):
+    """Typer, with every command an :class:`InitbenchCommand`."""
+
+    def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or InitbenchCommand, **kwargs)
+
+
+app = InitbenchTyper(
     name="initbench",
     cls=InitbenchGroup,
     no_args_is_help=True,
@@ -327,7 +336,7 @@ def use_threads(threads: int | None) -> None:
     set_threads(threads)
 
 
-@app.command(cls=InitbenchCommand)
+@app.command()
 def run(
     config: Annotated[Path | None, typer.Argument(help="A YAML config, e.g. configs/relu_kaiming.yaml or a run's config.yaml.")] = None,
     overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. model.depth=50 init.gain=auto.", show_default=False)] = None,
@@ -380,7 +389,7 @@ def is_override(argument: str) -> bool:
     return bool(sep) and ":" not in key
 
 
-@app.command(cls=InitbenchCommand)
+@app.command()
 def compare(
     schemes: Annotated[
         list[str],
@@ -448,7 +457,7 @@ def compare(
         execute_and_report(validated, out, quiet)
 
 
-@app.command(cls=InitbenchCommand)
+@app.command()
 def probe(
     factory: Annotated[str, typer.Argument(help="The model's factory as package.module:callable, e.g. torch.nn:TransformerEncoderLayer.")],
     overrides: Annotated[
@@ -523,7 +532,7 @@ LauncherOption = Annotated[
 ]
 
 
-@app.command(cls=InitbenchCommand)
+@app.command()
 def sweep(
     config: Annotated[Path, typer.Argument(help="A YAML config (its sweep: section gives axes), or a sweep directory to resume.")],
     axes: Annotated[
@@ -659,7 +668,7 @@ def show_points(definition: Sweep, configs: list[Config], out: Path | None, shar
     stdout.print(rich_table(title, ("point", "stack", "status", "overrides"), rows))
 
 
-@app.command(cls=InitbenchCommand)
+@app.command()
 def report(
     sweep_dir: Annotated[Path, typer.Argument(help="A sweep directory (the --out of initbench sweep).")],
     out: Annotated[Path | None, typer.Option("--out", help="Write the report here (new or empty). Default: SWEEP_DIR/report-<time>/.")] = None,
@@ -698,7 +707,7 @@ def report(
 Sb2Help = "Bias variance σ_b² (biases N(0, σ_b²))"
 
 
-@app.command(cls=InitbenchCommand)
+@app.command()
 def gain(
     activation: Annotated[str, typer.Argument(help="Any registered activation, e.g. gelu or leaky_relu:negative_slope=0.2.")],
     sb2: Annotated[float, typer.Option("--sb2", help=f"{Sb2Help}.", min=0.0, callback=finite)] = 0.0,
@@ -755,7 +764,7 @@ def print_tables(tables: list[Any]) -> None:
         stdout.print(table)
 
 
-@app.command(cls=InitbenchCommand)
+@app.command()
 def phase(
     activation: Annotated[str, typer.Option("--activation", help="The activation, e.g. tanh.")] = "tanh",
     sw2: Annotated[str, typer.Option("--sw2", help="Weight variance σ_w² (weights N(0, σ_w²/fan_in)): a grid START:STOP:N, or one value.")] = "0.25:4:24",
@@ -820,7 +829,7 @@ def docstring_parts(line: str) -> list[str | tuple[str, str]]:
     return [*parts, line[position:]]
 
 
-@app.command("list", cls=InitbenchCommand)
+@app.command("list")
 def list_entries(
     what: Annotated[str, typer.Argument(help="schemes, activations, datasets or experiments.")] = "schemes",
 ) -> None:

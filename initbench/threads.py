@@ -2,15 +2,17 @@
 ``INITBENCH_THREADS``) or the API, and recorded in every run's ``meta.json`` (``torch_threads``).
 
 torch's own default is one thread per core, which assumes the cores are free. On a shared
-machine they are not: with two busy processes beside it on 2 cores, a forward run took
-the time shown in bench/RESULTS.md ("Threads") at 2 threads against 1, because a thread that
-waits for a busy core stalls every other thread at the next barrier. So the default is the
-cores nobody else is using when the command starts:
+machine they are not: on 2 busy cores, 16 small training runs took 26–31× longer at 2 threads
+than at 1, and a forward pass gained at most 16% (bench/RESULTS.md, "Threads"), because every
+op's threads wait at a barrier for the one the kernel gave to another process. So the default
+is the cores nobody else is using when the command starts:
 
     threads = clamp(round(cores − load average), 1, cores)
 
 where ``cores`` are those this process may run on (its CPU affinity, which a container or
-``taskset`` narrows) and the load average is the kernel's last-minute figure.
+``taskset`` narrows) and the load average is the kernel's last-minute figure (which still counts
+a run that ended a minute ago). The numbers do not depend on the count: initbench reduces per
+run, along a dimension one thread handles alone (``tests/test_cli_consistency.py``).
 """
 
 from __future__ import annotations
