@@ -302,13 +302,17 @@ def threads_benchmark(repeats: int, device: torch.device) -> list[Result]:
     core started beside it. ``ratio`` < 1: more threads are faster. What ``signals.default_threads``
     is chosen from."""
     cores = os.cpu_count() or 1
-    forward = forward_config(20, 256, 256, device)
+    small, default = forward_config(20, 256, 256, device), forward_config(100, 256, 1024, device)
     train = validate_config(
         {"name": "bench", "device": device.type, "seeds": 16, "experiment": "train", "model": {"hidden": [10, 5], "activation": "relu"},
          "init": {"scheme": "he"}, "train": {"dataset": "circles", "steps": 100, "eval_every": 50}},
         "bench",
     )  # fmt: skip
-    workloads = {"forward (20 layers × 256, batch 256, 4 schemes × 2 seeds)": lambda: run_forward(forward, device), "train (16 circles runs × 100 steps)": lambda: run_train(train, device)}
+    workloads = {
+        "forward (20 layers × 256, batch 256, 4 schemes × 2 seeds)": lambda: run_forward(small, device),
+        "forward (compare's net: 100 layers × 256, batch 1024, 4 schemes × 2 seeds)": lambda: run_forward(default, device),
+        "train (16 circles runs × 100 steps)": lambda: run_train(train, device),
+    }
 
     def at(threads: int, work: Callable[[], object]) -> Callable[[], object]:
         def timed_work() -> object:

@@ -2,10 +2,10 @@
 ``INITBENCH_THREADS``) or the API, and recorded in every run's ``meta.json`` (``torch_threads``).
 
 torch's own default is one thread per core, which assumes the cores are free. On a shared
-machine they are not: on 2 busy cores, 16 small training runs took 26–31× longer at 2 threads
-than at 1, and a forward pass gained at most 16% (bench/RESULTS.md, "Threads"), because every
-op's threads wait at a barrier for the one the kernel gave to another process. So the default
-is the cores nobody else is using when the command starts:
+machine they are not: on 2 heavily loaded cores, 16 small training runs took 26–31× longer at 2
+threads than at 1, and on the same 2 cores almost idle a forward pass took 1.6× longer
+(bench/RESULTS.md, "Threads"): every op's threads wait at a barrier for the one the kernel gave
+to another process. So the default is the cores nobody else is using when the command starts:
 
     threads = clamp(round(cores − load average), 1, cores)
 
