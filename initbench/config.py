@@ -25,8 +25,8 @@ Example config (every key optional except where noted)::
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -35,8 +35,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from initbench.activations import ACTIVATIONS, Activation, check_representable
-from initbench.engine import MAX_DEPTH
 from initbench.architectures import ParamContext
+from initbench.engine import MAX_DEPTH
 from initbench.errors import InitbenchError, from_validation_error
 from initbench.registry import STRICT, build, build_from_spec, format_spec, parse_scalar, parse_spec
 from initbench.schemes import SCHEMES, InitScheme
