@@ -4,6 +4,7 @@ and prints the ratio (medians over repeats). Not a test: speed goals live here, 
     python bench/run.py                          # every benchmark, on the CPU
     python bench/run.py forward train --repeats 5
     python bench/run.py forward train --device cuda
+    python bench/run.py threads                  # 1 torch thread vs one per core, idle and loaded
 
 Results, with the machine they ran on, are recorded in bench/RESULTS.md.
 """
@@ -93,6 +94,14 @@ def run_forward(config: Config, device: torch.device) -> None:
     activation = config.model.build_activation()
     context = RunContext(config=config, device=device, dtype=torch.float32, progress=SilentProgress())
     measure_runs(build_runs(config), config, activation, context, backward=False)
+
+
+def run_train(config: Config, device: torch.device) -> None:
+    """initbench's train experiment without the file output: training and evaluation."""
+    from initbench.experiments.train import TrainExperiment
+
+    context = RunContext(config=config, device=device, dtype=torch.float32, progress=SilentProgress())
+    TrainExperiment().measure(context, build_runs(config))
 
 
 def forward_benchmark(repeats: int, device: torch.device, depth: int = 100, width: int = 1024, batch: int = 1024) -> list[Result]:
@@ -323,9 +332,56 @@ def lsuv_benchmark(repeats: int, device: torch.device, depth: int = 10, width: i
     return results
 
 
+def busy_processes(count: int) -> list[subprocess.Popen[bytes]]:
+    """``count`` processes that spin on a core each: the load of other users' jobs."""
+    return [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(count)]
+
+
+def threads_benchmark(repeats: int, device: torch.device) -> list[Result]:
+    """Each workload at 1 torch thread against every core's thread (``torch.set_num_threads``,
+    interleaved in this process): first on the machine as it is, then with one busy process per
+    core started beside it. ``ratio`` < 1: more threads are faster. What ``signals.default_threads``
+    is chosen from."""
+    cores = os.cpu_count() or 1
+    small, default = forward_config(20, 256, 256, device), forward_config(100, 256, 1024, device)
+    train = validate_config(
+        {"name": "bench", "device": device.type, "seeds": 16, "experiment": "train", "model": {"hidden": [10, 5], "activation": "relu"},
+         "init": {"scheme": "he"}, "train": {"dataset": "circles", "steps": 100, "eval_every": 50}},
+        "bench",
+    )  # fmt: skip
+    workloads = {
+        "forward (20 layers × 256, batch 256, 4 schemes × 2 seeds)": lambda: run_forward(small, device),
+        "forward (compare's net: 100 layers × 256, batch 1024, 4 schemes × 2 seeds)": lambda: run_forward(default, device),
+        "train (16 circles runs × 100 steps)": lambda: run_train(train, device),
+    }
+
+    def at(threads: int, work: Callable[[], object]) -> Callable[[], object]:
+        def timed_work() -> object:
+            torch.set_num_threads(threads)
+            return work()
+
+        return timed_work
+
+    results = []
+    for load in (0, cores):
+        busy = busy_processes(load)
+        try:
+            for name, work in workloads.items():
+                seconds = median_seconds({"one": at(1, work), "all": at(cores, work)}, {"one": repeats, "all": repeats}, device)
+                where = f"{load} busy processes beside it" if load else f"load average {os.getloadavg()[0]:.1f}"
+                results.append(Result(f"{name}, {cores} threads vs 1 ({where})", seconds["one"], seconds["all"], "report"))
+        finally:
+            for process in busy:
+                process.kill()
+                process.wait()
+    torch.set_num_threads(cores)
+    return results
+
+
 BENCHMARKS = {
     "forward": forward_benchmark, "train": train_benchmark, "memory": memory_benchmark, "startup": startup_benchmark, "probe": probe_benchmark,
     "lsuv": lsuv_benchmark,
+    "threads": threads_benchmark,
 }
 
 

@@ -7,16 +7,19 @@
     initbench list schemes
 
 This is the only module that catches :class:`~initbench.errors.InitbenchError`: it prints the
-message and exits with code 2. Other failures exit with code 1 and a one-line message; set
+message and exits with code 2, and the option parser's own errors (``--depth abc``) are printed
+the same way, ``Error: ...`` and a hint. Other failures exit with code 1 and a one-line message; set
 ``INITBENCH_FULL_ERROR=1`` for the traceback. Ctrl-C exits 130 and SIGTERM 143 (see
 :mod:`initbench.signals`, which starts the CLI). Heavy imports (torch, matplotlib) happen inside the
-commands, so ``initbench --help`` answers fast.
+commands, so ``initbench --help`` answers fast. Every command that runs something sets torch's
+thread count once, before any work (``--threads``, ``INITBENCH_THREADS``; see :mod:`initbench.threads`).
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,22 +29,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.text import Text
+from typer._click.exceptions import ClickException, NoArgsIsHelpError  # typer ≥ 0.29 vendors click
+from typer.core import TyperCommand, TyperGroup
 
 from initbench import __version__
 from initbench.errors import InitbenchError
 from initbench.signals import exit_code
+from initbench.threads import ENV_VAR as THREADS_ENV_VAR
 
 if TYPE_CHECKING:
     from initbench.config import Config
     from initbench.sweeps import Shard, Sweep
 
-app = typer.Typer(
-    name="initbench",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
-)
 stdout = Console()
 stderr = Console(stderr=True)
 
@@ -56,6 +55,73 @@ def say(console: Console, *parts: str | tuple[str, str]) -> None:
     """Print one line of ``parts`` (text, or ``(text, style)``) literally: paths and messages are
     never read as rich markup (``results/a[b]`` stays itself), highlighted or wrapped."""
     console.print(Text.assemble(*parts), highlight=False, soft_wrap=True)
+
+
+def show_user_error(message: str, hint: str | None) -> None:
+    """A user error on stderr, the same whoever found it (initbench or the option parser):
+    ``Error: MESSAGE`` and, on the next line, the hint."""
+    say(stderr, ("Error: ", "bold red"), message)
+    if hint:
+        say(stderr, hint)
+
+
+def flags_as_flags(params: list[Any]) -> list[Any]:
+    """On/off options shown in ``--help`` as what they are, ``--measure``, not ``--measure <bool>``
+    (which reads as if it took a value)."""
+    for param in params:
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    return params
+
+
+class InitbenchCommand(TyperCommand):
+    """A Typer command whose ``--help`` shows on/off options as flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return flags_as_flags(super().get_params(ctx))
+
+
+class InitbenchGroup(TyperGroup):
+    """Typer's command group, with the option parser's errors (a bad ``--depth abc``, a missing
+    argument, an unknown option) printed as initbench prints its own, exit code 2, instead of in
+    Typer's panel, and flags shown as flags."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return flags_as_flags(super().get_params(ctx))
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)  # typer.Exit comes back as its code
+        except NoArgsIsHelpError as help_instead:  # bare `initbench`: rich printed the help while making this error
+            sys.exit(help_instead.exit_code)
+        except ClickException as error:
+            context = getattr(error, "ctx", None)
+            usage = f"See '{context.command_path} --help'." if context is not None else None
+            usable_terminal()
+            show_user_error(error.format_message(), usage)
+            sys.exit(error.exit_code)
+        except typer.Abort:  # EOF at a prompt; initbench asks none, but click may raise it
+            sys.exit(EXIT_FAILURE)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+class InitbenchTyper(typer.Typer):
+    """Typer, with every command an :class:`InitbenchCommand`."""
+
+    def command(self, *args: Any, cls: type[TyperCommand] | None = None, **kwargs: Any) -> Any:
+        return super().command(*args, cls=cls or InitbenchCommand, **kwargs)
+
+
+app = InitbenchTyper(
+    name="initbench",
+    cls=InitbenchGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
 
 
 def usable_terminal() -> None:
@@ -80,9 +146,7 @@ def reported_errors() -> Iterator[None]:
     try:
         yield
     except InitbenchError as error:
-        say(stderr, ("Error: ", "bold red"), error.message)
-        if error.hint:
-            say(stderr, error.hint)
+        show_user_error(error.message, error.hint)
         raise typer.Exit(EXIT_USER_ERROR) from None
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (see initbench.signals): 130 or 143
         say(stderr, ("Interrupted.", "yellow"), " A run directory already started records status 'interrupted' in its meta.json.")
@@ -95,13 +159,37 @@ def reported_errors() -> Iterator[None]:
         raise typer.Exit(EXIT_FAILURE) from None
 
 
-class RichProgress:
-    """A rich progress bar on stderr, one task at a time, in 80 columns: steps done, rate and time
-    left on the bar's line; time elapsed and the latest numbers an experiment reports (a training
-    run's median loss and accuracy) on a line below it.
+class ProgressBar:
+    """One bar of a :class:`RichProgress`, a :class:`~initbench.experiments.Progress`: ``start``
+    replaces its task with a new one, ``advance`` and ``update`` move it."""
 
-    The bar is cleared when the work ends (``transient``), so what is printed next starts on a line
-    of its own, and lines printed while it runs go above it.
+    def __init__(self, progress: Any) -> None:
+        self._progress = progress
+        self._task: Any = None
+
+    def start(self, description: str, total: int) -> None:
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+        self._task = self._progress.add_task(description, total=total, latest="")
+
+    def advance(self, steps: int = 1) -> None:
+        self._progress.advance(self._task, steps)
+
+    def update(self, **fields: float) -> None:
+        from initbench.report import format_number
+
+        latest = ", ".join(f"{name} {format_number(value, compact=True)}" for name, value in fields.items())
+        self._progress.update(self._task, latest=f"median over runs: {latest}" if latest else "")
+
+
+class RichProgress(ProgressBar):
+    """Rich progress bars on stderr, in 80 columns: steps done, rate and time left on a bar's
+    line; time elapsed and the latest numbers an experiment reports (a training run's median loss
+    and accuracy) on a line below it. Itself the experiment's bar; :meth:`bar` adds one that a
+    longer job (a sweep's points) keeps above it.
+
+    The bars are cleared when the work ends (``transient``), so what is printed next starts on a
+    line of its own, and lines printed while they run go above them.
     """
 
     def __init__(self, console: Console | None = None) -> None:
@@ -123,19 +211,20 @@ class RichProgress:
                 for task in self.tasks:
                     elapsed = datetime.timedelta(seconds=int(task.elapsed or 0))
                     latest = task.fields.get("latest")
-                    yield Text(f"  {elapsed} elapsed" + (f"; {latest}" if latest else ""), style="dim", overflow="ellipsis", no_wrap=True)
+                    yield Text(f"  {task.description}: {elapsed} elapsed" + (f"; {latest}" if latest else ""), style="dim", overflow="ellipsis", no_wrap=True)
 
-        self._progress = TwoLineProgress(
-            TextColumn("{task.description}"),
-            BarColumn(bar_width=20),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=console or stderr,
-            transient=True,
+        super().__init__(
+            TwoLineProgress(
+                TextColumn("{task.description}"),
+                BarColumn(bar_width=20),
+                MofNCompleteColumn(),
+                RateColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=console or stderr,
+                transient=True,
+            )
         )
-        self._task: Any = None
 
     def __enter__(self) -> RichProgress:
         self._progress.start()
@@ -144,19 +233,9 @@ class RichProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def start(self, description: str, total: int) -> None:
-        if self._task is not None:
-            self._progress.remove_task(self._task)
-        self._task = self._progress.add_task(description, total=total, latest="")
-
-    def advance(self, steps: int = 1) -> None:
-        self._progress.advance(self._task, steps)
-
-    def update(self, **fields: float) -> None:
-        from initbench.report import format_number
-
-        latest = ", ".join(f"{name} {format_number(value, compact=True)}" for name, value in fields.items())
-        self._progress.update(self._task, latest=f"median over runs: {latest}" if latest else "")
+    def bar(self) -> ProgressBar:
+        """Another bar, shown in the order bars are first started."""
+        return ProgressBar(self._progress)
 
 
 def execute_and_report(config: Config | None, out: Path | None, quiet: bool, resume: Path | None = None) -> None:
@@ -165,6 +244,8 @@ def execute_and_report(config: Config | None, out: Path | None, quiet: bool, res
     from initbench.experiments import Progress, SilentProgress
     from initbench.runner import execute
     from initbench.runner import resume as resume_run
+
+    check_out(out)
 
     def start(progress: Progress) -> Any:
         if resume is not None:
@@ -216,7 +297,43 @@ OutOption = Annotated[Path | None, typer.Option("--out", help="Write exactly her
 DeviceOption = Annotated[str | None, typer.Option("--device", help="auto, cpu or cuda.")]
 SeedsOption = Annotated[int | None, typer.Option("--seeds", help="Number of seeds per scheme (seeds seed..seed+N-1).")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar and no table; print only the run directory.")]
-EvalOption = Annotated[bool, typer.Option("--eval", help="Run modules in eval mode (BatchNorm uses running statistics, no dropout); default: train mode, as built.")]
+EvalOption = Annotated[
+    bool | None,
+    typer.Option("--eval/--no-eval", help="Modules in eval mode (BatchNorm's running statistics, no dropout) or train mode. Default: the config's model.eval, else train.", show_default=False),
+]
+ThreadsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--threads", envvar=THREADS_ENV_VAR, min=1, show_default=False,
+        help="torch's CPU threads. Default: the cores other processes leave idle (1 on a busy machine).",
+    ),
+]  # fmt: skip
+
+
+def option_overrides(options: dict[str, tuple[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """The options a user gave as config overrides, and which option set each key.
+
+    ``options`` maps a dotted config key to (the option's name, its value; None: not given), e.g.
+    ``{"model.depth": ("--depth", 0)}`` → ``["model.depth=0"]`` and ``{"model.depth": "--depth"}``,
+    so that the config's error says ``--depth``, the name the user typed.
+    """
+    given = {key: (name, value) for key, (name, value) in options.items() if value is not None}
+    overrides = [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, (_, value) in given.items()]
+    return overrides, {key: name for key, (name, _) in given.items()}
+
+
+def check_out(out: Path | None) -> None:
+    """``--out``'s folder must exist: a typo in it should not silently create a tree of folders."""
+    if out is not None and not out.parent.is_dir():
+        problem = "does not exist" if not out.parent.exists() else "is not a folder"
+        raise InitbenchError(f"--out {out}: {out.parent} {problem}.", hint="Give an --out inside an existing folder (make the folder first if it is new).")
+
+
+def use_threads(threads: int | None) -> None:
+    """Set torch's thread count once, before any work (see :mod:`initbench.threads`)."""
+    from initbench.threads import use_threads as set_threads
+
+    set_threads(threads)
 
 
 @app.command()
@@ -226,7 +343,8 @@ def run(
     out: OutOption = None,
     device: DeviceOption = None,
     seeds: SeedsOption = None,
-    eval_mode: EvalOption = False,
+    eval_mode: EvalOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
     resume: Annotated[
         Path | None, typer.Option("--resume", help="Run an interrupted or failed run again in its directory, from where it stopped.")
@@ -244,11 +362,12 @@ def run(
     """
     with reported_errors():
         if resume is not None:
-            if config is not None or overrides or out is not None or device is not None or seeds is not None:
+            if config is not None or overrides or out is not None or device is not None or seeds is not None or eval_mode is not None:
                 raise InitbenchError(
                     "--resume takes only the run directory: the run continues with the config it recorded.",
                     hint=f"Run `initbench run --resume {resume}` alone, or start a new run with the changes.",
                 )
+            use_threads(threads)
             execute_and_report(None, None, quiet, resume)
             return
         if config is None:
@@ -258,13 +377,24 @@ def run(
 
         raw = read_yaml(config)  # the only read: a pipe or /dev/stdin can be read once
         check_no_sweep_section(raw, config)
-        flags = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None) + ["model.eval=true"] * eval_mode
-        execute_and_report(validate_config(apply_overrides(raw, [*(overrides or []), *flags]), str(config)), out, quiet)
+        flags, names = option_overrides({"device": ("--device", device), "seeds": ("--seeds", seeds), "model.eval": ("--eval/--no-eval", eval_mode)})
+        validated = validate_config(apply_overrides(raw, [*(overrides or []), *flags]), str(config), names)
+        use_threads(threads)
+        execute_and_report(validated, out, quiet)
+
+
+def is_override(argument: str) -> bool:
+    """``model.depth=50`` is an override; ``normal:std=0.01`` (a ``:`` before the ``=``) a scheme."""
+    key, sep, _ = argument.partition("=")
+    return bool(sep) and ":" not in key
 
 
 @app.command()
 def compare(
-    schemes: Annotated[list[str], typer.Argument(help="Schemes as NAME or NAME:key=value,key=value; each string labels its run.")],
+    schemes: Annotated[
+        list[str],
+        typer.Argument(help="Schemes as NAME or NAME:key=value,key=value (each string labels its run), and KEY=VALUE config overrides such as model.depth=50.", show_default=False),
+    ],
     config: Annotated[Path | None, typer.Option("--config", help="Base config (default: 100 layers × 256 relu units, batch 1024).")] = None,
     activation: Annotated[str | None, typer.Option("--activation", help="Activation, e.g. tanh or leaky_relu:negative_slope=0.2.")] = None,
     depth: Annotated[int | None, typer.Option("--depth", help="Number of layers.")] = None,
@@ -277,7 +407,8 @@ def compare(
     lr: Annotated[float | None, typer.Option("--lr", help="train: learning rate.", callback=finite)] = None,
     out: OutOption = None,
     device: DeviceOption = None,
-    eval_mode: EvalOption = False,
+    eval_mode: EvalOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run one experiment per scheme on the same network, with the results overlaid.
@@ -290,11 +421,15 @@ def compare(
 
       initbench compare zeros normal:std=10 he --config configs/circles_dlai.yaml --seeds 3
 
-      initbench compare zeros he --experiment train --dataset moons --steps 2000
+      initbench compare zeros he --experiment train --dataset moons --steps 2000 train.optimizer=adam
     """
     with reported_errors():
-        from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, apply_overrides, load_config, read_yaml
+        from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, apply_overrides, read_yaml, validate_config
 
+        overrides = [argument for argument in schemes if is_override(argument)]
+        schemes = [argument for argument in schemes if not is_override(argument)]
+        if not schemes:
+            raise InitbenchError("Give at least one scheme to compare.", hint="For example: initbench compare xavier he")
         if config is not None:
             from initbench.sweeps import check_no_sweep_section
 
@@ -312,12 +447,14 @@ def compare(
         raw["init"] = {"schemes": list(schemes), **({"bias": init["bias"]} if "bias" in init else {})}
         if (depth is not None or width is not None) and isinstance(raw.get("model"), dict):
             raw["model"] = {key: value for key, value in raw["model"].items() if key != "hidden"}  # --depth/--width replace hidden
-        flags = {
-            "model.activation": activation, "model.depth": depth, "model.width": width, "input.batch": batch, "seeds": seeds, "device": device,
-            "experiment": experiment, "train.dataset": dataset, "train.steps": steps, "train.lr": lr, "model.eval": "true" if eval_mode else None,
-        }
-        overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
-        execute_and_report(load_config(None, [], base=apply_overrides(raw, overrides)), out, quiet)
+        flags, names = option_overrides({
+            "model.activation": ("--activation", activation), "model.depth": ("--depth", depth), "model.width": ("--width", width),
+            "input.batch": ("--batch", batch), "seeds": ("--seeds", seeds), "device": ("--device", device), "experiment": ("--experiment", experiment),
+            "train.dataset": ("--dataset", dataset), "train.steps": ("--steps", steps), "train.lr": ("--lr", lr), "model.eval": ("--eval/--no-eval", eval_mode),
+        })  # fmt: skip
+        validated = validate_config(apply_overrides(raw, [*overrides, *flags]), str(config) if config is not None else None, names)
+        use_threads(threads)
+        execute_and_report(validated, out, quiet)
 
 
 @app.command()
@@ -334,8 +471,9 @@ def probe(
     experiment: Annotated[str, typer.Option("--experiment", help="forward or gradients.")] = "forward",
     seeds: SeedsOption = None,
     device: DeviceOption = None,
-    eval_mode: EvalOption = False,
+    eval_mode: EvalOption = None,
     out: OutOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Probe your own model: per-module output statistics at init, for its own init or initbench's schemes.
@@ -364,9 +502,12 @@ def probe(
         }
         if input_shape is not None:
             raw["input"] = {"shape": parse_shape(input_shape)}
-        flags = {"input.tokens": tokens, "seeds": seeds, "device": device, "model.eval": "true" if eval_mode else None}
-        extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
-        execute_and_report(load_config(None, [*(overrides or []), *extra], base=raw), out, quiet)
+        flags, names = option_overrides(
+            {"input.tokens": ("--tokens", tokens), "seeds": ("--seeds", seeds), "device": ("--device", device), "model.eval": ("--eval/--no-eval", eval_mode)}
+        )
+        validated = load_config(None, [*(overrides or []), *flags], base=raw, options=names)
+        use_threads(threads)
+        execute_and_report(validated, out, quiet)
 
 
 @app.command()
@@ -387,6 +528,7 @@ def recommend(
     data_driven: Annotated[bool, typer.Option("--data-driven", help="Use the data pass even where theory applies (it sees the cnn's zero padding).")] = False,
     out: OutOption = None,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Per-layer init scales that hold every layer at unit variance, as init.rules, checked against PyTorch's defaults and He.
@@ -400,13 +542,18 @@ def recommend(
       initbench recommend --factory tests.probe_models:small_mlp --input-shape 64,5
     """
     with reported_errors():
+        from initbench.config import validate_config
         from initbench.experiments import SilentProgress
         from initbench.recommend import base_config, recommend_for, result_of, save, training_section
 
-        flags = {"model.depth": depth, "model.width": width, "model.activation": activation, "model.norm": norm}
-        shape = {"input.shape": parse_shape(input_shape)} if input_shape is not None else {}
-        extra = [f"{key}={value}" for key, value in {**flags, **shape}.items() if value is not None]
-        raw = base_config(arch, factory, config, [*extra, *(overrides or [])], seeds, device)
+        flags, names = option_overrides({
+            "model.depth": ("--depth", depth), "model.width": ("--width", width), "model.activation": ("--activation", activation),
+            "model.norm": ("--norm", norm), "input.shape": ("--input-shape", None if input_shape is None else parse_shape(input_shape)),
+        })  # fmt: skip
+        raw = base_config(arch, factory, config, [*flags, *(overrides or [])], seeds, device)
+        validate_config(raw, None, {**names, "seeds": "--seeds", "device": "--device"})  # refused in the flags' own names, before any work
+        check_out(out)
+        use_threads(threads)
         chosen = dataset if dataset is not None or factory is not None else "digits"
         train = training_section(chosen, steps, lr) if chosen is not None and steps > 0 else None
         if quiet or not stderr.is_terminal:
@@ -461,6 +608,7 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the points, their stacks and status; run and write nothing.")] = False,
     device: DeviceOption = None,
     seeds: SeedsOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """Run a grid of configs: one run directory per point, in one sweep directory shards can share.
@@ -495,8 +643,8 @@ def sweep(
                 raise InitbenchError(f"{config} is a sweep directory; it resumes in place, not in --out {out}.")
             definition, out = sweeps.Sweep.load(config), config
         else:
-            fixed = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None)
-            definition = sweeps.Sweep.from_config(config, axes or [], fixed)
+            fixed, names = option_overrides({"device": ("--device", device), "seeds": ("--seeds", seeds)})
+            definition = sweeps.Sweep.from_config(config, axes or [], fixed, names)
         if selected.count > 1 and out is None:
             raise InitbenchError(
                 "--shard needs --out: every shard must write into the same sweep directory.",
@@ -506,13 +654,15 @@ def sweep(
         if dry_run:
             show_points(definition, configs, out, selected)
             return
+        check_out(out)
         directory = sweeps.open_sweep_directory(definition, out)
         if launcher == "local":
+            use_threads(threads)
             run_sweep_here(directory.path, selected, quiet)
         else:
             count = min(jobs or len(sweeps.stacks(configs, range(len(configs)))), len(configs))
             cluster = "local" if launcher == "submitit-local" else None
-            submitted = sweeps.submit(directory.path, count, cluster, partition, timeout_min, gpus)
+            submitted = sweeps.submit(directory.path, count, cluster, partition, timeout_min, gpus, threads=threads)
             ids = ", ".join(job.job_id for job in submitted[:3]) + (", ..." if count > 3 else "")
             say(stdout, f"Submitted {count} jobs ({ids}); logs in {directory.path / 'submitit'}.")
             if wait:
@@ -532,7 +682,7 @@ def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
         outcome = run_shard(path, shard, log=log)
     else:
         with RichProgress() as progress:
-            outcome = run_shard(path, shard, progress, log)
+            outcome = run_shard(path, shard, progress, log, points=progress.bar())
     counts = f"{len(outcome.ran)} ran, {len(outcome.skipped)} already complete, {len(outcome.busy)} busy elsewhere, {len(outcome.failed)} failed"
     say(stdout, f"Shard {shard}: {counts}." if shard.count > 1 else f"Points: {counts}.")
     if outcome.failed:
@@ -623,12 +773,19 @@ def report(
         say(stdout, f"Report: {written.directory.path}")
 
 
+Sb2Help = "Bias variance σ_b² (biases N(0, σ_b²))"
+
+
 @app.command()
 def gain(
     activation: Annotated[str, typer.Argument(help="Any registered activation, e.g. gelu or leaky_relu:negative_slope=0.2.")],
-    sb2: Annotated[float, typer.Option("--sb2", help="Bias variance σ_b².", min=0.0, callback=finite)] = 0.0,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of the table.")] = False,
+    sb2: Annotated[float, typer.Option("--sb2", help=f"{Sb2Help}.", min=0.0, callback=finite)] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object of the gains (theory alone) instead of the table.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Also write a run directory here (must be new or empty): gains.csv, summary.json, summary.md.")] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Nets per gain in the measured check (seeds 0..N-1); the table shows the median.")] = None,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; with --out no table either, only the run directory.")] = False,
 ) -> None:
     """The variance-preserving, critical and PyTorch gains of an activation, with a measured check.
 
@@ -644,35 +801,51 @@ def gain(
         import torch
 
         from initbench.activations import ACTIVATIONS, check_representable
-        from initbench.config import validate_config
+        from initbench.config import apply_overrides, validate_config
         from initbench.experiments import SilentProgress
         from initbench.experiments.gain import GainExperiment, gains_of
         from initbench.registry import build_from_spec
         from initbench.rundir import json_safe
         from initbench.runner import run_detached
 
+        if as_json and out is not None:
+            raise InitbenchError("--json prints the theory's gains alone; --out writes the measured check too. Give one of them.")
         function = build_from_spec(ACTIVATIONS, activation)  # an unknown name is refused in the command's own words
         check_representable(function, torch.float32, f"activation '{activation}'")  # the measured nets are float32
         # The net of the measured check: 100 layers of 256 units, batch 256 (the README's numbers).
         raw = {"name": "gain", "experiment": "gain", "model": {"activation": activation}, "gain": {"sb2": sb2}, "input": {"batch": 256}}
-        config = validate_config({**raw, **({"device": device} if device else {})}, "initbench gain")
+        flags, names = option_overrides({"device": ("--device", device), "seeds": ("--seeds", seeds)})
+        config = validate_config(apply_overrides(raw, flags), None, {"gain.sb2": "--sb2", **names})
+        use_threads(threads)
         if as_json:
             stdout.print_json(json.dumps(json_safe(gains_of(config).as_json()), allow_nan=False))
-            return
-        for table in run_detached(GainExperiment(), config, SilentProgress()).console_tables:
-            stdout.print(table)
+        elif out is not None:
+            execute_and_report(config, out, quiet)
+        elif quiet or not stderr.is_terminal:
+            print_tables(run_detached(GainExperiment(), config, SilentProgress()).console_tables)
+        else:
+            with RichProgress() as progress:
+                result = run_detached(GainExperiment(), config, progress)
+            print_tables(result.console_tables)
+
+
+def print_tables(tables: list[Any]) -> None:
+    for table in tables:
+        stdout.print(table)
 
 
 @app.command()
 def phase(
     activation: Annotated[str, typer.Option("--activation", help="The activation, e.g. tanh.")] = "tanh",
-    sw2: Annotated[str, typer.Option("--sw2", help="σ_w² grid as START:STOP:N.")] = "0.25:4:24",
-    sb2: Annotated[str, typer.Option("--sb2", help="σ_b² grid as START:STOP:N.")] = "0:0.5:11",
+    sw2: Annotated[str, typer.Option("--sw2", help="Weight variance σ_w² (weights N(0, σ_w²/fan_in)): a grid START:STOP:N, or one value.")] = "0.25:4:24",
+    sb2: Annotated[str, typer.Option("--sb2", help=f"{Sb2Help}: a grid START:STOP:N, or one value.")] = "0:0.5:11",
     depth: Annotated[int, typer.Option("--depth", help="Depth of the measured nets.", min=1, max=1_000_000)] = 100,
     width: Annotated[int, typer.Option("--width", help="Width of the measured nets.", min=1)] = 256,
     measure: Annotated[bool, typer.Option("--measure", help="Also measure correlation convergence in real nets.")] = False,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="--measure: nets per grid point (seeds 0..N-1), their correlations averaged.")] = None,
     out: OutOption = None,
     device: DeviceOption = None,
+    threads: ThreadsOption = None,
     quiet: QuietOption = False,
 ) -> None:
     """The order–chaos phase diagram over (σ_w², σ_b²): χ₁, depth scales and the common schemes.
@@ -682,12 +855,14 @@ def phase(
       initbench phase --activation tanh
 
       initbench phase --activation relu --sw2 1:3:21 --sb2 0:0.2:5 --measure --depth 50
+
+      initbench phase --activation tanh --sb2 0.05          [dim]# one σ_b², a row of σ_w²[/dim]
     """
     with reported_errors():
         import torch
 
         from initbench.activations import ACTIVATIONS, check_representable
-        from initbench.config import validate_config
+        from initbench.config import apply_overrides, validate_config
         from initbench.phase import parse_grid
         from initbench.registry import build_from_spec
 
@@ -700,7 +875,28 @@ def phase(
             "model": {"activation": activation, "depth": depth, "width": width},
             "phase": {"sw2": sw2, "sb2": sb2, "measure": measure},
         }
-        execute_and_report(validate_config({**raw, **({"device": device} if device else {})}, "initbench phase"), out, quiet)
+        if seeds is not None and not measure:
+            raise InitbenchError("--seeds: only --measure uses them; the theory has no seeds.", hint="Add --measure, or drop --seeds.")
+        flags, names = option_overrides({"device": ("--device", device), "seeds": ("--seeds", seeds)})
+        names |= {"model.depth": "--depth", "model.width": "--width", "phase.sw2": "--sw2", "phase.sb2": "--sb2"}
+        config = validate_config(apply_overrides(raw, flags), None, names)
+        use_threads(threads)
+        execute_and_report(config, out, quiet)
+
+
+#: reStructuredText's inline code in docstrings: ``x``, and roles such as :class:`~initbench.a.B`.
+RST_CODE = re.compile(r"(?::[a-z]+:)?(``?)~?(?P<code>[^`]+)\1")
+
+
+def docstring_parts(line: str) -> list[str | tuple[str, str]]:
+    """A docstring line for the terminal: inline code in its own style, without the backticks
+    (and where there are no styles, as in a pipe, plain text)."""
+    parts: list[str | tuple[str, str]] = []
+    position = 0
+    for match in RST_CODE.finditer(line):
+        parts += [line[position : match.start()], (match["code"].rpartition(".")[2] if match.group(0).startswith(":") else match["code"], "cyan")]
+        position = match.end()
+    return [*parts, line[position:]]
 
 
 @app.command("list")
@@ -727,7 +923,7 @@ def list_entries(
                 f"{field.alias or key}=" + ("(required)" if field.is_required() else str(field.get_default(call_default_factory=True))) for key, field in fields.items()
             )
             say(stdout, (name, "bold cyan"), f" (alias {', '.join(aliases)})" if aliases else "", (f"  options: {options}" if options else "", "dim"))
-            say(stdout, f"    {(entry.__doc__ or '').strip().splitlines()[0]}")
+            say(stdout, "    ", *docstring_parts((entry.__doc__ or "").strip().splitlines()[0]))
             if getattr(entry, "formula", ""):
                 say(stdout, (f"    {entry.formula}", "green"))
 

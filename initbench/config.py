@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
@@ -37,8 +38,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from initbench.activations import ACTIVATIONS, Activation, check_representable
-from initbench.engine import MAX_DEPTH
 from initbench.architectures import ParamContext
+from initbench.engine import MAX_DEPTH
 from initbench.errors import InitbenchError, from_validation_error
 from initbench.plugins import build_scheme, parse_scheme_spec, scheme_from_spec
 from initbench.registry import STRICT, build_from_spec, format_spec, parse_scalar
@@ -262,12 +263,18 @@ class TrainConfig(Section):
 
 class PhaseConfig(Section):
     """The order–chaos phase diagram (``experiment: phase``): grids over σ_w² and σ_b² as
-    ``START:STOP:N``; ``measure`` also measures correlation convergence in real nets of
-    ``model.depth`` × ``model.width``."""
+    ``START:STOP:N``, or one value; ``measure`` also measures correlation convergence in real nets
+    of ``model.depth`` × ``model.width``."""
 
     sw2: str = "0.25:4:24"
     sb2: str = "0:0.5:11"
     measure: bool = False
+
+    @field_validator("sw2", "sb2", mode="before")
+    @classmethod
+    def _one_value(cls, value: Any) -> Any:
+        """``sb2: 0.1`` in YAML is a number; as a grid it is the text ``0.1``."""
+        return str(value) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
     @field_validator("sw2", "sb2")
     @classmethod
@@ -482,14 +489,20 @@ def _valid_keys(location: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def validate_config(raw: dict[str, Any], source: str) -> Config:
-    """Validate a raw mapping into a :class:`Config`; every problem is one bullet of the error."""
+def validate_config(raw: dict[str, Any], source: str | None, options: Mapping[str, str] | None = None) -> Config:
+    """Validate a raw mapping into a :class:`Config`; every problem is one bullet of the error.
+
+    ``source`` names the config file (None: there is none, the values came from the command
+    line); ``options`` maps the dotted keys that command-line options set to those options, so
+    that an error names ``--depth`` where the user typed ``--depth``.
+    """
+    context = f"config {source}" if source is not None else "command line"
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
-        raise from_validation_error(error, f"config {source}", _valid_keys) from None
+        raise from_validation_error(error, context, _valid_keys, options) from None
     except InitbenchError as error:  # raised by a section's own checks (schemes, activation)
-        raise InitbenchError(f"Invalid config {source}: {error.message}", hint=error.hint) from None
+        raise InitbenchError(f"Invalid {context}: {error.message}", hint=error.hint) from None
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -503,8 +516,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
         reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
         raise InitbenchError(f"Cannot read config file '{path}': {reason}.") from None
     data = load_yaml(text, str(path))
-    if data is None:
-        return {}
+    if data is None:  # an empty file (or only comments) is more likely a mistake than a wish for every default
+        raise InitbenchError(f"Config file '{path}' is empty.", hint="Give at least one key, e.g. `experiment: forward`, or a shipped config such as configs/relu_kaiming.yaml.")
     if not isinstance(data, dict):
         raise InitbenchError(f"Config file '{path}' must be a mapping of keys to values, not a {type(data).__name__}.")
     return data
@@ -544,8 +557,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
-def load_config(path: Path | None, overrides: list[str], base: dict[str, Any] | None = None) -> Config:
-    """The config from ``path`` (or ``base``), with ``overrides`` applied, validated."""
+def load_config(
+    path: Path | None, overrides: list[str], base: dict[str, Any] | None = None, options: Mapping[str, str] | None = None
+) -> Config:
+    """The config from ``path`` (or ``base``), with ``overrides`` applied, validated (``options``:
+    see :func:`validate_config`)."""
     raw = read_yaml(path) if path is not None else dict(base or {})
-    source = str(path) if path is not None else "(built-in defaults)"
-    return validate_config(apply_overrides(raw, overrides), source)
+    return validate_config(apply_overrides(raw, overrides), str(path) if path is not None else None, options)

@@ -514,7 +514,7 @@ def _read_npz(path: str) -> dict[str, np.ndarray]:
     except OSError as error:  # a symlink loop, no permission, a name too long
         raise _npz_error(path, f"cannot be opened ({error.strerror or error}).") from None
     if not is_file:
-        raise _npz_error(path, "no such file.", hint="Give the path of an .npz file with arrays X and y (numpy.savez), or a registered dataset name.")
+        raise _npz_error(path, "the file does not exist.", hint="Give the path of an .npz file with arrays X and y (numpy.savez), or a registered dataset name.")
     if not zipfile.is_zipfile(path):
         with open(path, "rb") as file:
             single = file.read(6) == b"\x93NUMPY"  # the magic string of numpy.save's .npy format

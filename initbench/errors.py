@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 #: Shows a user's value in an error within a few lines, however large or aliased it is: a YAML
@@ -40,7 +40,9 @@ class InitbenchError(Exception):
         return self.message if self.hint is None else f"{self.message}\n{self.hint}"
 
 
-def from_validation_error(error: Any, context: str, valid_keys: Callable[[tuple[Any, ...]], list[str]]) -> InitbenchError:
+def from_validation_error(
+    error: Any, context: str, valid_keys: Callable[[tuple[Any, ...]], list[str]], names: Mapping[str, str] | None = None
+) -> InitbenchError:
     """Turn a pydantic ``ValidationError`` into one user error, one bullet per field.
 
     Args:
@@ -48,11 +50,14 @@ def from_validation_error(error: Any, context: str, valid_keys: Callable[[tuple[
         context: where the values came from, e.g. "config configs/a.yaml" or "scheme 'normal'".
         valid_keys: given the location of an unknown key's parent, the keys valid there; used to
             suggest the nearest one ("Did you mean 'depth'?").
+        names: what the user called a dotted key, where not the key itself: a command-line
+            option that set it (``{"model.depth": "--depth"}``).
     """
     lines = []
     for item in error.errors():
         location = tuple(item["loc"])
         where = ".".join(str(part) for part in location) or "(top level)"
+        where = (names or {}).get(where, where)
         if item["type"] == "extra_forbidden":
             choices = valid_keys(location[:-1])
             matches = difflib.get_close_matches(str(location[-1]), choices, n=1)

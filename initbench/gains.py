@@ -12,6 +12,8 @@ nonlinearity="gelu")`` raises). Mean-field theory gives a gain for every φ:
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -19,6 +21,7 @@ import torch
 from initbench import theory
 from initbench.activations import Activation
 from initbench.engine import Run, StackedForward
+from initbench.experiments import Progress, SilentProgress
 from initbench.schemes import KaimingNormal, Normal
 
 
@@ -50,20 +53,36 @@ def compute_gains(activation: Activation, sb2: float = 0.0) -> Gains:
 
 
 def measure_gains(
-    activation: Activation, gains: dict[str, float], sb2: float, device: torch.device, depth: int = 100, width: int = 256, batch: int = 256
+    activation: Activation,
+    gains: dict[str, float],
+    sb2: float,
+    device: torch.device,
+    depth: int = 100,
+    width: int = 256,
+    batch: int = 256,
+    progress: Progress | None = None,
+    seeds: Sequence[int] = (0,),
 ) -> dict[str, tuple[float, float]]:
-    """The measured std of φ(h) at layer 1 and layer ``depth`` of a net with weights N(0, gain²/width).
+    """The measured std of φ(h) at layer 1 and layer ``depth`` of a net with weights N(0, gain²/width),
+    the median over ``seeds`` (one net each).
 
-    All gains run stacked through one engine pass (seed 0), biases N(0, σ_b²) when ``sb2`` > 0.
+    All gains and seeds run stacked through one engine pass, biases N(0, σ_b²) when ``sb2`` > 0;
+    ``progress`` counts the layers.
     """
     bias = Normal(std=math.sqrt(sb2)) if sb2 > 0 else None
-    runs = [Run(label=name, seed=0, scheme=KaimingNormal(gain=gain).resolve(activation), bias=bias) for name, gain in gains.items()]
+    runs = [
+        Run(label=name, seed=seed, scheme=KaimingNormal(gain=gain).resolve(activation), bias=bias) for name, gain in gains.items() for seed in seeds
+    ]
     engine = StackedForward(runs, activation, device, torch.float32)
     first: torch.Tensor | None = None
+    progress = progress or SilentProgress()
+    progress.start(f"measuring {len(runs)} gains", total=depth)
     with torch.no_grad():
         for output in engine.layers(engine.inputs(batch, width), [width] * depth, use_bias=bias is not None):
             std = output.post.flatten(1).to(torch.float64).std(dim=1, correction=0)
             if output.layer == 1:
                 first = std
+            progress.advance()
     assert first is not None
-    return {name: (first[index].item(), std[index].item()) for index, name in enumerate(gains)}
+    first_by_gain, last_by_gain = first.reshape(len(gains), len(seeds)).tolist(), std.reshape(len(gains), len(seeds)).tolist()
+    return {name: (statistics.median(first_by_gain[index]), statistics.median(last_by_gain[index])) for index, name in enumerate(gains)}

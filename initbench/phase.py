@@ -11,6 +11,7 @@ after which their mean correlation stays within ``CONVERGED`` of c* is set besid
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ from initbench import theory
 from initbench.activations import Activation
 from initbench.engine import MAX_DEPTH, MemoryEstimate, Run, StackedForward, check_memory, derive_seed, propagation_memory_estimate
 from initbench.errors import InitbenchError
+from initbench.experiments import Progress, SilentProgress
 from initbench.schemes import Normal, resolve_gain
 
 START_CORRELATION = 0.2
@@ -33,8 +35,17 @@ MAX_GRID_POINTS = 10_000
 
 
 def parse_grid(text: str, option: str) -> np.ndarray:
-    """``START:STOP:N`` → N evenly spaced values from START to STOP inclusive (N ≥ 2, finite values ≥ 0)."""
+    """``START:STOP:N`` → N evenly spaced values from START to STOP inclusive (N ≥ 2, finite values
+    ≥ 0); a single value ``V`` → that value alone (a diagram along the other axis)."""
     parts = text.split(":")
+    if len(parts) == 1:
+        try:
+            value = float(text)
+        except ValueError:
+            raise InitbenchError(f"{option} '{text}' is neither a number nor START:STOP:N.", hint=f"For example {option} 0.05 or {option} 0.5:4:36.") from None
+        if not (math.isfinite(value) and value >= 0):
+            raise InitbenchError(f"{option} '{text}' must be a finite number ≥ 0.")
+        return np.array([value])
     try:
         start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
         if len(parts) != 3:
@@ -48,17 +59,17 @@ def parse_grid(text: str, option: str) -> np.ndarray:
     return np.linspace(start, stop, count)
 
 
-def check_grid(sw2: np.ndarray, sb2: np.ndarray, measure_depth: int | None, width: int, device: torch.device) -> None:
+def check_grid(sw2: np.ndarray, sb2: np.ndarray, measure_depth: int | None, width: int, device: torch.device, seeds: int = 1) -> None:
     """Refuse, before computing anything, a grid of more than ``MAX_GRID_POINTS`` points, or one
-    whose measured nets (``measure_depth`` layers of ``width``, one run a point) would not fit in memory."""
+    whose measured nets (``measure_depth`` layers of ``width``, ``seeds`` runs a point) would not fit in memory."""
     points = len(sw2) * len(sb2)
     if points > MAX_GRID_POINTS:
         raise InitbenchError(f"--sw2 and --sb2 make a grid of {len(sw2)} × {len(sb2)} = {points} points; the most is {MAX_GRID_POINTS}.", hint="Use fewer values.")
     if measure_depth is not None:
         if measure_depth > MAX_DEPTH:
             raise InitbenchError(f"--depth {measure_depth} is more than the {MAX_DEPTH} layers a net may have.")
-        nets = propagation_memory_estimate(points, 2 * PAIRS, width, measure_depth, False, torch.float32)
-        check_memory(MemoryEstimate(nets.device, 0), device, hint="Use fewer grid points, a smaller --width, or leave out --measure.")
+        nets = propagation_memory_estimate(points * seeds, 2 * PAIRS, width, measure_depth, False, torch.float32)
+        check_memory(MemoryEstimate(nets.device, 0), device, hint="Use fewer grid points or seeds, a smaller --width, or leave out --measure.")
 
 
 @dataclass
@@ -85,13 +96,15 @@ def predicted_convergence_depth(xi_c: float, c_star: float) -> float:
     return xi_c * math.log(distance / CONVERGED)
 
 
-def compute_phase_diagram(activation: Activation, sw2_values: np.ndarray, sb2_values: np.ndarray) -> PhaseDiagram:
+def compute_phase_diagram(activation: Activation, sw2_values: np.ndarray, sb2_values: np.ndarray, progress: Progress | None = None) -> PhaseDiagram:
     """χ₁ at q*, its phase, ξ_c and c* at every (σ_w², σ_b²), with q* reached from the measured
     nets' q¹ = σ_w² + σ_b² (N(0, 1) inputs). Where q* is unbounded the phase is "unbounded" and χ₁
-    is its limit as q → ∞, NaN where that has no value."""
+    is its limit as q → ∞, NaN where that has no value. ``progress`` counts the grid points."""
     shape = (len(sb2_values), len(sw2_values))
     q_star, chi, xi_c, c_star, predicted = (np.full(shape, math.nan) for _ in range(5))
     phases = np.full(shape, "", dtype=object)
+    progress = progress or SilentProgress()
+    progress.start(f"theory at {shape[0] * shape[1]} points", total=shape[0] * shape[1])
     for row, sb2 in enumerate(sb2_values):
         for column, sw2 in enumerate(sw2_values):
             q = theory.fixed_point(activation, float(sw2), float(sb2))
@@ -102,27 +115,39 @@ def compute_phase_diagram(activation: Activation, sw2_values: np.ndarray, sb2_va
                 scales = theory.depth_scales(activation, float(sw2), float(sb2))
                 xi_c[row, column], c_star[row, column] = scales.xi_c, scales.c_star
             predicted[row, column] = predicted_convergence_depth(xi_c[row, column], c_star[row, column])
+            progress.advance()
     return PhaseDiagram(activation.spec(), sw2_values, sb2_values, q_star, chi, xi_c, c_star, phases, predicted)
 
 
-def measure_convergence_depth(diagram: PhaseDiagram, activation: Activation, depth: int, width: int, device: torch.device) -> np.ndarray:
+def measure_convergence_depth(
+    diagram: PhaseDiagram,
+    activation: Activation,
+    depth: int,
+    width: int,
+    device: torch.device,
+    progress: Progress | None = None,
+    seeds: Sequence[int] = (0,),
+) -> np.ndarray:
     """Measured depth after which two inputs' pre-activation correlation stays within CONVERGED of c*.
 
-    Every grid point is one run (weights N(0, σ_w²/width), biases N(0, σ_b²), seed 0), all stacked.
-    At finite width a single pair's correlation random-walks by about 1/√width per layer, so we
-    average ``PAIRS`` pairs of inputs (each of correlation START_CORRELATION) and count a layer as
-    converged only if every later layer is too. cˡ = ⟨h_a, h_b⟩ / (|h_a|·|h_b|). The result is
+    Every grid point is one run per seed (weights N(0, σ_w²/width), biases N(0, σ_b²)), all
+    stacked. At finite width a single pair's correlation random-walks by about 1/√width per
+    layer, so we average ``PAIRS`` pairs of inputs (each of correlation START_CORRELATION) in
+    each of the point's nets, one per seed, and count a layer as converged only if every later
+    layer is too. cˡ = ⟨h_a, h_b⟩ / (|h_a|·|h_b|). The result is
     the last layer that was off by more than CONVERGED (0 if none), NaN if the last layer was.
+    ``progress`` counts the layers.
     """
     points = [(row, column) for row in range(len(diagram.sb2)) for column in range(len(diagram.sw2))]
     runs = [
         Run(
             label=f"{diagram.sw2[column]:g},{diagram.sb2[row]:g}",
-            seed=0,
+            seed=seed,
             scheme=Normal(std=math.sqrt(diagram.sw2[column] / width)),
             bias=Normal(std=math.sqrt(diagram.sb2[row])),
         )
         for row, column in points
+        for seed in seeds
     ]
     generator = torch.Generator().manual_seed(derive_seed(0, "phase-inputs"))
     first, second = torch.randn(2, PAIRS, width, generator=generator, dtype=torch.float64).to(device)
@@ -130,15 +155,19 @@ def measure_convergence_depth(diagram: PhaseDiagram, activation: Activation, dep
     pairs = torch.stack([first, partner], dim=1).reshape(2 * PAIRS, width)  # rows a₀, b₀, a₁, b₁, ...
     x = pairs.to(torch.float32).expand(len(runs), 2 * PAIRS, width).contiguous()
     target = torch.tensor([diagram.c_star[row, column] for row, column in points], dtype=torch.float64, device=device)
-    last_off = torch.zeros(len(runs), dtype=torch.float64, device=device)
+    last_off = torch.zeros(len(points), dtype=torch.float64, device=device)
     engine = StackedForward(runs, activation, device, torch.float32)
+    progress = progress or SilentProgress()
+    progress.start(f"measuring {len(runs)} nets", total=depth)
     with torch.no_grad():
         for output in engine.layers(x, [width] * depth, use_bias=True):
             h = output.pre.to(torch.float64)
             a, b = h[:, 0::2], h[:, 1::2]
-            correlation = ((a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))).mean(-1)
+            per_net = ((a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))).mean(-1)
+            correlation = per_net.reshape(len(points), len(seeds)).mean(-1)
             off = ~((correlation - target).abs() <= CONVERGED)  # NaN targets count as off
             last_off[off] = float(output.layer)
+            progress.advance()
     measured = torch.where(last_off == depth, math.nan, last_off).cpu().numpy()
     result = np.full(diagram.chi1.shape, math.nan)
     for index, (row, column) in enumerate(points):

@@ -273,10 +273,20 @@ def histograms_figure(histograms: dict[str, dict[int, tuple[np.ndarray, np.ndarr
     return figure
 
 
+def cell_step(values: np.ndarray) -> float:
+    """The width of a cell centred on each of evenly spaced ``values``; 1 for a single value, so a
+    one-value axis (``--sb2 0.05``) is a visible band."""
+    return float(values[1] - values[0]) if len(values) > 1 else 1.0
+
+
+def cell_edges(values: np.ndarray) -> np.ndarray:
+    """The ``len(values) + 1`` edges of cells centred on evenly spaced ``values`` (pcolormesh's flat shading)."""
+    return np.append(values, values[-1] + cell_step(values)) - cell_step(values) / 2
+
+
 def cell_rectangles(axes: Axes, xs: np.ndarray, ys: np.ndarray, mask: np.ndarray, **style: Any) -> None:
     """Draw the cells of a ``[len(ys), len(xs)]`` grid where ``mask`` holds (centred on the points)."""
-    dx = float(xs[1] - xs[0]) if len(xs) > 1 else 1.0
-    dy = float(ys[1] - ys[0]) if len(ys) > 1 else 1.0
+    dx, dy = cell_step(xs), cell_step(ys)
     for row, column in zip(*np.nonzero(mask), strict=True):
         axes.add_patch(Rectangle((xs[column] - dx / 2, ys[row] - dy / 2), dx, dy, **style))
 
@@ -298,12 +308,13 @@ def phase_figure(diagram: PhaseDiagram, positions: dict[str, float], depth: int 
     figure = Figure(figsize=(5.2 * panels, 5.0), layout="constrained")
     grid = figure.subplots(1, panels, squeeze=False)[0]
     sw2, sb2 = np.meshgrid(diagram.sw2, diagram.sb2)
+    edges_w, edges_b = cell_edges(diagram.sw2), cell_edges(diagram.sb2)
     no_fixed_point = ~np.isfinite(diagram.q_star) | ~np.isfinite(diagram.chi1)
     chi = np.ma.masked_invalid(diagram.chi1)
     finite_chi = chi.compressed()
     top = max(float(finite_chi.max()) if finite_chi.size else 2.0, 1.01)
     bottom = min(float(finite_chi.min()) if finite_chi.size else 0.0, 0.99)
-    mesh = grid[0].pcolormesh(sw2, sb2, chi, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=1.0, vmin=bottom, vmax=top), shading="nearest")
+    mesh = grid[0].pcolormesh(edges_w, edges_b, chi, cmap="RdBu_r", norm=TwoSlopeNorm(vcenter=1.0, vmin=bottom, vmax=top))
     figure.colorbar(mesh, ax=grid[0], label="χ₁ at q*")
     if finite_chi.size and finite_chi.min() < 1 < finite_chi.max() and min(sw2.shape) > 1:
         grid[0].contour(sw2, sb2, chi.filled(np.nan), levels=[1.0], colors="black", linewidths=2)
@@ -320,7 +331,7 @@ def phase_figure(diagram: PhaseDiagram, positions: dict[str, float], depth: int 
         if finite_xi.size:
             xi_top = float(finite_xi.max())
             norm = LogNorm(vmin=float(finite_xi.min()), vmax=xi_top if xi_top > finite_xi.min() else xi_top * 10)
-            mesh = grid[1].pcolormesh(sw2, sb2, np.ma.masked_invalid(np.minimum(xi, xi_top)), cmap="viridis", norm=norm, shading="nearest")
+            mesh = grid[1].pcolormesh(edges_w, edges_b, np.ma.masked_invalid(np.minimum(xi, xi_top)), cmap="viridis", norm=norm)
             figure.colorbar(mesh, ax=grid[1], label="ξ_c (layers)", extend="max" if np.isinf(xi).any() else "neither")
         grid[1].set_title("Correlation depth scale ξ_c (theory)")
     else:
@@ -329,8 +340,8 @@ def phase_figure(diagram: PhaseDiagram, positions: dict[str, float], depth: int 
         norm = PowerNorm(0.5, vmin=0.0, vmax=float(depth))
         predicted = np.where(no_fixed_point, np.nan, np.minimum(diagram.predicted_depth, depth))
         measured = np.where(no_fixed_point, np.nan, diagram.measured_depth)
-        grid[1].pcolormesh(sw2, sb2, np.ma.masked_invalid(predicted), cmap="viridis", norm=norm, shading="nearest")
-        mesh = grid[2].pcolormesh(sw2, sb2, np.ma.masked_invalid(measured), cmap="viridis", norm=norm, shading="nearest")
+        grid[1].pcolormesh(edges_w, edges_b, np.ma.masked_invalid(predicted), cmap="viridis", norm=norm)
+        mesh = grid[2].pcolormesh(edges_w, edges_b, np.ma.masked_invalid(measured), cmap="viridis", norm=norm)
         figure.colorbar(mesh, ax=[grid[1], grid[2]], label="layers until the correlation settles", extend="max")
         grid[1].set_title("Predicted convergence depth")
         grid[2].set_title(f"Measured convergence depth ({depth} layers)")

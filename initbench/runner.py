@@ -144,7 +144,7 @@ def resume(path: Path, progress: Progress) -> tuple[RunDirectory, ExperimentResu
     evaluation, and ends with the numbers an uninterrupted run gives.
     """
     if not path.is_dir():
-        raise InitbenchError(f"--resume {path}: no such run directory.")
+        raise InitbenchError(f"--resume {path}: the run directory does not exist.")
     import yaml
 
     directory, config_text = RunDirectory.reopen(path, command_line())

@@ -323,7 +323,7 @@ def save_corrupt(path: Path) -> None:
 
 
 UNREADABLE = {
-    "missing": (lambda path: None, "no such file"),
+    "missing": (lambda path: None, "the file does not exist"),
     "csv": (lambda path: path.write_text("X,y\n1,0\n"), "is not an .npz archive"),
     "empty": (lambda path: path.write_bytes(b""), "is not an .npz archive"),
     "truncated": (lambda path: path.write_bytes(save(path.parent, X=X, y=Y).read_bytes()[:-30]), "is not an .npz archive"),

@@ -389,7 +389,7 @@ def test_resume_refuses_what_it_cannot_resume(cli, tmp_path: Path) -> None:
     mixed = cli("run", config, "--resume", tmp_path / "done")
     assert mixed.exit_code == 2 and "--resume takes only the run directory" in mixed.stderr
     missing = cli("run", "--resume", tmp_path / "nowhere")
-    assert missing.exit_code == 2 and "no such run directory" in missing.stderr
+    assert missing.exit_code == 2 and "does not exist" in missing.stderr
     nothing = cli("run")
     assert nothing.exit_code == 2 and "Give a config to run, or --resume DIR" in nothing.stderr
 

@@ -276,6 +276,7 @@ def test_paths_with_brackets_print_literally(cli, tmp_path: Path) -> None:
     config = folder / "t[red].yaml"
     config.write_text(TINY)
     out = folder / "o[/bold]x"
+    out.parent.mkdir()  # "o[": --out's folder must exist
     result = cli("run", config, "--out", out, "-q")
     assert result.exit_code == 0, result.output
     assert f"Results: {out}" in result.stdout

@@ -2,7 +2,7 @@
 
 Theory from :mod:`initbench.phase` over the ``phase.sw2`` × ``phase.sb2`` grid for
 ``model.activation``, and with ``phase.measure`` the measured convergence depth in nets of
-``model.depth`` × ``model.width``. Writes ``phase.csv`` and ``phase.png``.
+``model.depth`` × ``model.width``, their correlations averaged over ``seeds`` nets a point. Writes ``phase.csv`` and ``phase.png``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class PhaseExperiment:
         """The grid's size, and with ``measure`` its nets' memory (the grids' syntax was checked with the config)."""
         settings = self.settings(config)
         sw2_values, sb2_values = parse_grid(settings.sw2, "phase.sw2"), parse_grid(settings.sb2, "phase.sb2")
-        check_grid(sw2_values, sb2_values, config.model.depth if settings.measure else None, config.model.width, device)
+        check_grid(sw2_values, sb2_values, config.model.depth if settings.measure else None, config.model.width, device, config.seeds)
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config
@@ -44,9 +44,9 @@ class PhaseExperiment:
         function = config.model.build_activation()
         sw2_values, sb2_values = parse_grid(settings.sw2, "phase.sw2"), parse_grid(settings.sb2, "phase.sb2")
         depth, width = config.model.depth, config.model.width
-        diagram = compute_phase_diagram(function, sw2_values, sb2_values)
+        diagram = compute_phase_diagram(function, sw2_values, sb2_values, context.progress)
         if settings.measure:
-            diagram.measured_depth = measure_convergence_depth(diagram, function, depth, width, context.device)
+            diagram.measured_depth = measure_convergence_depth(diagram, function, depth, width, context.device, context.progress, config.seed_list())
         positions = scheme_positions(function)
         rows = [
             (float(diagram.sw2[column]), float(diagram.sb2[row]), float(diagram.q_star[row, column]), float(diagram.chi1[row, column]),

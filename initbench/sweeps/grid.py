@@ -8,7 +8,7 @@ import itertools
 import json
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,11 +204,12 @@ class Sweep:
     points: tuple[Point, ...]
 
     @classmethod
-    def expand(cls, base: dict[str, Any], axes: Sequence[Axis], source: str) -> Sweep:
-        """The grid over ``axes`` on ``base``; the base must be a valid config by itself."""
+    def expand(cls, base: dict[str, Any], axes: Sequence[Axis], source: str, options: Mapping[str, str] | None = None) -> Sweep:
+        """The grid over ``axes`` on ``base``; the base must be a valid config by itself (its
+        errors name the command-line ``options`` that set a key, as in :func:`validate_config`)."""
         if not axes:
             raise InitbenchError("Nothing to sweep: no axes given.", hint="Add KEY=V1,V2,... arguments, or a sweep: section to the config.")
-        name = validate_config(base, source).name
+        name = validate_config(base, source, options).name
         ordered = tuple(sorted(axes, key=lambda axis: axis.key.split(".")[0] != "init"))  # stable: init axes slowest
         combinations = list(itertools.product(*(axis.values for axis in ordered)))
         names = point_names(ordered, combinations)
@@ -223,15 +224,16 @@ class Sweep:
         return cls(name, base, ordered, points)
 
     @classmethod
-    def from_config(cls, path: Path, arguments: Sequence[str], fixed: Sequence[str] = ()) -> Sweep:
+    def from_config(cls, path: Path, arguments: Sequence[str], fixed: Sequence[str] = (), options: Mapping[str, str] | None = None) -> Sweep:
         """The sweep of the config at ``path``: its ``sweep:`` section plus command-line axes.
 
-        ``fixed`` are plain ``KEY=VALUE`` overrides of the base (``--device``, ``--seeds``).
+        ``fixed`` are plain ``KEY=VALUE`` overrides of the base (``--device``, ``--seeds``), set by
+        the command-line ``options`` (``{"seeds": "--seeds"}``) that errors name.
         """
         base, axes = split_sweep_section(read_yaml(path))
         for axis in map(parse_axis, arguments):
             axes = [existing for existing in axes if existing.key != axis.key] + [axis]
-        return cls.expand(apply_overrides(base, list(fixed)), axes, str(path))
+        return cls.expand(apply_overrides(base, list(fixed)), axes, str(path), options)
 
     def index(self) -> dict[str, Any]:
         """``sweep.json``'s content: the same for every shard (no times, hosts or shard numbers)."""
@@ -250,6 +252,8 @@ class Sweep:
     def load(cls, path: Path) -> Sweep:
         """The sweep whose directory is ``path``, from its ``sweep.json``."""
         index_path = path / SweepDirectory.INDEX
+        if not path.exists():
+            raise InitbenchError(f"Sweep directory '{path}' does not exist.", hint="Give the --out directory of an initbench sweep.")
         if not index_path.is_file():
             looks_like_run = (path / "meta.json").is_file()
             raise InitbenchError(

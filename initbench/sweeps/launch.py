@@ -107,8 +107,10 @@ def run_stack(
     log: Callable[[str], None],
     outcome: ShardOutcome,
     command: list[str],
+    label: str = "",
 ) -> None:
-    """Run one stack of points (or one point) through the run lifecycle, one directory per point.
+    """Run one stack of points (or one point) through the run lifecycle, one directory per point;
+    ``label`` (``[stack 2 of 5] ``) starts the line that says which points run.
 
     Each point is locked, then claimed and begun (config.yaml, a ``running`` meta.json) before the
     work; each ends ``complete``, ``interrupted`` or ``failed`` on its own. A failure stays with its
@@ -149,7 +151,7 @@ def run_stack(
         if not claimed:
             return
         names = [sweep.points[index].name for index, _ in claimed]
-        log(f"Running {', '.join(names)}" + (f" (stacked: {len(names)} points in one pass)" if len(names) > 1 else "") + ".")
+        log(f"{label}Running {', '.join(names)}" + (f" (stacked: {len(names)} points in one pass)" if len(names) > 1 else "") + ".")
         with recorded([run_directory for _, run_directory in claimed]):
             run_claimed(experiment, [(sweep.points[index].name, configs[index], run_directory) for index, run_directory in claimed],
                         device, progress, log, outcome)
@@ -201,13 +203,15 @@ def run_shard(
     progress: Progress | None = None,
     log: Callable[[str], None] = print,
     command: list[str] | None = None,
+    points: Progress | None = None,
 ) -> ShardOutcome:
     """Run shard ``shard`` of the sweep in directory ``path``: the one function every launcher calls.
 
     Everything is read from the directory's ``sweep.json``, so a job on another machine needs only
     the path. Every point of the shard is checked (device, memory, dataset) before any runs. Points
     already complete are skipped; the rest run in stacks. A point that fails is recorded (its
-    meta.json says ``failed``) and the shard goes on; an interrupt stops it.
+    meta.json says ``failed``) and the shard goes on; an interrupt stops it. ``progress`` follows
+    each stack's experiment, ``points`` the shard's points, stack by stack.
     """
     from initbench.experiments import SilentProgress
 
@@ -227,15 +231,26 @@ def run_shard(
         if index not in waiting:
             outcome.skipped.append(sweep.points[index].name)
             log(f"Skipped {sweep.points[index].name}: already complete.")
-    for group in stacks(configs, todo):
-        parts = [group] if len(group) == 1 or fits_in_memory(configs, group) else [[index] for index in group]
-        for part in parts:
-            run_stack(directory, sweep, configs, part, progress or SilentProgress(), log, outcome, command or command_line())
+    parts = [
+        part
+        for group in stacks(configs, todo)
+        for part in ([group] if len(group) == 1 or fits_in_memory(configs, group) else [[index] for index in group])
+    ]
+    points = points or SilentProgress()
+    points.start(f"{len(todo)} points", total=len(todo))
+    for number, part in enumerate(parts, start=1):
+        label = f"[stack {number} of {len(parts)}] " if len(parts) > 1 else ""
+        run_stack(directory, sweep, configs, part, progress or SilentProgress(), log, outcome, command or command_line(), label)
+        points.advance(len(part))
     return outcome
 
 
-def shard_job(path: str, index: int, count: int, command: list[str]) -> dict[str, list[str]]:
-    """One array job of ``--launcher submitit``: :func:`run_shard`, failing the job if a point failed."""
+def shard_job(path: str, index: int, count: int, command: list[str], threads: int | None = None) -> dict[str, list[str]]:
+    """One array job of ``--launcher submitit``: :func:`run_shard` with ``threads`` torch threads
+    (None: the default on the job's machine), failing the job if a point failed."""
+    from initbench.threads import use_threads
+
+    use_threads(threads)
     outcome = run_shard(Path(path), Shard(index, count), command=command)
     if outcome.failed:
         raise RuntimeError(f"{len(outcome.failed)} points failed: {', '.join(outcome.failed)}; their meta.json has the error.")
@@ -261,10 +276,12 @@ def submit(
     timeout_min: int | None = None,
     gpus: int | None = None,
     command: list[str] | None = None,
+    threads: int | None = None,
 ) -> list[Any]:
     """Submit the sweep in ``path`` as one job array of ``jobs`` shards through submitit.
 
-    Each array task runs :func:`shard_job` (shard i of ``jobs``), the same code as ``--shard``.
+    Each array task runs :func:`shard_job` (shard i of ``jobs``, ``threads`` torch threads), the
+    same code as ``--shard``.
     ``cluster`` picks submitit's executor: None detects SLURM (and falls back to local processes
     where there is none), ``"local"`` always runs local processes. Logs go to ``path/submitit``.
     Returns the submitit jobs.
@@ -280,4 +297,4 @@ def submit(
     }
     executor.update_parameters(**{key: value for key, value in parameters.items() if value is not None})
     every = command or command_line()
-    return executor.map_array(shard_job, [str(path)] * jobs, range(jobs), [jobs] * jobs, [every] * jobs)
+    return executor.map_array(shard_job, [str(path)] * jobs, range(jobs), [jobs] * jobs, [every] * jobs, [threads] * jobs)
