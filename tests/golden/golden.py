@@ -37,6 +37,10 @@ COMMANDS: dict[str, list[str]] = {
 }
 #: Commands that print their result instead of writing a directory: their stdout is hashed.
 PRINTED: dict[str, list[str]] = {"readme-gain-json": ["gain", "gelu", "--json"]}
+#: The checkpoint demo's second step loads the file its first step saved, at the path its config
+#: names relative to where it runs: both run inside OUT_DIR, the first into that path, in order.
+CHAINED: dict[str, Path | None] = {"config-checkpoint_pretrain": Path("results/checkpoint_pretrain"), "config-checkpoint_finetune": None}
+COMMANDS = {name: args for name, args in COMMANDS.items() if name not in CHAINED} | {name: COMMANDS[name] for name in CHAINED}
 
 
 def hash_tree(root: Path) -> dict[str, str]:
@@ -55,9 +59,13 @@ def run_all(out: Path) -> dict[str, dict[str, str]]:
     out.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, dict[str, str]] = {}
     for name, args in COMMANDS.items():
-        target = out / name
+        target, cwd = out / name, REPO
+        if name in CHAINED:
+            target, cwd = out / (CHAINED[name] or name), out
+            target.parent.mkdir(parents=True, exist_ok=True)
+            args = [args[0], str(REPO / args[1]), *args[2:]]
         print(f"{name}: initbench {' '.join(args)}", flush=True)
-        subprocess.run([sys.executable, "-m", "initbench", *args, "--out", str(target), *(["--quiet"] if args[0] != "phase" else [])], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "initbench", *args, "--out", str(target), *(["--quiet"] if args[0] != "phase" else [])], cwd=cwd, check=True, stdout=subprocess.DEVNULL)
         manifest[name] = hash_tree(target)
     for name, args in PRINTED.items():
         printed = subprocess.run([sys.executable, "-m", "initbench", *args], cwd=REPO, check=True, capture_output=True).stdout
