@@ -245,8 +245,6 @@ def execute_and_report(config: Config | None, out: Path | None, quiet: bool, res
     from initbench.runner import execute
     from initbench.runner import resume as resume_run
 
-    check_out(out)
-
     def start(progress: Progress) -> Any:
         if resume is not None:
             return resume_run(resume, progress)
@@ -320,13 +318,6 @@ def option_overrides(options: dict[str, tuple[str, Any]]) -> tuple[list[str], di
     given = {key: (name, value) for key, (name, value) in options.items() if value is not None}
     overrides = [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, (_, value) in given.items()]
     return overrides, {key: name for key, (name, _) in given.items()}
-
-
-def check_out(out: Path | None) -> None:
-    """``--out``'s folder must exist: a typo in it should not silently create a tree of folders."""
-    if out is not None and not out.parent.is_dir():
-        problem = "does not exist" if not out.parent.exists() else "is not a folder"
-        raise InitbenchError(f"--out {out}: {out.parent} {problem}.", hint="Give an --out inside an existing folder (make the folder first if it is new).")
 
 
 def use_threads(threads: int | None) -> None:
@@ -552,7 +543,6 @@ def recommend(
         })  # fmt: skip
         raw = base_config(arch, factory, config, [*flags, *(overrides or [])], seeds, device)
         validate_config(raw, None, {**names, "seeds": "--seeds", "device": "--device"})  # refused in the flags' own names, before any work
-        check_out(out)
         use_threads(threads)
         chosen = dataset if dataset is not None or factory is not None else "digits"
         train = training_section(chosen, steps, lr) if chosen is not None and steps > 0 else None
@@ -654,7 +644,6 @@ def sweep(
         if dry_run:
             show_points(definition, configs, out, selected)
             return
-        check_out(out)
         directory = sweeps.open_sweep_directory(definition, out)
         if launcher == "local":
             use_threads(threads)

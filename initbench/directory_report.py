@@ -107,6 +107,8 @@ class Written:
 
 def report_directory(path: Path, out: Path | None) -> Written:
     """Write the report of the run or sweep directory ``path`` (into ``out``, or a new folder inside it)."""
+    if not path.exists():
+        raise InitbenchError(f"{path} does not exist.", hint="Give the directory a run, compare, probe or sweep wrote (its --out, or results/<name>-<time>).")
     if SweepDirectory.is_sweep(path):
         from initbench.sweeps import collect
 

@@ -84,7 +84,7 @@ def test_a_data_driven_recommendation_for_a_factory_without_training(cli, tmp_pa
         (("recommend", "--arch", "cnnn"), "Unknown arch 'cnnn'. Did you mean 'cnn'?"),
         (("recommend", "--arch", "mlp", "--factory", "tests.probe_models:small_mlp"), "give exactly one of --arch, --factory or --config"),
         (("recommend", "--arch", "mlp", "--activation", "tanhh"), "Unknown activation 'tanhh'"),
-        (("recommend", "--arch", "mlp", "--depth", "0"), "model.depth: Input should be greater than or equal to 1"),
+        (("recommend", "--arch", "mlp", "--depth", "0"), "--depth: Input should be greater than or equal to 1"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(cli, args: tuple[str, ...], message: str) -> None:
