@@ -60,7 +60,29 @@ if TYPE_CHECKING:
 
 @SCHEMES.register("lsuv")
 class LSUV(InitScheme):
-    """Mishkin & Matas (2016) LSUV: orthonormal weights, then each layer rescaled to unit output variance on a batch."""
+    r"""Mishkin & Matas (2016) LSUV: orthonormal weights, then each layer rescaled to unit output variance on a batch.
+
+    From "All you need is a good init" (Mishkin, D. and Matas, J., 2016). Every weight starts as
+    ``torch.nn.init.orthogonal_`` draws it; then, for each module with a weight of two or more
+    dimensions in model order, with v the variance of the module's own output on the batch,
+
+    .. math::
+        W \leftarrow W / \sqrt{v} \quad \text{until} \quad |v - 1| < \text{tol}
+
+    at most ``max_iter`` times (:func:`fit_stack`, on every seed of a stack at once). A layer
+    still outside tol is recorded in summary.json, not hidden.
+
+    Also known as layer-sequential unit-variance init; the PyPI package ``lsuv``
+    (``lsuv_with_singlebatch``, a test-only reference).
+
+    Args:
+        tol: the tolerance on |Var(output) − 1| (default 0.1, the paper's).
+        max_iter: the most rescales per layer (default 10).
+
+    Examples:
+        >>> LSUV(tol=0.01).spec()
+        'lsuv:tol=0.01'
+    """
 
     formula = "W = Q (orthonormal); then layer by layer W ← W/√Var(output) until |Var(output) − 1| < tol (at most max_iter times)"
     fills_bias = False

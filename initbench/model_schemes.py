@@ -184,6 +184,21 @@ class Fixup(Wrapping):
     At init every block is the identity. The scaled layers are the inner scheme's draws of the
     same seed times the factor. The reference code also puts a scalar bias after its stem and
     before its classifier; here the scalars sit inside the branches only.
+
+    Also known as fixed-update initialization. It needs marked residual branches, so it runs on
+    the module backend (an mlp too), and every model of a stack carries its scalars (inert in the
+    other schemes' runs).
+
+    Args:
+        inner: the scheme that draws every layer before the factors (default ``kaiming_normal``).
+
+    Examples:
+        >>> from initbench.architectures import ParamContext
+        >>> first = ParamContext("blocks.0.branch.0", "Linear", "weight", (8, 8), 8, 8, 1, 20, branch=1, position=1, branch_length=2, branches=10)
+        >>> Fixup.factor(first)  # L^(−1/(2m−2)) with L = 10 branches of m = 2 layers
+        0.31622776601683794
+        >>> Fixup.factor(ParamContext("blocks.0.branch.2", "Linear", "weight", (8, 8), 8, 8, 2, 20, branch=1, position=2, branch_length=2, branches=10))
+        0.0
     """
 
     formula = "W_branch,last = W_classifier = 0;  W_branch,other = L^(−1/(2m−2))·W_He;  F(x) → s·F(x + b) + b′,  s = 1, b = 0"
@@ -244,6 +259,17 @@ class SkipInit(Wrapping):
     Every residual branch's output is multiplied by a scalar α, initialised to ``alpha`` (0: each
     block is the identity at init, as both papers do; arXiv 2002.10444, 2003.04887). The weights
     inside are drawn by ``inner``.
+
+    Also known as ``rezero`` (the same gate; ReZero's transformer variant drops the LayerNorm,
+    which is the model's choice here, not the scheme's).
+
+    Args:
+        inner: the scheme that draws the weights (default ``kaiming_normal``).
+        alpha: the gate's initial value (default 0).
+
+    Examples:
+        >>> SkipInit(alpha=0.1).spec()
+        'skipinit:alpha=0.1'
     """
 
     formula = "x ← x + α·F(x),  α = 0;  W ~ inner"
@@ -360,7 +386,20 @@ class Checkpoint(InitScheme):
     tensors that the file lacks keep the fallback's draw (and the file's others are ignored).
     ``exclude``, an ``fnmatch`` pattern of names (``head.*``), keeps those tensors on the fallback's
     draw, file or not: fine-tuning with a fresh classifier. summary.json records how many tensors
-    came from the file.
+    came from the file. The file is read before a run claims its directory (:meth:`check_inputs`).
+
+    Also known as ``pretrained``; what ``model.load_state_dict(torch.load(path, weights_only=True))``
+    does after a model is built.
+
+    Args:
+        path: the state dict's file.
+        strict: whether the file's names must be exactly the model's (default true).
+        fallback: the scheme that draws every tensor first (default ``default``).
+        exclude: an ``fnmatch`` pattern of names that keep the fallback's draw (``head.*``).
+
+    Examples:
+        >>> Checkpoint(path="run/models/he-seed0.pt", exclude="head.*").spec()
+        'checkpoint:path=run/models/he-seed0.pt,exclude=head.*'
     """
 
     formula = "W = W_file;  W ~ fallback where the file lacks it (strict: false) or its name matches exclude"

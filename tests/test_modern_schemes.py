@@ -16,6 +16,8 @@ import scipy.stats
 import torch
 
 import initbench.isometric
+import initbench.lsuv
+import initbench.model_schemes
 import initbench.plugins
 import initbench.schemes
 from initbench.activations import ACTIVATIONS
@@ -52,7 +54,7 @@ def zeros_but(tensor: torch.Tensor, index: tuple[int, ...]) -> torch.Tensor:
     return rest
 
 
-@pytest.mark.parametrize("module", [initbench.schemes, initbench.isometric, initbench.plugins])
+@pytest.mark.parametrize("module", [initbench.schemes, initbench.isometric, initbench.plugins, initbench.model_schemes, initbench.lsuv])
 def test_docstring_examples_hold(module) -> None:
     assert doctest.testmod(module).failed == 0
 
