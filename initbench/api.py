@@ -88,7 +88,7 @@ def compare(
         dataset, steps, lr: ``experiment="train"`` only.
         out, device, eval_mode, quiet: as in :func:`run`.
     """
-    from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, apply_overrides, load_config
+    from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, compare_config
     from initbench.sweeps import check_no_sweep_section
 
     labels = as_list(schemes, "schemes")
@@ -96,27 +96,19 @@ def compare(
         raise InitbenchError("compare() needs at least one scheme.", hint='For example compare(["xavier", "he"]).')
     if lr is not None and not math.isfinite(lr):
         raise InitbenchError(f"lr={lr} is not a finite number.")
+    source = None
     if config is not None:
         raw, source = config_mapping(config)
         check_no_sweep_section(raw, Path(source))
     else:
         raw = copy.deepcopy(DEFAULT_TRAIN_COMPARE if experiment == "train" else DEFAULT_COMPARE)
-    chosen = experiment or raw.get("experiment", "forward")
-    training = [name for name, value in (("dataset", dataset), ("steps", steps), ("lr", lr)) if value is not None]
-    if chosen != "train" and training:
-        raise InitbenchError(f"{', '.join(training)}: only experiment='train' uses them; experiment '{chosen}' would ignore them.", hint="Add experiment='train', or drop them.")
-    if chosen == "train" and batch is not None:
-        raise InitbenchError("batch: experiment train ignores it (its batches come from the dataset).", hint="Set train.batch_size in a config for minibatches.")
-    init = raw.get("init") if isinstance(raw.get("init"), dict) else {}
-    raw["init"] = {"schemes": labels, **({"bias": init["bias"]} if "bias" in init else {})}
-    if (depth is not None or width is not None) and isinstance(raw.get("model"), dict):
-        raw["model"] = {key: value for key, value in raw["model"].items() if key != "hidden"}  # depth and width replace hidden
-    flags = {
+    keywords = {
         "model.activation": activation, "model.depth": depth, "model.width": width, "input.batch": batch, "seeds": seeds, "device": device,
-        "experiment": experiment, "train.dataset": dataset, "train.steps": steps, "train.lr": lr, "model.eval": "true" if eval_mode else None,
+        "experiment": experiment, "train.dataset": dataset, "train.steps": steps, "train.lr": lr, "model.eval": True if eval_mode else None,
     }  # fmt: skip
-    overrides = [f"{key}={value}" for key, value in flags.items() if value is not None]
-    return execute_config(load_config(None, [], base=apply_overrides(raw, overrides)), out, quiet)
+    names = {"train.dataset": "dataset", "train.steps": "steps", "train.lr": "lr", "model.eval": "eval_mode"}
+    options = {key: (names.get(key, key.rpartition(".")[2]), value) for key, value in keywords.items()}
+    return execute_config(compare_config(raw, source, labels, options, []), out, quiet)
 
 
 def probe(

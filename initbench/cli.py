@@ -415,7 +415,7 @@ def compare(
       initbench compare zeros he --experiment train --dataset moons --steps 2000 train.optimizer=adam
     """
     with reported_errors():
-        from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, apply_overrides, read_yaml, validate_config
+        from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, compare_config, read_yaml
 
         overrides = [argument for argument in schemes if is_override(argument)]
         schemes = [argument for argument in schemes if not is_override(argument)]
@@ -428,22 +428,11 @@ def compare(
             check_no_sweep_section(raw, config)
         else:
             raw = dict(DEFAULT_TRAIN_COMPARE if experiment == "train" else DEFAULT_COMPARE)
-        chosen = experiment or raw.get("experiment", "forward")
-        training_flags = [flag for flag, value in (("--dataset", dataset), ("--steps", steps), ("--lr", lr)) if value is not None]
-        if chosen != "train" and training_flags:
-            raise InitbenchError(f"{', '.join(training_flags)}: only --experiment train uses them; experiment '{chosen}' would ignore them.", hint="Add --experiment train, or drop them.")
-        if chosen == "train" and batch is not None:
-            raise InitbenchError("--batch: experiment train ignores it (its batches come from the dataset).", hint="Set train.batch_size in a config for minibatches.")
-        init = raw.get("init") if isinstance(raw.get("init"), dict) else {}
-        raw["init"] = {"schemes": list(schemes), **({"bias": init["bias"]} if "bias" in init else {})}
-        if (depth is not None or width is not None) and isinstance(raw.get("model"), dict):
-            raw["model"] = {key: value for key, value in raw["model"].items() if key != "hidden"}  # --depth/--width replace hidden
-        flags, names = option_overrides({
+        validated = compare_config(raw, str(config) if config is not None else None, schemes, {
             "model.activation": ("--activation", activation), "model.depth": ("--depth", depth), "model.width": ("--width", width),
             "input.batch": ("--batch", batch), "seeds": ("--seeds", seeds), "device": ("--device", device), "experiment": ("--experiment", experiment),
             "train.dataset": ("--dataset", dataset), "train.steps": ("--steps", steps), "train.lr": ("--lr", lr), "model.eval": ("--eval/--no-eval", eval_mode),
-        })  # fmt: skip
-        validated = validate_config(apply_overrides(raw, [*overrides, *flags]), str(config) if config is not None else None, names)
+        }, overrides)  # fmt: skip
         use_threads(threads)
         execute_and_report(validated, out, quiet)
 

@@ -472,6 +472,31 @@ DEFAULT_TRAIN_COMPARE: dict[str, Any] = {
 }
 
 
+
+def compare_config(raw: dict[str, Any], source: str | None, schemes: list[str], options: Mapping[str, tuple[str, Any]], overrides: list[str]) -> Config:
+    """The config ``initbench compare`` (and the API's ``compare``) runs: ``raw`` with one run per
+    scheme in place of its init (its bias kept), then ``overrides`` and the given ``options``.
+
+    ``options`` maps a config key to (the option's name as the user wrote it, ``--depth`` or
+    ``depth``; its value, None when not given), so that every error names what the user typed.
+    ``model.depth`` or ``model.width`` replaces the base's ``model.hidden``.
+    """
+    value = {key: given for key, (_, given) in options.items()}
+    name = {key: written for key, (written, _) in options.items()}
+    chosen = value.get("experiment") or raw.get("experiment", "forward")
+    training = [name[key] for key in ("train.dataset", "train.steps", "train.lr") if value.get(key) is not None]
+    if chosen != "train" and training:
+        raise InitbenchError(f"{', '.join(training)}: only {name['experiment']} train uses them; experiment '{chosen}' would ignore them.", hint=f"Add {name['experiment']} train, or drop them.")
+    if chosen == "train" and value.get("input.batch") is not None:
+        raise InitbenchError(f"{name['input.batch']}: experiment train ignores it (its batches come from the dataset).", hint="Set train.batch_size in a config for minibatches.")
+    init = raw.get("init") if isinstance(raw.get("init"), dict) else {}
+    raw = {**raw, "init": {"schemes": list(schemes), **({"bias": init["bias"]} if "bias" in init else {})}}
+    if (value.get("model.depth") is not None or value.get("model.width") is not None) and isinstance(raw.get("model"), dict):
+        raw["model"] = {key: setting for key, setting in raw["model"].items() if key != "hidden"}
+    given = {key: (written, setting) for key, (written, setting) in options.items() if setting is not None}
+    flags = [f"{key}={str(setting).lower() if isinstance(setting, bool) else setting}" for key, (_, setting) in given.items()]
+    return validate_config(apply_overrides(raw, [*overrides, *flags]), source, {key: written for key, (written, _) in given.items()})
+
 def _valid_keys(location: tuple[Any, ...]) -> list[str]:
     """The keys valid at ``location`` in the config (for "did you mean" suggestions)."""
     model: type[BaseModel] = Config

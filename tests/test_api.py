@@ -82,7 +82,7 @@ def test_probe_matches_the_cli(tmp_path: Path) -> None:
         (lambda out: initbench.run(Path("no/such/config.yaml"), out=out), "does not exist"),
         (lambda out: initbench.run(SMALL, ["model.depth"], out=out), "Cannot read override"),
         (lambda out: initbench.compare(["no_such_scheme"], out=out), "no_such_scheme"),
-        (lambda out: initbench.compare("he", steps=10, out=out), "experiment='train'"),
+        (lambda out: initbench.compare("he", steps=10, out=out), "only experiment train uses them"),
         (lambda out: initbench.compare("he", experiment="train", lr=math.nan, out=out), "finite"),
         (lambda out: initbench.probe("tests.probe_models:small_mlp", input_shape=(0, 5), out=out), "input_shape"),
         (lambda out: initbench.probe("tests.probe_models:small_mlp", experiment="train", out=out), "forward or gradients"),
