@@ -50,6 +50,7 @@ from pydantic import Field
 from rich.text import Text
 from torch import nn
 
+from initbench.hooks import HookSet
 from initbench.schemes import SCHEMES, InitScheme
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ class _Measured(Exception):
     """Raised by a hook once every measured layer has returned: the rest of the forward pass is not needed."""
 
 
-class OutputVariances:
+class OutputVariances(HookSet):
     """Forward hooks on the weight layers that measure Var(output) of the layers asked for.
 
     A context manager: the hooks are removed on exit, also when the model raises.
@@ -144,21 +145,11 @@ class OutputVariances:
         self.modules = modules
         self.wanted: list[int] = []
         self._found: dict[int, torch.Tensor] = {}
-        self._handles: list[Any] = []
+        super().__init__()
 
-    def __enter__(self) -> OutputVariances:
-        try:
-            for index, module in enumerate(self.modules):
-                self._handles.append(module.register_forward_hook(self._hook(index)))
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+    def register(self) -> None:
+        for index, module in enumerate(self.modules):
+            self.keep(module.register_forward_hook(self._hook(index)))
 
     def _hook(self, index: int) -> Any:
         from initbench.module_backend import first_floating  # deferred: the backend imports the schemes

@@ -39,6 +39,7 @@ from initbench.architectures import ActivationModule, Block, ResidualBlock, buil
 from initbench.datasets import load_dataset
 from initbench.engine import Run, derive_seed, resolve_dtype
 from initbench.errors import InitbenchError
+from initbench.hooks import HookSet
 from initbench.model_schemes import own_state_dict
 from initbench.rules import ResolvedRule, assign_rules, rule_context
 from initbench.schemes import InitScheme
@@ -164,7 +165,7 @@ class Call:
     has_pre: bool
 
 
-class Observer:
+class Observer(HookSet):
     """Forward hooks on the observed modules, recording every call in order.
 
     Use as a context manager: the hooks are removed on exit, also when the model raises. With
@@ -178,23 +179,13 @@ class Observer:
         self.calls: list[Call] = []
         self.perturbations: list[torch.Tensor] | None = None
         self._pre: dict[int, torch.Tensor] = {}
-        self._handles: list[Any] = []
+        super().__init__()
 
-    def __enter__(self) -> Observer:
-        try:
-            for index, item in enumerate(self.observed):
-                self._handles.append(item.module.register_forward_hook(self._hook(index)))
-                if item.pre_module is not None:
-                    self._handles.append(item.pre_module.register_forward_pre_hook(self._pre_hook(index)))
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+    def register(self) -> None:
+        for index, item in enumerate(self.observed):
+            self.keep(item.module.register_forward_hook(self._hook(index)))
+            if item.pre_module is not None:
+                self.keep(item.pre_module.register_forward_pre_hook(self._pre_hook(index)))
 
     def reset(self, perturbations: list[torch.Tensor] | None = None) -> None:
         self.calls, self._pre, self.perturbations = [], {}, perturbations
