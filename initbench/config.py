@@ -206,6 +206,10 @@ class InitConfig(BaseModel):
             raise InitbenchError(f"{where}: {error.message}", hint=error.hint) from None
         if bias is not None and not bias.fills_bias:
             raise InitbenchError(f"{where}: bias scheme '{rule.bias}' {bias.no_bias_reason}, so it cannot initialize a bias.", hint="Use zeros, constant, normal, uniform or default for biases.")
+        if scheme.needs_model or scheme.needs_data:
+            # A rule draws some modules' parameters; these act on the whole model (Fixup's branches,
+            # LSUV's layer-by-layer fit, a checkpoint's state dict), so they go in init.scheme.
+            raise InitbenchError(f"{where}: scheme '{rule.scheme}' acts on the whole model, not on the modules a rule matches.", hint="Give it as init.scheme, with the rules for the other modules.")
         return scheme, bias
 
     def build_rules(self) -> list[tuple[InitRule, InitScheme, InitScheme | None]]:

@@ -222,9 +222,15 @@ class Fixup(Wrapping):
         return context.branches ** (-1.0 / (2 * context.branch_length - 2))
 
     def prepare_model(self, model: nn.Module, owner: bool) -> None:
+        roots = branch_roots(model)
+        if not roots:  # it would only zero the last layer: a dead net, not Fixup
+            raise InitbenchError(
+                "init scheme fixup: the model has no residual branch.",
+                hint="Use model.arch resmlp, or a module whose residual branches set residual_branch = True.",
+            )
         dtype = model_dtype(model)
         with structure(model, owner):
-            for name, root in branch_roots(model):
+            for name, root in roots:
                 if owns_weight(root):
                     raise InitbenchError(
                         f"init scheme fixup: the residual branch {name or 'the model'} ({type(root).__name__}) is itself a weight layer.",

@@ -24,6 +24,7 @@ Example ``mypkg/inits.py``, used as ``init.scheme: "mypkg.inits:scaled_normal:st
 from __future__ import annotations
 
 import inspect
+import math
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -117,10 +118,21 @@ class PluginFunction(InitScheme):
         return format_spec(self.function, self.kwargs)
 
     def sample_(self, tensor: torch.Tensor, context: ParamContext, generator: torch.Generator | None) -> None:
+        place = f"{context.module_path or 'the model'} ({context.module_type}) {context.role} of shape {list(context.shape)}"
+        # NaN first: a function that forgets an entry leaves NaN, not whatever memory held (a new
+        # number each run), and is caught below.
+        tensor.fill_(math.nan)
         try:
-            self._function(tensor, context, generator, **self.kwargs)
+            returned = self._function(tensor, context, generator, **self.kwargs)
         except InitbenchError:
             raise
-        except Exception as error:  # the user's code: one line naming it and the parameter, exit 2
-            place = f"{context.module_path or 'the model'} ({context.module_type}) {context.role} of shape {list(context.shape)}"
+        except (Exception, SystemExit) as error:  # the user's code: one line naming it and the parameter, exit 2
             raise InitbenchError(f"Scheme plugin '{self.function}' failed on {place}: {type(error).__name__}: {error}") from None
+        if returned is not None:
+            raise InitbenchError(
+                f"Scheme plugin '{self.function}' returned a {type(returned).__name__} for {place}.",
+                hint="A scheme fills the tensor it is given in place (tensor.normal_(...), tensor.copy_(...)) and returns None.",
+            )
+        unset = int(torch.isnan(tensor).sum())
+        if unset:
+            raise InitbenchError(f"Scheme plugin '{self.function}' left {unset} of {tensor.numel()} entries of {place} unset (NaN).", hint="Fill every entry of the tensor in place.")

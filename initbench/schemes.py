@@ -703,6 +703,14 @@ class GPT2(InitScheme):
         branches = self.residual_branches(context)
         tensor.normal_(0.0, self.std if branches is None else self.std / math.sqrt(branches), generator=generator)
 
+    def finish_model(self, model: nn.Module) -> None:
+        # A glob that names no module would leave every projection at the full std, silently.
+        if self.projections is not None and not any(fnmatch.fnmatchcase(path, self.projections) for path, _ in model.named_modules()):
+            raise InitbenchError(
+                f"gpt2: projections '{self.projections}' matches no module of the model.",
+                hint="Give a glob on the residual output projections' module paths, as `initbench probe` lists them (for example '*.c_proj').",
+            )
+
 
 @SCHEMES.register("constructor", aliases=("own",))
 class Constructor(InitScheme):

@@ -25,6 +25,20 @@ def failing(tensor: torch.Tensor, context, generator: torch.Generator) -> None:
     raise ValueError("no weights today")
 
 
+def first_row_only(tensor: torch.Tensor, context, generator: torch.Generator) -> None:
+    """Forgets every entry but the first row's."""
+    tensor[0].zero_()
+
+
+def returning(tensor: torch.Tensor, context, generator: torch.Generator) -> torch.Tensor:
+    """Returns a new tensor instead of filling the one it was given."""
+    return torch.ones_like(tensor)
+
+
+def exiting(tensor: torch.Tensor, context, generator: torch.Generator) -> None:
+    raise SystemExit(3)
+
+
 class HalfNormal(InitScheme):
     """A plugin class: |N(0, std²)|, with a declared variance."""
 

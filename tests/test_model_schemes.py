@@ -160,18 +160,21 @@ def test_skipinit_needs_a_residual_branch_and_model_schemes_leave_the_fast_engin
         make_config(init={"scheme": "fixup:inner=constructor"})
 
 
-def test_fixup_on_an_mlp_is_he_with_its_last_layer_zero_and_matches_the_fast_engine() -> None:
-    """The mlp with fixup runs on the module backend: every layer but the last is He's, on the same seed."""
-    from initbench.experiments.propagation import measure_modules, measure_runs
-
-    model = {"depth": 4, "width": 12, "activation": "tanh"}
-    he = make_config(experiment="gradients", model=model, init={"schemes": ["he"]}, input={"batch": 9})
-    fixup = make_config(experiment="gradients", model=model, init={"schemes": ["fixup"]}, input={"batch": 9})
-    fast = measure_runs(build_runs(he), he, he.model.build_activation(), context_for(he), backward=False)
-    slow = measure_modules(build_runs(fixup), fixup, context_for(fixup), backward=False)
-    for column in ("mean", "std", "pre_std", "weight_std"):
-        np.testing.assert_allclose(slow.stats[column][:, :-1], fast.stats[column][:, :-1], rtol=1e-10, err_msg=column)
-    assert (slow.stats["std"][:, -1] == 0).all()
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (("compare", "he", "fixup", "--depth", "3", "--width", "8", "--batch", "4"), "fixup: the model has no residual branch"),
+        (("compare", "he", "skipinit", "--depth", "3", "--width", "8", "--batch", "4", "model.arch=cnn", "input.image_size=4"), "no residual branch to gate"),
+        (("compare", "he", "--depth", "3", "--width", "8", "--batch", "4", "model.arch=resmlp", "init.rules=[{match: Conv2D, scheme: he}]"), "matches no module"),
+        (("compare", "he", "fixup", "--experiment", "train", "--dataset", "digits", "--steps", "1"), "fixup: the model has no residual branch"),
+    ],
+)
+def test_a_scheme_or_rule_the_network_refuses_leaves_no_run_directory(cli, tmp_path: Path, arguments: tuple[str, ...], message: str) -> None:
+    """Refused before the directory is claimed (a dry initialization in the experiment's check): a
+    plain net has no residual branch for Fixup or SkipInit, and a rule must match a module."""
+    result = cli(*arguments, "--out", tmp_path / "r")
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
+    assert not (tmp_path / "r").exists()
 
 
 # --- checkpoint --------------------------------------------------------------------------------------

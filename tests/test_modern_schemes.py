@@ -337,15 +337,25 @@ def test_a_plugin_run_reruns_from_its_config_and_draws_like_the_builtin_it_copie
         ("tests.plugin_schemes:missing", "Scheme plugin 'tests.plugin_schemes:missing': module 'tests.plugin_schemes' has no attribute 'missing'."),
         ("tests.plugin_schemes:NOT_CALLABLE", "Scheme plugin 'tests.plugin_schemes:NOT_CALLABLE' is not callable."),
         ("tests.plugin_schemes:NotAScheme", "Scheme plugin 'tests.plugin_schemes:NotAScheme' is a class but not an initbench.schemes.InitScheme."),
-        ("tests.plugin_schemes:failing", "Scheme plugin 'tests.plugin_schemes:failing' failed on layers.0 (Linear) weight of shape [4, 4]: ValueError: no weights today"),
+        ("tests.plugin_schemes:failing", "(Linear) weight of shape [4, 4]: ValueError: no weights today"),
         ("tests.plugin_schemes:scaled_normal:sdt=1", "Scheme plugin 'tests.plugin_schemes:scaled_normal' cannot take options ['sdt']"),
+        ("tests.plugin_schemes:first_row_only", "left 12 of 16 entries of blocks.0.0 (Linear) weight of shape [4, 4] unset (NaN)"),
+        ("tests.plugin_schemes:returning", "returned a Tensor for blocks.0.0 (Linear) weight"),
+        ("tests.plugin_schemes:exiting", "(Linear) weight of shape [4, 4]: SystemExit: 3"),
     ],
 )
 def test_bad_plugins_are_one_line_user_errors(cli, tmp_path: Path, spec: str, message: str) -> None:
     result = cli("compare", spec, "--depth", "2", "--width", "4", "--batch", "4", "--device", "cpu", "--out", tmp_path / "out", "--quiet")
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output
+    assert not (tmp_path / "out").exists()
     assert any(message in line for line in result.output.splitlines()), result.output
+
+
+def test_a_gpt2_glob_that_names_no_module_is_refused_before_the_run(cli, tmp_path: Path) -> None:
+    result = cli("compare", "gpt2:projections='*.nomatch',n_layer=2", "--depth", "2", "--width", "4", "--batch", "4", "model.arch=resmlp", "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "projections '*.nomatch' matches no module" in result.stderr, result.output
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_gpt2_spec_with_a_glob_reads_back() -> None:

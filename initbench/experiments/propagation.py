@@ -24,7 +24,7 @@ from initbench.engine import Run, StackedForward, check_memory, propagation_memo
 from initbench.errors import InitbenchError
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
 from initbench.lsuv import Fits, fit_lsuv_runs, report_fits, subset_fits
-from initbench.module_backend import build_stack, loss_directions, module_inputs, observe
+from initbench.module_backend import build_stack, check_initialization, loss_directions, module_inputs, observe
 from initbench.plots import histograms_figure, std_by_layer_figure
 from initbench.registry import build_from_spec
 from initbench.report import display_layers, format_number, markdown_table, rich_table
@@ -488,6 +488,7 @@ class Propagation:
         else:
             estimate = module_memory_estimate(config, runs, self.backward)
         check_memory(estimate, device)
+        check_initialization(config)
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config

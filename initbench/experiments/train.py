@@ -23,7 +23,7 @@ from initbench.engine import check_memory, resolve_dtype
 from initbench.errors import InitbenchError
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
 from initbench.lsuv import Fits, fit_lsuv_runs, report_fits, subset_fits
-from initbench.module_backend import build_stack
+from initbench.module_backend import build_stack, check_initialization
 from initbench.plots import decision_boundary_figure, training_curves_figure
 from initbench.report import format_number, markdown_table, reached_text, rich_table
 from initbench.rules import init_rules_summary
@@ -195,10 +195,19 @@ class TrainExperiment:
             dtype=resolve_dtype(config.dtype),
         )
         check_memory(estimate, device, hint="Reduce model.width, model.depth (or model.hidden), the number of schemes or seeds, the dataset, or train.steps per train.eval_every.")
+        check_initialization(config, outputs=dataset.output_dim, inputs=self.model_inputs(config, dataset))
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config
         return self.analyse(config, self.measure(context, build_runs(config)))
+
+    @staticmethod
+    def model_inputs(config: Config, dataset: Dataset) -> int | None:
+        """The built-in net's input features (channels for the cnn) on ``dataset``; None for a user's module."""
+        if config.model.arch == "module":
+            return None
+        shape = image_shape(config, dataset)
+        return shape[0] if shape is not None else dataset.input_dim
 
     def measure(self, context: RunContext, runs: list[Run]) -> TrainingRecord:
         """Train ``runs`` together with ``context.config``'s settings and record what happened.
@@ -217,8 +226,7 @@ class TrainExperiment:
         if config.uses_fast_engine():
             trainer = mlp_trainer(runs, dataset, config.model.hidden_widths(), config.model.build_activation(), config.model.bias, context.device, dtype, *optimizer)
         else:
-            inputs = None if config.model.arch == "module" else (input_shape[0] if input_shape is not None else dataset.input_dim)
-            model = build_stack(config, runs, context.device, outputs=dataset.output_dim, inputs=inputs)
+            model = build_stack(config, runs, context.device, outputs=dataset.output_dim, inputs=self.model_inputs(config, dataset))
             init_rules = init_rules_summary(config, model.base)
             trainer = StackedTrainer(runs, dataset, model, context.device, dtype, *optimizer, input_shape)
             fits = fit_lsuv_runs(model, trainer.stacked(trainer.x_train[: lsuv_batch_size(settings, dataset)]))
