@@ -51,6 +51,9 @@ def parse_scheme_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """``(name, options)`` of ``NAME:key=value,...`` or ``package.module:attribute:key=value,...``."""
     head, _, rest = spec.partition(":")
     if not is_import_path(head):
+        if head.strip() and head.strip() not in SCHEMES:  # an unknown name, not options it cannot read ('foo:bar', 'mymodule:fn')
+            error = unknown_name_error("scheme", head.strip(), SCHEMES.names(include_aliases=True))
+            raise InitbenchError(error.message, hint=f"{error.hint} A scheme of your own is named by its import path with a dot, package.module:function.")
         return parse_spec(spec, "scheme")
     attribute, _, options = rest.partition(":")
     path = f"{head.strip()}:{attribute.strip()}"

@@ -133,7 +133,9 @@ def parse_options(rest: str, spec: str, kind: str, name: str) -> dict[str, Any]:
             )
         if key in options:
             raise InitbenchError(f"{kind} '{spec}' gives option '{key}' twice.", hint="Give each option once.")
-        options[key] = parse_scalar(value.strip(), f"option '{key}' of {kind} '{spec}'")
+        value = value.strip()
+        # A bare leading * is YAML's alias, which no option means: it is a glob (gpt2's projections=*.c_proj).
+        options[key] = value if value.startswith("*") else parse_scalar(value, f"option '{key}' of {kind} '{spec}'")
     return options
 
 

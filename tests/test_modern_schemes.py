@@ -368,3 +368,15 @@ def test_an_unknown_scheme_name_points_at_plugins_too() -> None:
     with pytest.raises(InitbenchError, match="Did you mean 'xavier'") as raised:
         scheme_from_spec("xaviar")
     assert "package.module:function" in str(raised.value.hint)
+
+
+def test_a_bare_glob_option_is_a_string_not_a_yaml_alias() -> None:
+    scheme = scheme_from_spec("gpt2:projections=*.c_proj,n_layer=2")
+    assert scheme.projections == "*.c_proj" and scheme_from_spec(scheme.spec()) == scheme
+
+
+@pytest.mark.parametrize("spec", ["foo:bar", "myinit:fn"])
+def test_an_unknown_name_with_a_colon_is_an_unknown_scheme_not_an_unreadable_option(spec: str) -> None:
+    with pytest.raises(InitbenchError, match=f"Unknown scheme '{spec.partition(':')[0]}'") as caught:
+        scheme_from_spec(spec)
+    assert "package.module:function" in caught.value.hint
