@@ -195,16 +195,17 @@ def rescaled_weight(path: str, module: nn.Module) -> str:
     return f"{path}.{name}" if path else name
 
 
-def fit_stack(stack: StackedModules, x: torch.Tensor, tol: float, max_iter: int) -> list[list[LayerFit]]:
+def fit_stack(stack: StackedModules, x: torch.Tensor, tol: float, max_iter: int, keep: frozenset[str] = frozenset()) -> list[list[LayerFit]]:
     """Rescale every run of ``stack`` in place, layer by layer, on its inputs ``x [runs, ...]``.
 
     Returns each run's :class:`LayerFit` per weight layer, in model order. Each measurement is one
     forward pass of all runs; it also measures the next layer, whose starting variance that is once
-    the current layer is done.
+    the current layer is done. The layers at the paths in ``keep`` (those an ``init.rules`` rule
+    set) are left as drawn.
     """
     from initbench.architectures import weight_layers
 
-    layers = weight_layers(stack.base)
+    layers = [(path, module) for path, module in weight_layers(stack.base) if path not in keep]
     keys = [rescaled_weight(path, module) for path, module in layers]
     runs = len(stack.runs)
     iterations = torch.zeros(runs, len(layers), dtype=torch.long)
@@ -250,11 +251,12 @@ def fit_stack(stack: StackedModules, x: torch.Tensor, tol: float, max_iter: int)
     ]
 
 
-def fit_lsuv_runs(stack: StackedModules, x: torch.Tensor) -> Fits:
+def fit_lsuv_runs(stack: StackedModules, x: torch.Tensor, keep: frozenset[str] = frozenset()) -> Fits:
     """Fit, in ``stack``, every run whose scheme is LSUV, each on its own inputs ``x[run]``; other runs are left alone.
 
     Runs of one scheme label (the same options) are fitted together, on a stack of their own, so
-    the fit costs nothing for the other schemes of a comparison.
+    the fit costs nothing for the other schemes of a comparison. ``keep``: module paths an
+    ``init.rules`` rule set, which LSUV leaves as the rule drew them.
     """
     groups: dict[str, list[int]] = {}
     for index, run in enumerate(stack.runs):
@@ -265,7 +267,7 @@ def fit_lsuv_runs(stack: StackedModules, x: torch.Tensor) -> Fits:
         scheme = stack.runs[indices[0]].scheme
         assert isinstance(scheme, LSUV)
         chosen = stack.select(indices)
-        per_run = fit_stack(chosen, x[indices], scheme.tol, scheme.max_iter)
+        per_run = fit_stack(chosen, x[indices], scheme.tol, scheme.max_iter, keep)
         with torch.no_grad():
             for key, value in stack.params.items():
                 value[indices] = chosen.params[key]

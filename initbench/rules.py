@@ -116,6 +116,13 @@ def assign_rules(model: nn.Module, rules: list[ResolvedRule]) -> dict[str, Resol
     return chosen
 
 
+
+def ruled_modules(config: Config, model: nn.Module) -> frozenset[str]:
+    """The paths of ``model``'s modules that ``config``'s ``init.rules`` set (empty without rules):
+    what a scheme fitted after the draw (LSUV) leaves as the rule drew it."""
+    rules = config.resolved_rules()
+    return frozenset(assign_rules(model, rules)) if rules else frozenset()
+
 def shown(modules: list[tuple[str, nn.Module]], limit: int = 6) -> str:
     """``blocks.0.0 (Conv2d), ...``: the first ``limit`` modules, for an error message."""
     items = [f"{path or '(root)'} ({type(module).__name__})" for path, module in modules[:limit]]

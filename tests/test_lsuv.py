@@ -305,3 +305,17 @@ def test_a_sweep_never_stacks_lsuv_with_fast_engine_runs() -> None:
     orthogonal = validate_config({"model": {"depth": 3, "width": 8}, "init": {"scheme": "orthogonal"}}, "(test)")
     assert he.uses_fast_engine() and not lsuv.uses_fast_engine()
     assert stack_key(he) == stack_key(orthogonal) != stack_key(lsuv)
+
+
+def test_lsuv_leaves_the_modules_a_rule_set_as_the_rule_drew_them(cli, tmp_path: Path) -> None:
+    """init.scheme lsuv fits the modules no rule matches; a rule's module keeps the rule's draw."""
+    config = write_config(tmp_path / "c.yaml", "model: {arch: cnn, depth: 3, width: 8}\ninput: {batch: 16, channels: 1, image_size: 6}\n")
+    rule = "init.rules=[{match: blocks.1.0, scheme: 'normal:std=0.01'}]"
+    assert cli("run", config, "init.scheme=lsuv", rule, "--out", tmp_path / "lsuv", "--quiet").exit_code == 0
+    assert cli("run", config, "init.scheme=orthogonal", rule, "--out", tmp_path / "orthogonal", "--quiet").exit_code == 0
+    fitted = {row["layer"]: row for row in read_csv(tmp_path / "lsuv" / "layer_stats.csv")}
+    drawn = {row["layer"]: row for row in read_csv(tmp_path / "orthogonal" / "layer_stats.csv")}
+    assert fitted["2"]["weight_std"] == drawn["2"]["weight_std"]  # the rule's N(0, 0.01²), untouched
+    assert float(fitted["1"]["pre_std"]) == pytest.approx(1.0, abs=0.06) and float(fitted["3"]["pre_std"]) == pytest.approx(1.0, abs=0.06)
+    layers = json.loads((tmp_path / "lsuv" / "summary.json").read_text())["schemes"]["lsuv"]["lsuv"]
+    assert "blocks.1.0" not in json.dumps(layers)

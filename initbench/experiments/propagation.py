@@ -28,7 +28,7 @@ from initbench.module_backend import build_stack, check_initialization, loss_dir
 from initbench.plots import histograms_figure, std_by_layer_figure
 from initbench.registry import build_from_spec
 from initbench.report import display_layers, format_number, markdown_table, rich_table
-from initbench.rules import init_rules_summary
+from initbench.rules import init_rules_summary, ruled_modules
 from initbench.stats import (
     FORWARD_COLUMNS,
     first_nonfinite_layer,
@@ -175,7 +175,7 @@ def measure_modules(runs: list[Run], config: Config, context: RunContext, backwa
     # torch.func.grad differentiates inside no_grad too: nothing here builds an autograd graph.
     with torch.no_grad():
         try:
-            fits = fit_lsuv_runs(stack, x)  # LSUV rescales on the batch it is then measured on
+            fits = fit_lsuv_runs(stack, x, ruled_modules(config, stack.base))  # LSUV rescales on the batch it is then measured on
             observed = observe(stack, x)
         except Exception as error:  # a user's model that can't take the inputs asked for: say so in one line
             if config.model.arch != "module":

@@ -26,7 +26,7 @@ from initbench.lsuv import Fits, fit_lsuv_runs, report_fits, subset_fits
 from initbench.module_backend import build_stack, check_initialization
 from initbench.plots import decision_boundary_figure, training_curves_figure
 from initbench.report import format_number, markdown_table, reached_text, rich_table
-from initbench.rules import init_rules_summary
+from initbench.rules import init_rules_summary, ruled_modules
 from initbench.stats import median_layer
 from initbench.training import Evaluation, StackedTrainer, mlp_trainer, training_memory_estimate
 
@@ -229,7 +229,7 @@ class TrainExperiment:
             model = build_stack(config, runs, context.device, outputs=dataset.output_dim, inputs=self.model_inputs(config, dataset))
             init_rules = init_rules_summary(config, model.base)
             trainer = StackedTrainer(runs, dataset, model, context.device, dtype, *optimizer, input_shape)
-            fits = fit_lsuv_runs(model, trainer.stacked(trainer.x_train[: lsuv_batch_size(settings, dataset)]))
+            fits = fit_lsuv_runs(model, trainer.stacked(trainer.x_train[: lsuv_batch_size(settings, dataset)]), ruled_modules(config, model.base))
         checkpoints = evaluation_steps(settings.steps, settings.eval_every)
         evaluations, start = resume_training(context, trainer)
         context.progress.start(f"training {len(runs)} runs", total=settings.steps)
