@@ -109,6 +109,8 @@ def report_directory(path: Path, out: Path | None) -> Written:
     """Write the report of the run or sweep directory ``path`` (into ``out``, or a new folder inside it)."""
     if not path.exists():
         raise InitbenchError(f"{path} does not exist.", hint="Give the directory a run, compare, probe or sweep wrote (its --out, or results/<name>-<time>).")
+    if not path.is_dir():
+        raise InitbenchError(f"{path} is a file, not a run or sweep directory.", hint="Give the directory a run, compare, probe or sweep wrote (its --out, or results/<name>-<time>).")
     if SweepDirectory.is_sweep(path):
         from initbench.sweeps import collect
 
@@ -202,7 +204,10 @@ def propagation_part(result: RunResult, report: Report) -> None:
         "at the first, quarter, middle, three-quarter and last layers; empty where the scheme has no prediction."
     ))
 
-    name = describe(validate_config(result.config, str(result.path / RunDirectory.CONFIG)))  # the run's own figure titles
+    try:  # the run's own figure titles, from its config as this version reads it
+        name = describe(validate_config(result.config, str(result.path / RunDirectory.CONFIG)))
+    except InitbenchError:  # nothing runs in a report: a plugin not importable here, or an older config, still reports
+        name = str(result.config.get("name", result.path.name))
     module = result.config.get("model", {}).get("arch") == "module"
     row_names = [row["module"] for row in rows if row["scheme"] == rows[0]["scheme"] and row["seed"] == rows[0]["seed"]] if module else None
     centre = "centre_std" in rows[0]

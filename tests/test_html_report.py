@@ -307,3 +307,20 @@ def test_the_browser_check_catches_an_outside_resource_and_a_broken_figure(brows
     widths = {image["alt"]: image["width"] for image in images}
     assert widths["outside"] == 0 and widths["broken"] == 0
     assert any("example.com" in error and "Content Security Policy" in error for error in browser.errors())
+
+
+def test_a_run_whose_plugin_is_gone_still_reports(tmp_path: Path) -> None:
+    """Nothing runs in a report: a config naming a plugin this machine cannot import still reports."""
+    run = tmp_path / "plugin-run"
+    assert invoke("compare", "tests.plugin_schemes:scaled_normal", "--depth", "3", "--width", "8", "--batch", "8", "--out", run, "-q").exit_code == 0
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("tests.plugin_schemes", "gone.elsewhere"))
+    report = report_path(invoke("report", run, "-q"))
+    assert (report / "report.html").is_file() and (report / "std_by_layer.png").is_file()
+
+
+def test_report_on_a_file_says_it_is_a_file(tmp_path: Path) -> None:
+    note = tmp_path / "notes.md"
+    note.write_text("not a run\n")
+    result = invoke("report", note)
+    assert result.exit_code == 2 and "is a file, not a run or sweep directory" in result.stderr
