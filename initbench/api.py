@@ -61,6 +61,7 @@ def run(
 
 def compare(
     schemes: str | Sequence[str],
+    overrides: Sequence[str] = (),
     *,
     config: str | Path | Mapping[str, Any] | None = None,
     activation: str | None = None,
@@ -81,6 +82,7 @@ def compare(
 
     Args:
         schemes: scheme specs (``"he"``, ``"normal:std=0.01"``); each labels its run.
+        overrides: ``KEY=VALUE`` config overrides, as the command takes (``["model.arch=resmlp"]``).
         config: a base config (path or mapping); default 100 layers × 256 relu units, batch 1024
             (for ``experiment="train"``, the training default).
         activation, depth, width, batch, seeds, experiment: as the command's options; ``depth`` and
@@ -108,7 +110,7 @@ def compare(
     }  # fmt: skip
     names = {"train.dataset": "dataset", "train.steps": "steps", "train.lr": "lr", "model.eval": "eval_mode"}
     options = {key: (names.get(key, key.rpartition(".")[2]), value) for key, value in keywords.items()}
-    return execute_config(compare_config(raw, source, labels, options, []), out, quiet)
+    return execute_config(compare_config(raw, source or "compare() arguments", labels, options, as_list(overrides, "overrides")), out, quiet)
 
 
 def probe(

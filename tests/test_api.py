@@ -132,3 +132,8 @@ def test_report_writes_what_initbench_report_writes(tmp_path: Path) -> None:
     cli("report", result.path, "--out", tmp_path / "cli-report", "-q")
     same_files(folder, tmp_path / "cli-report", ("summary.csv", "summary_gradients.csv", "theory.csv", "std_by_layer.png", "report.md"))
     assert not initbench.load(result.path).tables.keys() & {"summary.csv", "theory.csv"}  # the run directory itself is unchanged
+
+
+def test_compare_takes_overrides_like_the_command(tmp_path: Path) -> None:
+    result = initbench.compare(["he", "fixup"], ["model.arch=resmlp"], depth=3, width=8, batch=8, out=tmp_path / "r")
+    assert result.config["model"]["arch"] == "resmlp" and list(result.summary["schemes"]) == ["he", "fixup"]
