@@ -585,3 +585,15 @@ def test_summary_reports_an_unbounded_variance_like_the_per_layer_theory(cli, ac
     assert theory["theory_std_last"] == pytest.approx(float(rows[-1]["theory_std"]), rel=1e-12)
     assert entry["std_last"] > 1.2 * entry["std_first"]  # the measured net grows too (it would collapse at q* = 0)
     assert "unbounded" in result.stdout
+
+
+def test_a_run_whose_forward_went_non_finite_has_nan_gradients_on_both_backends(cli, tmp_path: Path) -> None:
+    """The loss of such a run is not finite, so neither is any gradient: NaN in every row, on the
+    fast engine and on the module backend (where a rule that restates the scheme sends the mlp)."""
+    common = ("--depth", "6", "--width", "16", "--batch", "32", "--experiment", "gradients", "--quiet")
+    assert cli("compare", "normal:std=1e10", *common, "--out", tmp_path / "fast").exit_code == 0
+    assert cli("compare", "normal:std=1e10", *common, "init.rules=[{match: Linear, scheme: 'normal:std=1e10'}]", "--out", tmp_path / "module").exit_code == 0
+    for backend in ("fast", "module"):
+        rows = read_csv(tmp_path / backend / "layer_stats.csv")
+        assert any(row["std"] == "nan" for row in rows)  # the forward pass overflowed
+        assert all(row["grad_std"] == "nan" and row["weight_grad_std"] == "nan" for row in rows), backend

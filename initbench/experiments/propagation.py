@@ -82,6 +82,15 @@ class Measurement:
     #: Which ``init.rules`` set each module (summary.json's ``init_rules``); None without rules.
     init_rules: dict[str, Any] | None = None
 
+    def __post_init__(self) -> None:
+        # A run whose forward pass went non-finite has a non-finite loss: every gradient of it is
+        # NaN, a result recorded as such, whatever the backward pass's arithmetic made of it
+        # (ReLU's mask turns NaN into 0 in one backend, autograd keeps some finite in the other).
+        broken = ~self.finite.all(axis=1)
+        for column in GRADIENT_COLUMNS:
+            if column in self.stats and broken.any():
+                self.stats[column] = np.where(broken[:, None], np.nan, self.stats[column])
+
     def labels(self) -> list[str]:
         return list(dict.fromkeys(run.label for run in self.runs))
 
