@@ -533,8 +533,12 @@ def recommend(
         raw = base_config(arch, factory, config, [*flags, *(overrides or [])], seeds, device)
         validate_config(raw, None, {**names, "seeds": "--seeds", "device": "--device"})  # refused in the flags' own names, before any work
         use_threads(threads)
+        if lr <= 0:
+            raise InitbenchError(f"--lr: the training check's learning rate must be above 0 (got {lr}).")
         chosen = dataset if dataset is not None or factory is not None else "digits"
         train = training_section(chosen, steps, lr) if chosen is not None and steps > 0 else None
+        if train is None and steps > 0 and not quiet:
+            say(stderr, "No training check: a factory's model trains only on a --dataset you name (its input and output sizes are yours).")
         if quiet or not stderr.is_terminal:
             found = recommend_for(raw, train, SilentProgress(), data_driven)
         else:
