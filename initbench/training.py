@@ -16,6 +16,7 @@ gradients (:meth:`StackedMLP.set_gradients`), fewer and cheaper ops than autogra
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -280,11 +281,26 @@ class StackedTrainer:
             for parameter, value in zip(self.model.parameters(), saved, strict=True):
                 parameter[index] = value
 
+    @contextmanager
+    def buffers_unchanged(self) -> Iterator[None]:
+        """Evaluating must not train: a BatchNorm in train mode updates its running statistics on
+        every call, the test set's included. The module backend's stacked buffers are put back
+        after; the plain MLP has none."""
+        buffers = self.model.buffers if isinstance(getattr(self.model, "buffers", None), dict) else {}
+        saved = {name: value.clone() for name, value in buffers.items()}
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for name, value in saved.items():
+                    buffers[name].copy_(value)
+
     @torch.no_grad()
     def evaluate(self, step: int) -> Evaluation:
         """Loss and accuracy on the whole training set, and accuracy on the test set."""
-        train_outputs = self.model(self.stacked(self.x_train))
-        test_outputs = self.model(self.stacked(self.x_test))
+        with self.buffers_unchanged():
+            train_outputs = self.model(self.stacked(self.x_train))
+            test_outputs = self.model(self.stacked(self.x_test))
         return Evaluation(
             step=step,
             loss=per_run_loss(train_outputs, self.stacked(self.y_train), self.dataset.task).double(),
@@ -295,7 +311,8 @@ class StackedTrainer:
     @torch.no_grad()
     def predict_grid(self, points: torch.Tensor) -> torch.Tensor:
         """Each run's predicted class at ``points [n, 2]``, ``[runs, n]`` (for decision boundaries)."""
-        outputs = self.model(self.stacked(points.to(device=self.device, dtype=self.x_train.dtype)))
+        with self.buffers_unchanged():
+            outputs = self.model(self.stacked(points.to(device=self.device, dtype=self.x_train.dtype)))
         if self.dataset.task == "binary":
             return (outputs[..., 0] > 0).long()
         return outputs.argmax(-1)

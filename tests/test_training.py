@@ -197,3 +197,22 @@ def test_bad_training_configs_exit_2(cli, tmp_path: Path, text: str, message: st
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output and not (tmp_path / "out").exists()
+
+
+def test_evaluating_leaves_batchnorm_running_statistics_alone() -> None:
+    """A BatchNorm in train mode updates its running statistics on every call; evaluation is not
+    training, so the test set must not move them (they are saved with train.save_models)."""
+    from initbench.config import validate_config
+    from initbench.datasets import load_dataset
+    from initbench.experiments import build_runs
+    from initbench.module_backend import build_stack
+    from initbench.training import StackedTrainer
+
+    config = validate_config({"experiment": "train", "model": {"arch": "cnn", "depth": 2, "width": 4, "norm": "batchnorm"}, "train": {"dataset": "digits", "steps": 1}}, "test")
+    dataset = load_dataset("digits", 0)
+    runs = build_runs(config)
+    stack = build_stack(config, runs, torch.device("cpu"), outputs=dataset.output_dim, inputs=1)
+    trainer = StackedTrainer(runs, dataset, stack, torch.device("cpu"), torch.float32, "sgd", 0.01, 0.0, 0.0, None, (1, 8, 8))
+    before = {name: value.clone() for name, value in stack.buffers.items()}
+    trainer.evaluate(0)
+    assert all(torch.equal(before[name], value) for name, value in stack.buffers.items())
