@@ -637,6 +637,11 @@ def sweep(
         if dry_run:
             show_points(definition, configs, out, selected)
             return
+        if launcher == "local":  # every point checked before the sweep directory exists (a cluster's jobs check on their own machines)
+            from initbench.runner import prepare
+
+            for config in configs:
+                prepare(config)
         directory = sweeps.open_sweep_directory(definition, out)
         if launcher == "local":
             use_threads(threads)

@@ -27,6 +27,7 @@ import fnmatch
 import functools
 import os
 import stat
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -319,17 +320,23 @@ def check_regular_file(path: str) -> os.stat_result:
 def _load_state_dict(path: str, modified: int, size: int) -> dict[str, torch.Tensor]:
     """The file's state dict, loaded once per version of the file (``modified``, ``size``)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about what it refuses; the error below says it in one line
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # weights_only refuses code (a pickle that would call a function) with a long message
         first_line = (str(error).strip().splitlines() or [""])[0]
+        if "Weights only load failed" in first_line:  # torch's advice there is to load it with code: not ours to give
+            first_line = "it holds Python objects besides tensors, which loading would run code to build"
         raise InitbenchError(
             f"Checkpoint file '{path}' cannot be loaded as weights only: {type(error).__name__}: {first_line}",
             hint="initbench loads checkpoints with torch.load(weights_only=True), which runs no code: save a state dict, torch.save(model.state_dict(), path).",
         ) from None
     if not isinstance(state, Mapping) or not state or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
+        nested = [key for key in ("state_dict", "model_state_dict", "model") if isinstance(state, Mapping) and isinstance(state.get(key), Mapping)]
         raise InitbenchError(
-            f"Checkpoint file '{path}' holds a {type(state).__name__}, not a state dict (names → tensors).",
-            hint="Save it with torch.save(model.state_dict(), path).",
+            f"Checkpoint file '{path}' holds a {type(state).__name__}, not a state dict (names → tensors)"
+            + (f"; its '{nested[0]}' entry looks like one (a training checkpoint's layout)." if nested else "."),
+            hint="Save the model's own state dict: torch.save(model.state_dict(), path).",
         )
     return dict(state)
 

@@ -443,19 +443,27 @@ def build_stack(config: Config, runs: list[Run], device: torch.device, outputs: 
 
 
 
-def check_initialization(config: Config, outputs: int | None = None, inputs: int | None = None) -> None:
+def check_initialization(config: Config, outputs: int | None = None, inputs: int | None = None) -> StackedModules | None:
     """Build and draw, on the CPU, one model per scheme (the first seed), then drop them.
 
     What only a real model shows is refused here, before a run claims its directory: a scheme that
     cannot initialize this network (SkipInit or Fixup without a residual branch, a checkpoint of
     other shapes, dirac's groups), a rule that matches no module, a plugin that raises. The plain
     MLP of the fast engine is checked this way only for the schemes the config's own trial draw
-    skips (a plugin, dirac): the others cannot fail on it.
+    skips (a plugin, dirac): the others cannot fail on it. Returns the stack (None: not built).
     """
     schemes, bias = config.resolved_init()
     if config.uses_fast_engine() and all(scheme.trial_draw for scheme in [*(scheme for _, scheme in schemes), bias]):
-        return
-    build_stack(config, [Run(label, config.seed, scheme, bias) for label, scheme in schemes], torch.device("cpu"), outputs, inputs)
+        return None
+    return build_stack(config, [Run(label, config.seed, scheme, bias) for label, scheme in schemes], torch.device("cpu"), outputs, inputs)
+
+
+def model_failed(config: Config, x: torch.Tensor, error: Exception) -> InitbenchError:
+    """The one-line error for a user's model that cannot take the inputs asked for."""
+    return InitbenchError(
+        f"Model '{config.model.factory}' failed on inputs of shape {list(x.shape[1:])}: {type(error).__name__}: {error}",
+        hint="Check --input-shape (input.shape, batch first) and --tokens against what the model expects.",
+    )
 
 def module_inputs(config: Config, runs: list[Run], device: torch.device) -> torch.Tensor:
     """Each run's inputs ``[runs, batch, ...]`` from its seed's ``input`` stream.

@@ -305,3 +305,15 @@ def test_save_models_writes_one_file_per_run_into_the_run_directory(cli, tmp_pat
     assert summary["schemes"]["normal:std=0.1"]["model_files"] == ["models/normal_std_0.1-seed0.pt", "models/normal_std_0.1-seed1.pt"]
     state = torch.load(tmp_path / "r" / "models" / "he-seed1.pt", weights_only=True)
     assert sorted(state) == ["blocks.0.0.weight", "head.linear.weight"]
+
+
+def test_a_sweep_with_a_point_the_network_refuses_writes_nothing_and_can_be_retried(cli, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", "model: {depth: 2, width: 4}\ninput: {batch: 4}\n")
+    refused = cli("sweep", config, "init.scheme=he,skipinit", "--out", tmp_path / "sweep")
+    assert refused.exit_code == 2 and "no residual branch to gate" in refused.stderr and not (tmp_path / "sweep").exists()
+    assert cli("sweep", config, "init.scheme=he,orthogonal", "--out", tmp_path / "sweep", "--quiet").exit_code == 0
+
+
+def test_a_probe_whose_model_rejects_the_shape_writes_nothing(cli, tmp_path: Path) -> None:
+    result = cli("probe", "tests.probe_models:small_mlp", "--input-shape", "4,7", "--out", tmp_path / "probe")
+    assert result.exit_code == 2 and "failed on inputs of shape [4, 7]" in result.stderr and not (tmp_path / "probe").exists()

@@ -24,7 +24,7 @@ from initbench.engine import Run, StackedForward, check_memory, propagation_memo
 from initbench.errors import InitbenchError
 from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
 from initbench.lsuv import Fits, fit_lsuv_runs, report_fits, subset_fits
-from initbench.module_backend import build_stack, check_initialization, loss_directions, module_inputs, observe
+from initbench.module_backend import build_stack, check_initialization, loss_directions, model_failed, module_inputs, observe
 from initbench.plots import histograms_figure, std_by_layer_figure
 from initbench.registry import build_from_spec
 from initbench.report import display_layers, format_number, markdown_table, rich_table
@@ -189,10 +189,7 @@ def measure_modules(runs: list[Run], config: Config, context: RunContext, backwa
         except Exception as error:  # a user's model that can't take the inputs asked for: say so in one line
             if config.model.arch != "module":
                 raise
-            raise InitbenchError(
-                f"Model '{config.model.factory}' failed on inputs of shape {list(x.shape[1:])}: {type(error).__name__}: {error}",
-                hint="Check --input-shape (input.shape, batch first) and --tokens against what the model expects.",
-            ) from None
+            raise model_failed(config, x, error) from None
         context.progress.advance()
         if backward:
             observed = observe(stack, x, loss_directions(runs, observed.output))
@@ -497,7 +494,17 @@ class Propagation:
         else:
             estimate = module_memory_estimate(config, runs, self.backward)
         check_memory(estimate, device)
-        check_initialization(config)
+        stack = check_initialization(config)
+        if stack is not None:
+            # The inputs asked for, and whether a user's model takes them (one call, first seed):
+            # refused here, before the run claims its directory.
+            x = module_inputs(config, stack.runs, torch.device("cpu"))
+            if config.model.arch == "module":
+                with torch.no_grad():
+                    try:
+                        stack(x)
+                    except Exception as error:
+                        raise model_failed(config, x, error) from None
 
     def run(self, context: RunContext) -> ExperimentResult:
         config = context.config
