@@ -360,7 +360,10 @@ def load_matching(model: nn.Module, state: Mapping[str, torch.Tensor], strict: b
     Names matching the ``fnmatch`` pattern ``exclude`` are left out on both sides: they keep their draw.
     """
     if exclude:
-        state = {key: value for key, value in state.items() if not fnmatch.fnmatch(key, exclude)}
+        kept = {key: value for key, value in state.items() if not fnmatch.fnmatch(key, exclude)}
+        if not kept:
+            raise InitbenchError(f"Checkpoint '{path}': exclude='{exclude}' leaves none of the file's {len(state)} tensors to load.", hint="Exclude only the tensors to draw afresh, for example head.*.")
+        state = kept
     own = {key: value for key, value in own_state_dict(model).items() if not (exclude and fnmatch.fnmatch(key, exclude))}
     missing = [key for key in own if key not in state]
     unexpected = [key for key in state if key not in own]

@@ -243,6 +243,9 @@ def test_strict_needs_every_key_and_non_strict_keeps_the_fallback_draw(tmp_path:
     full = saved(state, tmp_path / "full.pt")
     fresh_head = make_config(experiment="train", model=model, init={"schemes": [f"checkpoint:path={full},exclude=head.*,fallback=lecun_normal"]}, seeds=1, train=train)
     assert all(torch.equal(stack_for(fresh_head, outputs=5, inputs=64)[1].run_state_dict(0)[key], got[key]) for key in state)
+    everything = make_config(experiment="train", model=model, init={"schemes": [f"checkpoint:path={full},exclude=*"]}, seeds=1, train=train)
+    with pytest.raises(InitbenchError, match=f"exclude='\\*' leaves none of the file's {len(state)} tensors"):
+        stack_for(everything, outputs=5, inputs=64)
 
 
 class Payload:
