@@ -42,11 +42,22 @@ def centre_tap(tensor: torch.Tensor, centre: str) -> torch.Tensor:
     return tensor[(slice(None), slice(None), *((size - offset) // 2 for size in tensor.shape[2:]))]
 
 
+#: Lookup tables, not maps: row i is token i's vector, so an identity (or a block of one) would give
+#: every token past the width the zero vector.
+LOOKUP_TABLES = ("Embedding", "EmbeddingBag")
+
+
 def needs_matrix(scheme: str, tensor: torch.Tensor, context: ParamContext) -> None:
+    """Refuse what these structured schemes cannot fill: a 1-D tensor, or an embedding's table."""
     if tensor.dim() < 2:
         raise InitbenchError(
             f"Scheme {scheme} fills weights of two or more dimensions; {where(context)} has {tensor.dim()}.",
             hint="Use another scheme for this model.",
+        )
+    if context.module_type in LOOKUP_TABLES:
+        raise InitbenchError(
+            f"Scheme {scheme} builds layers that pass their input on; {where(context)} is a lookup table, whose rows would be mostly zero.",
+            hint="Give the embedding a scheme of its own with init.rules, for example {match: Embedding, scheme: 'normal:std=0.02'}.",
         )
 
 

@@ -380,3 +380,10 @@ def test_an_unknown_name_with_a_colon_is_an_unknown_scheme_not_an_unreadable_opt
     with pytest.raises(InitbenchError, match=f"Unknown scheme '{spec.partition(':')[0]}'") as caught:
         scheme_from_spec(spec)
     assert "package.module:function" in caught.value.hint
+
+
+@pytest.mark.parametrize("scheme", ["dirac", "zero", "delta_orthogonal"])
+def test_structured_schemes_refuse_an_embedding_table(cli, tmp_path: Path, scheme: str) -> None:
+    result = cli("probe", "torch.nn:Embedding", "model.kwargs.num_embeddings=20", "model.kwargs.embedding_dim=8", "--input-shape", "4,3", "--tokens", "20", "--scheme", scheme, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and "is a lookup table" in result.stderr, result.output
+    assert not (tmp_path / "out").exists()
