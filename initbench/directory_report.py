@@ -138,7 +138,9 @@ def run_report(result: RunResult) -> Report:
         "forward": propagation_part, "gradients": propagation_part, "all": propagation_part,
         "train": train_part, "gain": gain_part, "phase": phase_part,
     }  # fmt: skip
-    experiment = result.experiment
+    builders["recommend"] = recommend_part
+    # recommend's directory holds the forward config of its rules; its summary says what it is.
+    experiment = "recommend" if result.summary.get("experiment") == "recommend" else result.experiment
     if experiment not in builders:
         raise InitbenchError(f"{result.path}: no report for experiment '{experiment}'.", hint=f"Reports cover: {', '.join(builders)}.")
     name = result.config.get("name", result.path.name)
@@ -309,6 +311,27 @@ def train_part(result: RunResult, report: Report) -> None:
     if saved.is_file():
         report.figures["decision_boundary.png"] = (saved.read_bytes(), "Decision boundaries, as the run saved them (they need the trained models)")
 
+
+
+def recommend_part(result: RunResult, report: Report) -> None:
+    """``initbench recommend``'s directory: the per-layer scales and stds, and the training check."""
+    layers = result.tables.get("layers.csv") or []
+    if not layers:
+        report.notes.append("No layers.csv: nothing to report.")
+        return
+    keys = ("module", "fan_in", "sigma_w2_constructor", "sigma_w2_rules", "chi1", "std_constructor", "std_he", "std_rules")
+    columns = ("module", "fan_in", "σ_w² default", "σ_w² rules", "χ₁", "std default", "std he", "std rules")  # as recommend prints them
+    report.tables["Per layer"] = ("layers.csv", columns, [tuple(row.get(key) for key in keys) for row in layers], (
+        f"σ_w² = fan_in·Var(W) per weight layer, from {result.summary.get('source')}, and the std of its output with PyTorch's "
+        "defaults (constructor), He and the rules (config.yaml)."
+    ))
+    training = result.summary.get("training") or {}
+    if training:
+        rows = [
+            (label, entry.get("loss", {}).get("median"), entry.get("test_acc", {}).get("median"), entry.get("steps_to_target"), entry.get("steps_to_target_reached"))
+            for label, entry in training.items()
+        ]
+        report.tables["Training check"] = ("training.csv", ("init", "loss", "test acc", "steps to target", "seeds reached"), rows, "Medians over seeds (train.yaml trains the rules).")
 
 def gain_part(result: RunResult, report: Report) -> None:
     rows = result.tables.get("gains.csv", [])

@@ -324,3 +324,12 @@ def test_report_on_a_file_says_it_is_a_file(tmp_path: Path) -> None:
     note.write_text("not a run\n")
     result = invoke("report", note)
     assert result.exit_code == 2 and "is a file, not a run or sweep directory" in result.stderr
+
+
+def test_a_recommend_directory_reports_its_layers_and_training_check(tmp_path: Path) -> None:
+    run = tmp_path / "rec"
+    assert invoke("recommend", "--arch", "mlp", "--depth", "3", "--width", "8", "--steps", "5", "--seeds", "1", "--out", run, "-q").exit_code == 0
+    result = invoke("report", run)
+    assert "Per layer" in result.stdout and "blocks.2.0" in result.stdout
+    page = (report_path(result) / "report.html").read_text()
+    assert "Training check" in page and "σ_w² rules" in page
