@@ -152,6 +152,11 @@ def resume(path: Path, progress: Progress) -> tuple[RunDirectory, ExperimentResu
         config = validate_config(yaml.safe_load(config_text) or {}, str(path / RunDirectory.CONFIG))
         experiment, device = prepare(config)
     except BaseException as error:  # this attempt ended before it ran: say so, as any other would
-        directory.finish("interrupted" if isinstance(error, KeyboardInterrupt) else "failed", error=f"{type(error).__name__}: {error}")
+        if isinstance(error, InitbenchError):  # refused (a file the run needs is gone): the run stays as it was, resumable
+            previous = directory.meta["attempts"][-1]["status"]
+            status = previous if previous in ("interrupted", "failed") else "interrupted"  # never "running" once it has ended
+        else:
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        directory.finish(status, error=f"{type(error).__name__}: {error}")
         raise
     return directory, run_in(directory, config, experiment, device, progress)

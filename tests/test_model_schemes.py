@@ -320,3 +320,21 @@ def test_a_sweep_with_a_point_the_network_refuses_writes_nothing_and_can_be_retr
 def test_a_probe_whose_model_rejects_the_shape_writes_nothing(cli, tmp_path: Path) -> None:
     result = cli("probe", "tests.probe_models:small_mlp", "--input-shape", "4,7", "--out", tmp_path / "probe")
     assert result.exit_code == 2 and "failed on inputs of shape [4, 7]" in result.stderr and not (tmp_path / "probe").exists()
+
+
+def test_a_refused_resume_leaves_the_run_as_it_was(cli, tmp_path: Path) -> None:
+    """Resuming a checkpoint-initialized run whose init file is gone is refused, and the run stays
+    interrupted (resumable once the file is back), with the refusal recorded."""
+    pretrained = tmp_path / "pretrained.pt"
+    config = write_config(tmp_path / "c.yaml", f"model: {{arch: resmlp, depth: 2, width: 4}}\ninput: {{batch: 4}}\ninit: {{scheme: 'checkpoint:path={pretrained},strict=false'}}\n")
+    torch.save({"blocks.0.branch.0.weight": torch.eye(4)}, pretrained)
+    assert cli("run", config, "--out", tmp_path / "run", "--quiet").exit_code == 0
+    meta_path = tmp_path / "run" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["status"] = "interrupted"
+    meta_path.write_text(json.dumps(meta))
+    pretrained.unlink()
+    result = cli("run", "--resume", tmp_path / "run")
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+    after = json.loads(meta_path.read_text())
+    assert after["status"] == "interrupted" and "does not exist" in after["error"]
