@@ -111,3 +111,15 @@ def small_cnn() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, stride=2, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(8 * 4 * 4, 5)
     )
+
+
+class ScaledOutput(nn.Module):
+    """Linear(4 → 3), its output multiplied by ``scale`` in forward, past every module."""
+
+    def __init__(self, scale: float = float("nan")) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 3)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) * self.scale

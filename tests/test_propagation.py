@@ -597,3 +597,14 @@ def test_a_run_whose_forward_went_non_finite_has_nan_gradients_on_both_backends(
         rows = read_csv(tmp_path / backend / "layer_stats.csv")
         assert any(row["std"] == "nan" for row in rows)  # the forward pass overflowed
         assert all(row["grad_std"] == "nan" and row["weight_grad_std"] == "nan" for row in rows), backend
+
+
+def test_a_model_whose_own_output_is_non_finite_is_not_called_stable(cli, tmp_path: Path) -> None:
+    """Every observed module finite, the forward's last step not: the output is checked too."""
+    result = cli("probe", "tests.probe_models:ScaledOutput", "--input-shape", "8,4", "--experiment", "gradients", "--out", tmp_path / "nan", "--quiet")
+    assert result.exit_code == 0, result.output
+    entry = json.loads((tmp_path / "nan" / "summary.json").read_text())["schemes"]["constructor"]
+    assert entry["verdict"] == "exploding" and entry["output_nonfinite_seeds"] == 1 and entry["first_nonfinite_layer"] is None
+    assert all(row["grad_std"] == "nan" for row in read_csv(tmp_path / "nan" / "layer_stats.csv"))
+    assert cli("probe", "tests.probe_models:ScaledOutput", "model.kwargs.scale=2.0", "--input-shape", "8,4", "--out", tmp_path / "two", "--quiet").exit_code == 0
+    assert "output_nonfinite_seeds" not in json.loads((tmp_path / "two" / "summary.json").read_text())["schemes"]["constructor"]

@@ -81,12 +81,15 @@ class Measurement:
     fits: Fits = field(default_factory=dict)
     #: Which ``init.rules`` set each module (summary.json's ``init_rules``); None without rules.
     init_rules: dict[str, Any] | None = None
+    #: Per run, whether the model's own output was finite (the module backend; None: the rows say it
+    #: all). A user's forward can compute past its last observed module (``self.l(x) * scale``).
+    output_finite: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # A run whose forward pass went non-finite has a non-finite loss: every gradient of it is
         # NaN, a result recorded as such, whatever the backward pass's arithmetic made of it
         # (ReLU's mask turns NaN into 0 in one backend, autograd keeps some finite in the other).
-        broken = ~self.finite.all(axis=1)
+        broken = ~self.finite.all(axis=1) | (False if self.output_finite is None else ~self.output_finite)
         for column in GRADIENT_COLUMNS:
             if column in self.stats and broken.any():
                 self.stats[column] = np.where(broken[:, None], np.nan, self.stats[column])
@@ -118,6 +121,7 @@ class Measurement:
             one_at_a_time=self.one_at_a_time,
             fits=subset_fits(self.fits, labels),
             init_rules=self.init_rules,
+            output_finite=None if self.output_finite is None else self.output_finite[indices],
         )
 
 
@@ -225,7 +229,8 @@ def measure_modules(runs: list[Run], config: Config, context: RunContext, backwa
         points.append(Point(observed.labels[index], type(module.module).__name__, fan_in))
     arrays = {name: torch.stack(values, dim=1).numpy() for name, values in columns.items()}
     finite_array = arrays.pop("finite").astype(bool)
-    return Measurement(runs, arrays, finite_array, histograms, points, stack.one_at_a_time, fits, init_rules_summary(config, stack.base))
+    output_finite = torch.isfinite(observed.output.flatten(1)).all(dim=1).cpu().numpy()
+    return Measurement(runs, arrays, finite_array, histograms, points, stack.one_at_a_time, fits, init_rules_summary(config, stack.base), output_finite)
 
 
 @dataclass(frozen=True)
@@ -362,6 +367,10 @@ def summarize(measurement: Measurement, theories: dict[str, SchemeTheory | str],
             "std_median_by_layer": [nan_median(std[:, layer]) for layer in range(depth)],
             **scheme.notes(),
         }
+        if measurement.output_finite is not None and first is None:
+            past_rows = int((~measurement.output_finite[indices]).sum())
+            if past_rows:  # every observed module finite, the model's own output not: its forward computed it
+                entry.update(output_nonfinite_seeds=past_rows, verdict="exploding")
         if "grad_std" in measurement.stats:
             grad = measurement.stats["grad_std"][indices]
             grad_first, grad_last = nan_median(grad[:, 0]), nan_median(grad[:, -1])
@@ -464,7 +473,7 @@ def terminal_rows(schemes: dict[str, dict[str, Any]], depth: int, gradients: boo
         else:
             expected = None if prediction is None else prediction["theory_std_last"]
             first = entry["first_nonfinite_layer"]
-            judged = entry["verdict"] + ("" if first is None else f": non-finite at {first}")
+            judged = entry["verdict"] + (f": non-finite at {first}" if first is not None else ": non-finite output" if entry.get("output_nonfinite_seeds") else "")
         chi = "–" if prediction is None else f"{format_number(prediction['chi1'], compact=True)} {prediction['phase']}"
         scales = "–" if prediction is None else f"{format_number(prediction['xi_q'], compact=True)} / {format_number(prediction['xi_c'], compact=True)}"
         rows.append((label, *(entry[key][layer - 1] for layer in layers), expected, chi, scales, judged))
