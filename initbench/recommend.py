@@ -32,7 +32,6 @@ and He.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,7 @@ from initbench.config import Config, validate_config
 from initbench.engine import Run
 from initbench.errors import InitbenchError
 from initbench.experiments import ExperimentResult, Progress, Table
-from initbench.module_backend import ObservedModule, Observer, build_model, initialize, module_inputs, observed_modules
+from initbench.module_backend import StackedModules, build_model, initialize, module_inputs, observed_modules
 from initbench.registry import unknown_name_error
 from initbench.report import markdown_table, reached_text, rich_table
 from initbench.rundir import RESULTS_ROOT, RunDirectory
@@ -106,30 +105,29 @@ def theory_scales(config: Config, paths: list[str]) -> tuple[dict[str, float], d
 
 
 def data_driven_scales(model: nn.Module, x: torch.Tensor, paths: list[str], tol: float = 0.01, max_iter: int = 10) -> dict[str, float]:
-    """LSUV's rescaling pass, returning each layer's σ_w² relative to its weights on entry.
+    """LSUV's rescaling pass (:func:`initbench.lsuv.fit_stack`) on the layers at ``paths``, returning
+    each layer's σ_w² relative to its weights on entry.
 
-    For each module of ``paths`` in order: measure Var(output) on ``x`` (its first call, observed
-    with :class:`~initbench.module_backend.Observer`), divide its weight by √Var, and repeat
-    until |Var − 1| < ``tol`` or ``max_iter`` rounds. The weights are rescaled in place; the
-    returned factor per layer is the product of 1/Var, what multiplies Var(W).
+    For each of those modules in order: measure Var(output) on ``x`` (its first call), divide its
+    weight by √Var, and repeat until |Var − 1| < ``tol`` or ``max_iter`` rounds; the other weight
+    layers are left as they are. The weights are rescaled in place; the returned factor per layer
+    is Var(W) after over Var(W) before, the product of the factors 1/Var.
     """
-    modules = dict(model.named_modules())
+    from initbench.lsuv import LSUV, fit_stack, rescaled_weight
+
+    layers = dict(weight_layers(model))
+    keys = {path: rescaled_weight(path, layers[path]) for path in paths}
+    stack = StackedModules([model], [Run("recommend", 0, LSUV(tol=tol, max_iter=max_iter), None)], x.device)
+    before = {path: stack.params[key][0].detach().double().clone() for path, key in keys.items()}
+    fits = {fit.module: fit for fit in fit_stack(stack, x[None], tol, max_iter, frozenset(layers) - set(paths))[0]}
     factors = {}
     with torch.no_grad():
-        for path in paths:
-            module, factor = modules[path], 1.0
-            weight = next(parameter for parameter in module.parameters(recurse=False) if parameter.dim() >= 2)
-            for _ in range(max_iter):
-                with Observer([ObservedModule(path, module, None, None)]) as observer:
-                    model(x)
-                variance = float(observer.calls[0].post.double().var(correction=0))
-                if not math.isfinite(variance) or variance == 0.0:
-                    raise InitbenchError(f"recommend: {path}'s output has variance {variance} on the batch; no scale makes it 1.")
-                if abs(variance - 1.0) < tol:
-                    break
-                weight.div_(math.sqrt(variance))
-                factor /= variance
-            factors[path] = factor
+        for path, key in keys.items():
+            if not fits[path].converged:
+                raise InitbenchError(f"recommend: {path}'s output has variance {fits[path].variance:.3g} on the batch after {fits[path].iterations} rescales; no scale found that makes it 1.")
+            after = stack.params[key][0]
+            factors[path] = float((after.double().square().sum() / before[path].square().sum()).item())
+            model.get_parameter(key).copy_(after)
     return factors
 
 
