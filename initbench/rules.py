@@ -161,6 +161,9 @@ def rules_record(model: nn.Module, rules: list[ResolvedRule], default: dict[str,
             for rule in rules
         ],
         "default": default,
+        # Every weight layer set by a rule: the runs' own schemes draw nothing, so runs that differ
+        # only in init.scheme are the same network (a sweep over it measures one net, relabelled).
+        "default_unused": not any(entry["scheme"] == "default" for entry in modules.values()),
         "modules": modules,
     }
 

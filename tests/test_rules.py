@@ -200,3 +200,13 @@ def test_rules_survive_a_scheme_override_and_split_sweep_stacks() -> None:
 def test_rule_schemes_are_checked_like_init_scheme() -> None:
     with pytest.raises(InitbenchError, match=r"init.rules\[0\] \(match 'Conv2d'\) scheme 'normal:std=1e300': its weights overflow float32"):
         validate_config(cnn_config([{"match": "Conv2d", "scheme": "normal:std=1e300"}]), "test")
+
+
+def test_rules_that_set_every_weight_layer_say_the_scheme_is_unused(cli, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", "model: {arch: cnn, depth: 2, width: 4}\ninput: {batch: 4, channels: 1, image_size: 4}\n")
+    everything = cli("run", config, "init.scheme=zero", "init.rules=[{match: Conv2d, scheme: he}]", "--out", tmp_path / "all")
+    assert everything.exit_code == 0 and "init.scheme draws no weight here" in everything.output
+    assert json.loads((tmp_path / "all" / "summary.json").read_text())["init_rules"]["default_unused"] is True
+    some = cli("run", config, "init.scheme=zero", "init.rules=[{match: blocks.0.0, scheme: he}]", "--out", tmp_path / "some")
+    assert some.exit_code == 0 and "draws no weight" not in some.output
+    assert json.loads((tmp_path / "some" / "summary.json").read_text())["init_rules"]["default_unused"] is False

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.text import Text
 
 from initbench import theory
 from initbench.activations import ACTIVATIONS, Activation
@@ -622,6 +623,8 @@ class Propagation:
             schemes[label]["lsuv"] = entry
         sections[2:2] = fitted.paragraphs
         tables += fitted.warnings
+        if measurement.init_rules is not None and measurement.init_rules["default_unused"]:
+            tables.append(Text("init.rules set every weight layer: init.scheme draws no weight here, so runs that differ only in it measure the same net (summary.json: init_rules).", style="yellow"))
         summary: dict[str, Any] = {"experiment": config.experiment, "schemes": schemes}
         if not config.uses_fast_engine():
             module_columns, module_rows = module_table(measurement, schemes)
