@@ -140,7 +140,7 @@ def run_report(result: RunResult) -> Report:
     }  # fmt: skip
     builders["recommend"] = recommend_part
     # recommend's directory holds the forward config of its rules; its summary says what it is.
-    experiment = "recommend" if result.summary.get("experiment") == "recommend" else result.experiment
+    experiment = "recommend" if (result.summary or {}).get("experiment") == "recommend" else result.experiment
     if experiment not in builders:
         raise InitbenchError(f"{result.path}: no report for experiment '{experiment}'.", hint=f"Reports cover: {', '.join(builders)}.")
     name = result.config.get("name", result.path.name)

@@ -76,10 +76,21 @@ def deferred() -> Iterator[None]:
         raise Interrupted(pending)
 
 
+#: The commands that compute, and so import numpy and torch. An interrupt that lands inside those
+#: imports can be swallowed by a library's own fallback code and leave a module half-imported
+#: (numpy without ``numpy.matrix``), to fail later as an unrelated error: :func:`main` imports them
+#: first, with the signals held until the imports are done (a second or two at most).
+COMPUTING = ("run", "compare", "probe", "sweep", "gain", "phase", "recommend", "report")
+
+
 def main() -> None:
     """The ``initbench`` console script: signals first, then the CLI."""
     install()
     try:
+        if sys.argv[1:2] and sys.argv[1] in COMPUTING and "--help" not in sys.argv:
+            with deferred():
+                import numpy  # noqa: F401
+                import torch  # noqa: F401
         from initbench.cli import app, usable_terminal
 
         usable_terminal()  # here too: --help never reaches a command
