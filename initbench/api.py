@@ -161,7 +161,12 @@ def probe(
 
 def load(path: str | Path) -> RunResult:
     """A run directory already written (by the CLI or by this API), read back."""
-    return RunResult.load(path)
+    from initbench.directory_report import REPORT_OF
+
+    result = RunResult.load(path)
+    if REPORT_OF in result.config:
+        raise InitbenchError(f"{path} is a report (of {result.config[REPORT_OF]}), not a run.", hint=f"Load the run itself: initbench.load({str(result.config[REPORT_OF])!r}).")
+    return result
 
 
 def report(path: str | Path, out: str | Path | None = None) -> Path:

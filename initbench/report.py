@@ -53,9 +53,14 @@ def format_number(value: Any, compact: bool = False) -> str:
 
 
 def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub-flavoured Markdown table, numbers formatted with :func:`format_number`."""
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(format_number(cell) for cell in row) + " |" for row in rows]
+    """A GitHub-flavoured Markdown table, numbers formatted with :func:`format_number`; a ``|`` in a
+    cell (a scheme label can hold one) is escaped so that it stays in its cell."""
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(str(column)) for column in columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(format_number(value)) for value in row) + " |" for row in rows]
     return "\n".join(lines)
 
 

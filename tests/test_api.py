@@ -137,3 +137,12 @@ def test_report_writes_what_initbench_report_writes(tmp_path: Path) -> None:
 def test_compare_takes_overrides_like_the_command(tmp_path: Path) -> None:
     result = initbench.compare(["he", "fixup"], ["model.arch=resmlp"], depth=3, width=8, batch=8, out=tmp_path / "r")
     assert result.config["model"]["arch"] == "resmlp" and list(result.summary["schemes"]) == ["he", "fixup"]
+
+
+def test_load_refuses_a_report_folder(tmp_path: Path) -> None:
+    import initbench.api
+
+    initbench.compare("he", depth=2, width=4, batch=4, out=tmp_path / "run")
+    folder = initbench.api.report(tmp_path / "run")
+    with pytest.raises(InitbenchError, match="is a report"):
+        initbench.load(folder)

@@ -127,3 +127,10 @@ def test_a_long_point_name_folds_and_the_table_keeps_every_column() -> None:
     text = render(rich_table("points", ("point", "stack", "status", "overrides"), rows))
     assert "(1 of 2)" not in text and max(len(line) for line in text.splitlines()) <= 80
     assert "model.depth=20" in text and "…" not in text
+
+
+def test_a_bar_in_a_markdown_cell_stays_in_its_cell() -> None:
+    from initbench.report import markdown_table
+
+    row = markdown_table(["scheme", "std"], [["a|b", 1.5]]).splitlines()[-1]
+    assert row == "| a\\|b | 1.5 |"
