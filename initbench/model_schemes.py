@@ -165,6 +165,23 @@ class Wrapping(InitScheme):
     def weight_variance(self, fan_in: int, fan_out: int) -> float | None:
         return None  # layers differ by their place in the network: no one i.i.d. variance
 
+    def residual_branches(self, model: nn.Module, purpose: str = "") -> list[tuple[str, nn.Module]]:
+        """``model``'s marked residual branches, or a user error: none (``purpose`` ends the
+        message: " to gate"), or a branch that is itself a weight layer (no layers inside to change)."""
+        roots = branch_roots(model)
+        if not roots:
+            raise InitbenchError(
+                f"init scheme {self.registry_name}: the model has no residual branch{purpose}.",
+                hint="Use model.arch resmlp, or a module whose residual branches set residual_branch = True.",
+            )
+        for name, root in roots:
+            if owns_weight(root):
+                raise InitbenchError(
+                    f"init scheme {self.registry_name}: the residual branch {name or 'the model'} ({type(root).__name__}) is itself a weight layer.",
+                    hint="Set residual_branch = True on the module that holds the branch's layers.",
+                )
+        return roots
+
 
 @SCHEMES.register("fixup")
 class Fixup(Wrapping):
@@ -223,20 +240,10 @@ class Fixup(Wrapping):
         return context.branches ** (-1.0 / (2 * context.branch_length - 2))
 
     def prepare_model(self, model: nn.Module, owner: bool) -> None:
-        roots = branch_roots(model)
-        if not roots:  # it would only zero the last layer: a dead net, not Fixup
-            raise InitbenchError(
-                "init scheme fixup: the model has no residual branch.",
-                hint="Use model.arch resmlp, or a module whose residual branches set residual_branch = True.",
-            )
+        roots = self.residual_branches(model)  # without branches it would only zero the last layer: a dead net, not Fixup
         dtype = model_dtype(model)
         with structure(model, owner):
-            for name, root in roots:
-                if owns_weight(root):
-                    raise InitbenchError(
-                        f"init scheme fixup: the residual branch {name or 'the model'} ({type(root).__name__}) is itself a weight layer.",
-                        hint="Set residual_branch = True on the module that holds the branch's layers.",
-                    )
+            for _, root in roots:
                 add_scalar(root, "fixup_scale", 1.0, dtype)
                 add_scalar(root, "fixup_bias", 0.0, dtype)
                 add_flag(root, "fixup_on", owner, dtype)
@@ -283,20 +290,10 @@ class SkipInit(Wrapping):
     alpha: float = 0.0
 
     def prepare_model(self, model: nn.Module, owner: bool) -> None:
-        roots = branch_roots(model)
-        if not roots:
-            raise InitbenchError(
-                f"init scheme {self.registry_name}: the model has no residual branch to gate.",
-                hint="Use model.arch resmlp, or a module whose residual branches set residual_branch = True.",
-            )
+        roots = self.residual_branches(model, " to gate")
         dtype = model_dtype(model)
         with structure(model, owner):
-            for name, root in roots:
-                if owns_weight(root):
-                    raise InitbenchError(
-                        f"init scheme {self.registry_name}: the residual branch {name or 'the model'} ({type(root).__name__}) is itself a weight layer.",
-                        hint="Set residual_branch = True on the module that holds the branch's layers.",
-                    )
+            for _, root in roots:
                 add_scalar(root, "skipinit_gate", self.alpha, dtype)
                 add_flag(root, "skipinit_on", owner, dtype)
                 root.register_forward_hook(gate_branch_output)
