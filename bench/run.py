@@ -25,15 +25,17 @@ from pathlib import Path
 
 import torch
 
-from initbench.activations import ACTIVATIONS
-from initbench.config import Config, validate_config
-from initbench.datasets import load_dataset
-from initbench.engine import Run
-from initbench.experiments import RunContext, SilentProgress, build_runs
+from initbench.config.loading import validate_config
+from initbench.config.run import Config
+from initbench.core.interfaces import SilentProgress
+from initbench.core.registry import build_from_spec
+from initbench.data.datasets import load_dataset
+from initbench.engines.base import Run
+from initbench.engines.training import mlp_trainer
+from initbench.experiments.base import RunContext, build_runs
 from initbench.experiments.propagation import measure_runs
-from initbench.registry import build_from_spec
-from initbench.schemes import SCHEMES
-from initbench.training import mlp_trainer
+from initbench.nets.activations import ACTIVATIONS
+from initbench.schemes.base import SCHEMES
 
 
 @dataclass(frozen=True)
@@ -254,8 +256,8 @@ def probe_benchmark(repeats: int, device: torch.device, runs: int = 16, batch: i
     statistics per module). Both record every leaf module's input and output."""
     from torch import nn
 
-    from initbench.module_backend import StackedModules, observe
-    from initbench.stats import layer_statistics
+    from initbench.core.stats import layer_statistics
+    from initbench.engines.modules import StackedModules, observe
 
     def small_module() -> nn.Module:
         return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
@@ -301,8 +303,9 @@ def lsuv_benchmark(repeats: int, device: torch.device, depth: int = 10, width: i
     from lsuv import lsuv_with_singlebatch  # pip install lsuv==0.3.0 (the test extra)
     from torch import nn
 
-    from initbench.lsuv import LSUV, fit_lsuv_runs
-    from initbench.module_backend import StackedModules, initialize
+    from initbench.engines.lsuv_fit import fit_lsuv_runs
+    from initbench.engines.modules import StackedModules, initialize
+    from initbench.schemes.lsuv import LSUV
 
     def model() -> nn.Module:
         layers: list[nn.Module] = []

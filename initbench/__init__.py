@@ -5,13 +5,13 @@ The Python API (:mod:`initbench.api`) is importable from here, loaded on first u
 
     from initbench import run, compare, probe, load
 
-(``initbench.api.report`` writes a directory's report: ``initbench.report`` is the module of table
+(``initbench.api.report`` writes a directory's report: ``initbench.render.formatting`` is the module of table
 formatting, so the function is not exported here.)
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from initbench._version import __version__
 
 TYPE_CHECKING = False  # not typing's: importing typing would double this module's import time
 if TYPE_CHECKING:

@@ -1,5 +1,5 @@
-"""``python -m initbench`` runs the CLI (signals handled first, see :mod:`initbench.signals`)."""
+"""``python -m initbench`` runs the CLI (signals handled first, see :mod:`initbench.core.signals`)."""
 
-from initbench.signals import main
+from initbench.cli.entry import main
 
 main()

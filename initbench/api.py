@@ -8,9 +8,9 @@
 
 Each function takes its command's arguments (a config path or mapping, ``KEY=VALUE`` overrides,
 ``out``, ``seeds``, ``device``, ``quiet``, and the command's options as keywords), runs through
-the same lifecycle (:func:`initbench.runner.execute`) and writes the same run directory, then
-returns that directory read back (:class:`~initbench.results.RunResult`). Bad input raises
-:class:`~initbench.errors.InitbenchError` (a message and a hint), never ``SystemExit``; nothing is
+the same lifecycle (:func:`initbench.runs.runner.execute`) and writes the same run directory, then
+returns that directory read back (:class:`~initbench.runs.results.RunResult`). Bad input raises
+:class:`~initbench.core.errors.InitbenchError` (a message and a hint), never ``SystemExit``; nothing is
 printed unless ``quiet=False``, which shows the CLI's progress bar and tables.
 """
 
@@ -22,11 +22,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from initbench.errors import InitbenchError
-from initbench.results import RunResult
+from initbench.core.errors import InitbenchError
+from initbench.runs.results import RunResult
 
 if TYPE_CHECKING:
-    from initbench.config import Config
+    from initbench.config.run import Config
 
 __all__ = ["RunResult", "compare", "load", "probe", "report", "run"]
 
@@ -50,8 +50,8 @@ def run(
         seeds, device, eval_mode: as ``--seeds``, ``--device`` and ``--eval``.
         quiet: False shows the progress bar and the result tables.
     """
-    from initbench.config import apply_overrides, validate_config
-    from initbench.sweeps import check_no_sweep_section
+    from initbench.config.loading import apply_overrides, validate_config
+    from initbench.runs.sweeps import check_no_sweep_section
 
     raw, source = config_mapping(config)
     check_no_sweep_section(raw, Path(source))
@@ -90,8 +90,8 @@ def compare(
         dataset, steps, lr: ``experiment="train"`` only.
         out, device, eval_mode, quiet: as in :func:`run`.
     """
-    from initbench.config import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, compare_config
-    from initbench.sweeps import check_no_sweep_section
+    from initbench.config.loading import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, compare_config
+    from initbench.runs.sweeps import check_no_sweep_section
 
     labels = as_list(schemes, "schemes")
     if not labels:
@@ -138,7 +138,7 @@ def probe(
         experiment: ``"forward"`` or ``"gradients"``.
         seeds, device, eval_mode, out, quiet: as in :func:`run`.
     """
-    from initbench.config import load_config
+    from initbench.config.loading import load_config
 
     if experiment not in ("forward", "gradients"):
         raise InitbenchError(f"experiment={experiment!r}: probe runs forward or gradients.")
@@ -161,7 +161,7 @@ def probe(
 
 def load(path: str | Path) -> RunResult:
     """A run directory already written (by the CLI or by this API), read back."""
-    from initbench.directory_report import REPORT_OF
+    from initbench.outputs.reporter import REPORT_OF
 
     result = RunResult.load(path)
     if REPORT_OF in result.config:
@@ -171,7 +171,7 @@ def load(path: str | Path) -> RunResult:
 
 def report(path: str | Path, out: str | Path | None = None) -> Path:
     """``initbench report DIR``: rebuild a run or sweep directory's report; returns the report folder."""
-    from initbench.directory_report import report_directory
+    from initbench.outputs.reporter import report_directory
 
     return report_directory(Path(path), None if out is None else Path(out)).directory.path
 
@@ -187,7 +187,7 @@ def as_list(values: str | Sequence[str], name: str) -> list[str]:
 
 def config_mapping(config: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """The raw config (read from a file, or a copy of the mapping) and the name errors give it."""
-    from initbench.config import read_yaml
+    from initbench.config.loading import read_yaml
 
     if isinstance(config, Mapping):
         return copy.deepcopy(dict(config)), "(config mapping)"
@@ -198,14 +198,14 @@ def config_mapping(config: str | Path | Mapping[str, Any]) -> tuple[dict[str, An
 
 def execute_config(config: Config, out: str | Path | None, quiet: bool) -> RunResult:
     """Run ``config`` into its run directory (as the CLI does), then read the directory back."""
-    from initbench.experiments import SilentProgress
-    from initbench.runner import execute
+    from initbench.core.interfaces import SilentProgress
+    from initbench.runs.runner import execute
 
     target = None if out is None else Path(out)
     if quiet:
         directory, _ = execute(config, target, SilentProgress())
     else:
-        from initbench.cli import RichProgress, stdout
+        from initbench.outputs.console import RichProgress, stdout
 
         with RichProgress() as progress:
             directory, result = execute(config, target, progress)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from initbench.cli import app
+from initbench.cli.app import app
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from initbench.schemes import InitScheme
+from initbench.schemes.base import InitScheme
 
 #: Every call of :func:`recording`, as (tensor, context, generator, options), for the tests to inspect.
 CALLS: list[tuple[torch.Tensor, object, object, dict]] = []

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from initbench.activations import ACTIVATIONS
-from initbench.errors import InitbenchError
-from initbench.registry import build_from_spec
+from initbench.core.errors import InitbenchError
+from initbench.core.registry import build_from_spec
+from initbench.nets.activations import ACTIVATIONS
 
 H = torch.linspace(-4, 4, 81, dtype=torch.float64)
 SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805

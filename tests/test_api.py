@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 import initbench
-from initbench.cli import app
-from initbench.errors import InitbenchError
+from initbench.cli.app import app
+from initbench.core.errors import InitbenchError
 from tests.conftest import REPO, read_csv
 
 SMALL = {"name": "small", "experiment": "gradients", "model": {"depth": 6, "width": 24, "activation": "tanh"}, "input": {"batch": 32}}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from initbench.schemes import SCHEMES
+from initbench.schemes.base import SCHEMES
 from tests.conftest import read_csv, write_config
 
 TINY = """
@@ -56,7 +56,7 @@ def test_run_writes_a_complete_run_directory(cli, tiny: Path, tmp_path: Path) ->
 def test_std_column_is_the_std_of_the_activations(cli, tiny: Path, tmp_path: Path) -> None:
     """Layer 1's std recomputed by hand from the same generator draws."""
     assert cli("run", tiny, "--out", tmp_path / "out", "model.depth=1", "seeds=1").exit_code == 0
-    from initbench.engine import derive_seed
+    from initbench.core.runtime import derive_seed
 
     x = torch.empty(8, 16).normal_(generator=torch.Generator().manual_seed(derive_seed(0, "input")))
     bound = (5 / 3) * (6 / 32) ** 0.5
@@ -218,7 +218,7 @@ def test_interrupted_and_failed_runs_say_so(cli, tiny: Path, tmp_path: Path, mon
 
 
 def test_help_does_not_import_torch() -> None:
-    code = "import sys; from initbench.cli import app; sys.argv = ['initbench', '--help']\ntry:\n    app()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    code = "import sys; from initbench.cli.app import app; sys.argv = ['initbench', '--help']\ntry:\n    app()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip().endswith("False")
     assert "compare" in result.stdout

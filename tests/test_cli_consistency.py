@@ -17,7 +17,8 @@ import torch
 from rich.console import Console
 from typer.testing import CliRunner
 
-from initbench.cli import RichProgress, app
+from initbench.cli.app import app
+from initbench.outputs.console import RichProgress
 from tests.conftest import read_csv, write_config
 
 TINY = "name: tiny\nseeds: 2\ndevice: cpu\nmodel: {depth: 3, width: 8, activation: tanh}\ninit: {scheme: he}\ninput: {batch: 4}\n"
@@ -174,9 +175,10 @@ def test_phase_takes_one_sb2_value_and_matches_the_grid(cli, tmp_path: Path) -> 
 
 
 def test_a_one_row_phase_figure_is_not_blank() -> None:
-    from initbench.activations import ACTIVATIONS
-    from initbench.phase import compute_phase_diagram, scheme_positions
-    from initbench.plots import phase_figure
+    from initbench.experiments.phase import scheme_positions
+    from initbench.nets.activations import ACTIVATIONS
+    from initbench.render.figures import phase_figure
+    from initbench.theory.phase_diagram import compute_phase_diagram
 
     tanh = ACTIVATIONS.get("tanh")()
     diagram = compute_phase_diagram(tanh, np.array([1.0, 1.5, 2.0]), np.array([0.05]))
@@ -197,8 +199,8 @@ def test_gain_writes_a_run_directory_with_out(cli, tmp_path: Path) -> None:
 
 
 def test_gain_seeds_give_the_median_of_the_nets_alone() -> None:
-    from initbench.activations import ACTIVATIONS
-    from initbench.gains import measure_gains
+    from initbench.experiments.gain import measure_gains
+    from initbench.nets.activations import ACTIVATIONS
 
     tanh, cpu = ACTIVATIONS.get("tanh")(), torch.device("cpu")
     gains = {"a": 1.0, "b": 1.6}
@@ -264,7 +266,7 @@ def test_results_do_not_depend_on_the_thread_count(cli, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("cores", "load", "expected"), [(2, 0.0, 2), (2, 1.2, 1), (2, 9.5, 1), (16, 3.2, 13), (16, 0.4, 16)])
 def test_the_default_is_the_idle_cores(cores: int, load: float, expected: int) -> None:
-    from initbench.threads import default_threads
+    from initbench.core.threads import default_threads
 
     assert default_threads(cores, load) == expected
 
@@ -289,9 +291,10 @@ class Recorder:
 
 
 def test_gain_and_phase_report_progress_to_the_end() -> None:
-    from initbench.activations import ACTIVATIONS
-    from initbench.gains import measure_gains
-    from initbench.phase import compute_phase_diagram, measure_convergence_depth
+    from initbench.experiments.gain import measure_gains
+    from initbench.experiments.phase import measure_convergence_depth
+    from initbench.nets.activations import ACTIVATIONS
+    from initbench.theory.phase_diagram import compute_phase_diagram
 
     tanh = ACTIVATIONS.get("tanh")()
     recorder = Recorder()
@@ -302,7 +305,7 @@ def test_gain_and_phase_report_progress_to_the_end() -> None:
 
 
 def test_a_sweep_counts_its_points_stack_by_stack(tiny: Path, tmp_path: Path) -> None:
-    from initbench.sweeps import Sweep, open_sweep_directory, run_shard
+    from initbench.runs.sweeps import Sweep, open_sweep_directory, run_shard
 
     sweep = Sweep.from_config(tiny, ["model.depth=1,2", "model.width=4,8"])
     directory = open_sweep_directory(sweep, tmp_path / "sweep")

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from initbench.config import Config, apply_overrides, load_config, validate_config
-from initbench.errors import InitbenchError
-from initbench.registry import format_spec, parse_scalar, parse_spec
+from initbench.config.loading import apply_overrides, load_config, validate_config
+from initbench.config.run import Config
+from initbench.core.errors import InitbenchError
+from initbench.core.registry import format_spec, parse_scalar, parse_spec
 from tests.conftest import write_config
 
 REPO = Path(__file__).resolve().parent.parent

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from initbench.datasets import DATASETS, Dataset, Teacher, load_dataset, random_states
-from initbench.errors import InitbenchError
-from initbench.registry import build_from_spec
+from initbench.core.errors import InitbenchError
+from initbench.core.registry import build_from_spec
+from initbench.data.datasets import DATASETS, Dataset, Teacher, load_dataset, random_states
 
 #: Datasets whose data and split are fixed: the data seed does not change them.
 FIXED_DATA = {"digits"}

@@ -6,11 +6,13 @@ import math
 
 import torch
 
-from initbench.activations import ACTIVATIONS
-from initbench.architectures import linear_context
-from initbench.engine import Run, StackedForward, derive_seed
-from initbench.registry import build_from_spec
-from initbench.schemes import SCHEMES
+from initbench.core.registry import build_from_spec
+from initbench.core.runtime import derive_seed
+from initbench.engines.base import Run
+from initbench.engines.stacked import StackedForward
+from initbench.nets.activations import ACTIVATIONS
+from initbench.nets.architectures import linear_context
+from initbench.schemes.base import SCHEMES
 
 TANH = ACTIVATIONS.get("tanh")()
 

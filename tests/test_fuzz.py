@@ -2,7 +2,7 @@
 activation specs, and the command line's flags.
 
 The property, for every generated input: either it is refused with an
-:class:`~initbench.errors.InitbenchError` (exit 2 on the command line) whose text names the field
+:class:`~initbench.core.errors.InitbenchError` (exit 2 on the command line) whose text names the field
 or flag at fault, or it runs. Nothing else may happen: no other exception, no exit 1. Inputs are
 one or two changes to a tiny valid config (2 layers of 4 units, batch 8), so the runs are cheap;
 "runs" means the experiment's own checks and its measured pass (training is cut to 3 steps), not
@@ -26,13 +26,15 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from initbench.activations import ACTIVATIONS
-from initbench.config import Config, load_config, validate_config
-from initbench.errors import InitbenchError
-from initbench.experiments import EXPERIMENTS, RunContext, SilentProgress, build_runs, load_experiments
-from initbench.registry import format_spec
-from initbench.schemes import SCHEMES
-from initbench.yamlinput import load_yaml
+from initbench.config.loading import load_config, validate_config
+from initbench.config.run import Config
+from initbench.core.errors import InitbenchError
+from initbench.core.interfaces import SilentProgress
+from initbench.core.registry import format_spec
+from initbench.core.yamlinput import load_yaml
+from initbench.experiments.base import EXPERIMENTS, RunContext, build_runs
+from initbench.nets.activations import ACTIVATIONS
+from initbench.schemes.base import SCHEMES
 
 TINY: dict[str, Any] = {"name": "fuzz", "device": "cpu", "model": {"depth": 2, "width": 4}, "init": {"scheme": "he"}, "input": {"batch": 8}}
 #: Training runs of the fuzz stop after this many steps: the property is that they run.
@@ -53,7 +55,6 @@ def one_thread():
 
 def run_cheaply(config: Config) -> None:
     """The experiment's checks and its measured pass, on the CPU."""
-    load_experiments()
     experiment = EXPERIMENTS.get(config.experiment)()
     device = torch.device("cpu")
     experiment.check(config, device)
@@ -246,7 +247,7 @@ FLAG_NAMES = {flag: [flag, flag.removeprefix("--"), "reduce"] for flag in FLAGS}
 @pytest.fixture
 def cheap_cli(cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """The CLI, with a run's execution replaced by :func:`run_cheaply`, and a tiny base config."""
-    monkeypatch.setattr("initbench.cli.execute_and_report", lambda config, out, quiet: run_cheaply(config))
+    monkeypatch.setattr("initbench.cli.app.execute_and_report", lambda config, out, quiet: run_cheaply(config))
     base = tmp_path / "tiny.yaml"
     base.write_text(yaml.safe_dump(TINY))
     return cli, base

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from initbench.activations import ACTIVATIONS
-from initbench.phase import compute_phase_diagram, parse_grid
+from initbench.config.grids import parse_grid
+from initbench.nets.activations import ACTIVATIONS
+from initbench.theory.phase_diagram import compute_phase_diagram
 
 
 def test_gain_json_has_exactly_the_documented_keys(cli) -> None:

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from initbench.cli import app
-from initbench.rundir import json_restored, json_safe
+from initbench.cli.app import app
+from initbench.runs.jsonio import json_restored, json_safe
 from tests.conftest import read_csv
 
 #: A directory name with markup in it: the page must show it as text.

@@ -1,4 +1,4 @@
-"""LSUV (initbench.lsuv): unit variance within tol, checked with plain torch hooks on each run's model
+"""LSUV (initbench.engines.lsuv_fit): unit variance within tol, checked with plain torch hooks on each run's model
 alone; stacked runs against each run alone; iteration counts against a hand recomputation from the
 orthonormal start; the PyPI ``lsuv`` package (0.3.0) as a peer on the same model and batch."""
 
@@ -13,16 +13,20 @@ import pytest
 import torch
 from torch import nn
 
-from initbench.architectures import weight_layers
-from initbench.config import Config, validate_config
-from initbench.engine import Run
-from initbench.experiments import RunContext, SilentProgress, build_runs
+from initbench.config.loading import validate_config
+from initbench.config.run import Config
+from initbench.core.interfaces import SilentProgress
+from initbench.core.registry import build_from_spec
+from initbench.engines.base import Run
+from initbench.engines.lsuv_fit import fit_lsuv_runs
+from initbench.engines.modules import StackedModules, build_stack, initialize, module_inputs
+from initbench.experiments.base import RunContext, build_runs
 from initbench.experiments.train import TrainExperiment
-from initbench.lsuv import LSUV, fit_lsuv_runs, report_fits
-from initbench.module_backend import StackedModules, build_stack, initialize, module_inputs
-from initbench.registry import build_from_spec
-from initbench.schemes import SCHEMES
-from initbench.sweeps.plan import stack_key
+from initbench.nets.architectures import weight_layers
+from initbench.render.lsuv_fits import report_fits
+from initbench.runs.sweeps.plan import stack_key
+from initbench.schemes.base import SCHEMES
+from initbench.schemes.lsuv import LSUV
 from tests.conftest import read_csv, write_config
 
 CPU = torch.device("cpu")
@@ -278,7 +282,7 @@ def test_train_fits_on_the_first_training_batch_then_trains() -> None:
 
 @pytest.mark.parametrize("shape", [(6, 10), (8, 3, 3, 3)])
 def test_the_start_is_torchs_orthogonal_from_the_runs_generator(shape: tuple[int, ...]) -> None:
-    from initbench.architectures import ParamContext, fans
+    from initbench.nets.architectures import ParamContext, fans
 
     tensor, expected = torch.empty(shape), torch.empty(shape)
     LSUV().sample_(tensor, ParamContext("layer", "Conv2d", "weight", shape, *fans(shape), 1, 1), torch.Generator().manual_seed(3))
@@ -289,7 +293,7 @@ def test_the_start_is_torchs_orthogonal_from_the_runs_generator(shape: tuple[int
 
 
 def test_options_are_checked_and_lsuv_cannot_fill_a_bias() -> None:
-    from initbench.errors import InitbenchError
+    from initbench.core.errors import InitbenchError
 
     with pytest.raises(InitbenchError, match="tol"):
         build_from_spec(SCHEMES, "lsuv:tol=0")

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from initbench.engine import propagation_memory_estimate
-from initbench.training import training_memory_estimate
+from initbench.engines.stacked import propagation_memory_estimate
+from initbench.engines.training import training_memory_estimate
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -26,8 +26,9 @@ REPO = Path(__file__).resolve().parent.parent
 PEAK_SCRIPT = r"""
 import json, sys
 import torch
-from initbench.config import load_config
-from initbench.experiments import EXPERIMENTS, RunContext, SilentProgress, build_runs, load_experiments
+from initbench.config.loading import load_config
+from initbench.core.interfaces import SilentProgress
+from initbench.experiments.base import EXPERIMENTS, RunContext, build_runs
 
 def status(field):
     for line in open("/proc/self/status"):
@@ -39,7 +40,6 @@ def measure(raw, overrides=()):
     context = RunContext(config, torch.device("cpu"), torch.float32, SilentProgress())
     EXPERIMENTS.get(config.experiment)().measure(context, build_runs(config))
 
-load_experiments()
 peaks = []
 for raw, warm_up in json.loads(sys.argv[1]):
     measure(raw, warm_up)

@@ -17,15 +17,17 @@ import numpy as np
 import pytest
 import torch
 
-from initbench.architectures import ResidualBlock
-from initbench.config import Config, validate_config
-from initbench.datasets import load_dataset
-from initbench.errors import InitbenchError
-from initbench.experiments import RunContext, SilentProgress, build_runs
+from initbench.config.loading import validate_config
+from initbench.config.run import Config
+from initbench.core.errors import InitbenchError
+from initbench.core.interfaces import SilentProgress
+from initbench.core.registry import build_from_spec
+from initbench.data.datasets import load_dataset
+from initbench.engines.modules import build_model, build_stack, module_inputs
+from initbench.experiments.base import RunContext, build_runs
 from initbench.experiments.train import TrainExperiment
-from initbench.module_backend import build_model, build_stack, module_inputs
-from initbench.registry import build_from_spec
-from initbench.runner import prepare
+from initbench.nets.architectures import ResidualBlock
+from initbench.runs.runner import prepare
 from tests.conftest import write_config
 
 CPU = torch.device("cpu")
@@ -207,8 +209,8 @@ def test_train_saves_models_that_checkpoint_loads_exactly(tmp_path: Path) -> Non
 
 
 def test_checkpoint_loads_a_plain_state_dict_and_names_mismatched_shapes(tmp_path: Path) -> None:
-    from initbench.activations import ACTIVATIONS
-    from initbench.architectures import build_builtin
+    from initbench.nets.activations import ACTIVATIONS
+    from initbench.nets.architectures import build_builtin
 
     relu = build_from_spec(ACTIVATIONS, "relu")
     reference = build_builtin("resmlp", relu, [8] * 3, 8, False, "none", None).double()

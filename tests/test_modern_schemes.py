@@ -15,20 +15,20 @@ import scipy.linalg
 import scipy.stats
 import torch
 
-import initbench.isometric
-import initbench.lsuv
-import initbench.model_schemes
-import initbench.plugins
-import initbench.schemes
-from initbench.activations import ACTIVATIONS
-from initbench.architectures import ParamContext, build_builtin, fans, parameter_contexts
-from initbench.config import validate_config
-from initbench.engine import Run
-from initbench.errors import InitbenchError
-from initbench.isometric import hadamard, zero_matrix
-from initbench.module_backend import initialize
-from initbench.plugins import parse_scheme_spec, scheme_from_spec
-from initbench.schemes import TRUNCATED_STD_AT_2
+import initbench.engines.lsuv_fit
+import initbench.schemes.isometric
+import initbench.schemes.specs
+import initbench.schemes.structured
+import initbench.schemes.whole_model
+from initbench.config.loading import validate_config
+from initbench.core.errors import InitbenchError
+from initbench.engines.base import Run
+from initbench.engines.modules import initialize
+from initbench.nets.activations import ACTIVATIONS
+from initbench.nets.architectures import ParamContext, build_builtin, fans, parameter_contexts
+from initbench.schemes.base import TRUNCATED_STD_AT_2
+from initbench.schemes.isometric import hadamard, zero_matrix
+from initbench.schemes.specs import parse_scheme_spec, scheme_from_spec
 from tests import plugin_schemes
 from tests.conftest import read_csv, write_config
 from tests.probe_models import tiny_gpt
@@ -54,7 +54,7 @@ def zeros_but(tensor: torch.Tensor, index: tuple[int, ...]) -> torch.Tensor:
     return rest
 
 
-@pytest.mark.parametrize("module", [initbench.schemes, initbench.isometric, initbench.plugins, initbench.model_schemes, initbench.lsuv])
+@pytest.mark.parametrize("module", [initbench.schemes.structured, initbench.schemes.isometric, initbench.schemes.specs, initbench.schemes.whole_model, initbench.engines.lsuv_fit])
 def test_docstring_examples_hold(module) -> None:
     assert doctest.testmod(module).failed == 0
 
@@ -336,7 +336,7 @@ def test_a_plugin_run_reruns_from_its_config_and_draws_like_the_builtin_it_copie
         ("tests.no_such_module:f", "Cannot import 'tests.no_such_module' for scheme plugin 'tests.no_such_module:f'"),
         ("tests.plugin_schemes:missing", "Scheme plugin 'tests.plugin_schemes:missing': module 'tests.plugin_schemes' has no attribute 'missing'."),
         ("tests.plugin_schemes:NOT_CALLABLE", "Scheme plugin 'tests.plugin_schemes:NOT_CALLABLE' is not callable."),
-        ("tests.plugin_schemes:NotAScheme", "Scheme plugin 'tests.plugin_schemes:NotAScheme' is a class but not an initbench.schemes.InitScheme."),
+        ("tests.plugin_schemes:NotAScheme", "Scheme plugin 'tests.plugin_schemes:NotAScheme' is a class but not an initbench.schemes.base.InitScheme."),
         ("tests.plugin_schemes:failing", "(Linear) weight of shape [4, 4]: ValueError: no weights today"),
         ("tests.plugin_schemes:scaled_normal:sdt=1", "Scheme plugin 'tests.plugin_schemes:scaled_normal' cannot take options ['sdt']"),
         ("tests.plugin_schemes:first_row_only", "left 12 of 16 entries of blocks.0.0 (Linear) weight of shape [4, 4] unset (NaN)"),

@@ -16,15 +16,18 @@ import pytest
 import torch
 from torch import nn
 
-from initbench.activations import ACTIVATIONS
-from initbench.architectures import ParamContext, build_builtin, fans, parameter_contexts
-from initbench.config import Config, validate_config
-from initbench.engine import Run, derive_seed
-from initbench.experiments import RunContext, SilentProgress, build_runs
+from initbench.config.loading import validate_config
+from initbench.config.run import Config
+from initbench.core.interfaces import SilentProgress
+from initbench.core.registry import build_from_spec
+from initbench.core.runtime import derive_seed
+from initbench.engines.base import Run
+from initbench.engines.modules import Observer, StackedModules, build_stack, initialize, module_inputs, observe, observed_modules
+from initbench.experiments.base import RunContext, build_runs
 from initbench.experiments.propagation import ForwardExperiment, measure_modules, measure_runs
-from initbench.module_backend import Observer, StackedModules, build_stack, initialize, module_inputs, observe, observed_modules
-from initbench.registry import build_from_spec
-from initbench.schemes import SCHEMES
+from initbench.nets.activations import ACTIVATIONS
+from initbench.nets.architectures import ParamContext, build_builtin, fans, parameter_contexts
+from initbench.schemes.base import SCHEMES
 from tests.conftest import read_csv
 
 CPU = torch.device("cpu")
@@ -278,7 +281,7 @@ def test_every_arch_trains_and_a_run_alone_equals_it_stacked(arch: str) -> None:
 
 
 def test_cnn_training_needs_images() -> None:
-    from initbench.errors import InitbenchError
+    from initbench.core.errors import InitbenchError
     from initbench.experiments.train import TrainExperiment
 
     config = make_config(experiment="train", model={"arch": "cnn", "depth": 1, "width": 4}, train={"dataset": "circles", "steps": 1})
@@ -352,7 +355,7 @@ def test_probe_errors_are_one_clear_line(cli, args: list[str], message: str) -> 
 
 
 def test_inputs_from_a_named_dataset_are_its_first_training_examples(cli, tmp_path: Path) -> None:
-    from initbench.datasets import load_dataset
+    from initbench.data.datasets import load_dataset
 
     result = cli("probe", "torch.nn:Flatten", "input.dataset=digits", "--input-shape", "32,1,8,8", "--seeds", "2", "--out", tmp_path / "d", "--quiet")
     assert result.exit_code == 0, result.output
@@ -382,7 +385,7 @@ def test_the_written_config_reads_back_as_the_same_config(sections: dict) -> Non
 
 
 def test_a_probed_models_figure_names_its_modules() -> None:
-    from initbench.plots import std_by_layer_figure
+    from initbench.render.figures import std_by_layer_figure
 
     names = ["self_attn", "norm1", "linear1"]
     figure = std_by_layer_figure({"he": np.array([[0.5, 1.0, 2.0]])}, "std", "title", row_names=names)

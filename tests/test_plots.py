@@ -16,7 +16,7 @@ from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from initbench.plots import (
+from initbench.render.figures import (
     color,
     decision_boundary_figure,
     histograms_figure,
@@ -26,7 +26,7 @@ from initbench.plots import (
     std_by_layer_figure,
     training_curves_figure,
 )
-from initbench.phase import PhaseDiagram
+from initbench.theory.phase_diagram import PhaseDiagram
 
 
 def legend_texts(figure: Figure) -> list[str]:
@@ -258,7 +258,7 @@ def test_decision_boundary_has_a_class_legend() -> None:
 
 @pytest.mark.parametrize("rgb, text", [((0.02, 0.19, 0.38), "white"), ((0.97, 0.97, 0.97), "black"), ((0.99, 0.91, 0.15), "black"), ((0.27, 0.0, 0.33), "white")])
 def test_cell_labels_contrast_with_their_background(rgb: tuple[float, float, float], text: str) -> None:
-    from initbench.plots import text_color_on
+    from initbench.render.figures import text_color_on
 
     assert text_color_on(rgb) == text
     assert (luminance(rgb) > 0.45) == (text == "black")
@@ -266,8 +266,8 @@ def test_cell_labels_contrast_with_their_background(rgb: tuple[float, float, flo
 
 def sweep_report(metric: str = "std_last"):
     """A 3 schemes × 2 activations × 3 depths propagation sweep: he/tanh overflows at depth 100."""
-    from initbench.sweeps import Axis, Sweep, SweepReport
-    from initbench.sweeps.collect import PROPAGATION_METRICS
+    from initbench.runs.sweeps import Axis, Sweep, SweepReport
+    from initbench.runs.sweeps.collect import PROPAGATION_METRICS
 
     axes = (Axis("init.scheme", ("xavier", "he", "zeros")), Axis("model.activation", ("tanh", "relu")), Axis("model.depth", (10, 30, 100)))
     sweep = Sweep.expand({"name": "grid", "model": {"depth": 10, "width": 8}}, axes, "test")
@@ -286,7 +286,7 @@ def sweep_report(metric: str = "std_last"):
 
 
 def test_sweep_by_depth_has_one_colour_per_scheme_one_style_per_activation_and_theory() -> None:
-    from initbench.plots import by_depth_figure
+    from initbench.outputs.sweep_figures import by_depth_figure
 
     figure = by_depth_figure(sweep_report())
     axes = main_axes(figure)
@@ -309,7 +309,7 @@ def test_sweep_by_depth_has_one_colour_per_scheme_one_style_per_activation_and_t
 
 
 def test_sweep_heatmap_panels_share_one_scale_and_labels_contrast_with_cells() -> None:
-    from initbench.plots import heatmap_figure
+    from initbench.outputs.sweep_figures import heatmap_figure
 
     for metric in ("std_last", "test_acc"):
         report = sweep_report(metric)

@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from initbench.activations import ACTIVATIONS
-from initbench.datasets import DATASETS
-from initbench.experiments import EXPERIMENTS, load_experiments
-from initbench.schemes import SCHEMES
+from initbench.data.datasets import DATASETS
+from initbench.experiments.base import EXPERIMENTS
+from initbench.nets.activations import ACTIVATIONS
+from initbench.schemes.base import SCHEMES
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()
-load_experiments()
 
 
 @pytest.mark.parametrize("registry", [SCHEMES, ACTIVATIONS, DATASETS, EXPERIMENTS], ids=lambda r: r.kind)

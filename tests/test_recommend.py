@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from initbench.recommend import data_driven_scales
+from initbench.runs.recommend import data_driven_scales
 from tests.conftest import read_csv
 
 TANH_MLP = ("recommend", "--arch", "mlp", "--depth", "4", "--width", "32", "--activation", "tanh", "--seeds", "2", "--device", "cpu")

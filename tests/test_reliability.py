@@ -23,12 +23,13 @@ from typing import Any
 import pytest
 import yaml
 
-from initbench import rundir, signals
-from initbench.errors import InitbenchError
-from initbench.config import validate_config
-from initbench.experiments import SilentProgress
-from initbench.rundir import RunDirectory
-from initbench.runner import CHECKPOINT, execute, resume
+from initbench.config.loading import validate_config
+from initbench.core import signals
+from initbench.core.errors import InitbenchError
+from initbench.core.interfaces import SilentProgress
+from initbench.runs import rundir
+from initbench.runs.rundir import RunDirectory
+from initbench.runs.runner import CHECKPOINT, execute, resume
 from tests.conftest import REPO, write_config
 
 FORWARD = {
@@ -125,7 +126,7 @@ def test_concurrent_runs_given_one_out_leave_one_intact_run(tmp_path: Path) -> N
 
 
 def sweep_racer(path: str, barrier: Any, results: Any) -> None:
-    from initbench.sweeps import run_shard
+    from initbench.runs.sweeps import run_shard
 
     barrier.wait()
     outcome = run_shard(Path(path), log=lambda message: None)
@@ -135,7 +136,7 @@ def sweep_racer(path: str, barrier: Any, results: Any) -> None:
 def test_sweeps_racing_on_one_directory_run_each_point_once(tmp_path: Path) -> None:
     """Sweeps started together on one sweep directory: every point runs exactly once, and no sweep
     moves aside a point another has claimed (no ``.incomplete-n`` or ``.running-n`` attempts)."""
-    from initbench.sweeps import Sweep, open_sweep_directory
+    from initbench.runs.sweeps import Sweep, open_sweep_directory
 
     base = write_config(tmp_path / "base.yaml", yaml.safe_dump({**FORWARD, "init": {"scheme": "he"}}))
     sweep = Sweep.from_config(base, ["model.depth=2,3,4", "init.scheme=he,xavier_normal"])

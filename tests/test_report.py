@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from initbench.experiments.propagation import terminal_rows
-from initbench.report import format_number, reached_text, rich_table
+from initbench.render.formatting import format_number, reached_text, rich_table
 
 
 def render(renderable, width: int = 80) -> str:
@@ -95,7 +95,7 @@ def test_training_table_reports_how_many_seeds_reached_the_target() -> None:
 
 
 def test_progress_shows_rate_eta_and_latest_fields_and_clears_itself() -> None:
-    from initbench.cli import RichProgress
+    from initbench.outputs.console import RichProgress
 
     stream = io.StringIO()
     console = Console(file=stream, width=80, force_terminal=True, color_system=None)
@@ -112,7 +112,7 @@ def test_progress_shows_rate_eta_and_latest_fields_and_clears_itself() -> None:
 
 
 def test_silent_progress_accepts_updates() -> None:
-    from initbench.experiments import SilentProgress
+    from initbench.core.interfaces import SilentProgress
 
     SilentProgress().update(loss=1.0)
 
@@ -130,7 +130,7 @@ def test_a_long_point_name_folds_and_the_table_keeps_every_column() -> None:
 
 
 def test_a_bar_in_a_markdown_cell_stays_in_its_cell() -> None:
-    from initbench.report import markdown_table
+    from initbench.render.formatting import markdown_table
 
     row = markdown_table(["scheme", "std"], [["a|b", 1.5]]).splitlines()[-1]
     assert row == "| a\\|b | 1.5 |"

@@ -12,12 +12,12 @@ import pytest
 import torch
 from torch import nn
 
-from initbench.config import apply_overrides, validate_config
-from initbench.engine import Run
-from initbench.errors import InitbenchError
-from initbench.module_backend import build_model, initialize
-from initbench.rules import init_rules_summary
-from initbench.sweeps.plan import stack_key
+from initbench.config.loading import apply_overrides, validate_config
+from initbench.core.errors import InitbenchError
+from initbench.engines.base import Run
+from initbench.engines.modules import build_model, initialize
+from initbench.experiments.assemble import init_rules_summary
+from initbench.runs.sweeps.plan import stack_key
 from tests.conftest import read_csv, write_config
 
 TORCHVISION_RULES = [

@@ -1,6 +1,6 @@
 """Every registered scheme against its formula, recomputed here from fan-in and fan-out.
 
-The expected variances below are written independently of ``initbench.schemes`` (from the
+The expected variances below are written independently of ``initbench.schemes.structured`` (from the
 formulas in SCIENCE.md), so a wrong formula in the code cannot also be the test's reference.
 """
 
@@ -11,11 +11,11 @@ import math
 import pytest
 import torch
 
-from initbench.activations import ACTIVATIONS
-from initbench.architectures import ParamContext
-from initbench.errors import InitbenchError
-from initbench.registry import build_from_spec
-from initbench.schemes import SCHEMES
+from initbench.core.errors import InitbenchError
+from initbench.core.registry import build_from_spec
+from initbench.nets.activations import ACTIVATIONS
+from initbench.nets.architectures import ParamContext
+from initbench.schemes.base import SCHEMES
 
 FAN_IN, FAN_OUT = 300, 500
 RELU = ACTIVATIONS.get("relu")()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from initbench.stats import layer_statistics, median_layer, row_histograms, verdict
+from initbench.core.stats import layer_statistics, median_layer, row_histograms, verdict
 
 
 def test_layer_statistics_match_numpy() -> None:

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from initbench.errors import InitbenchError
-from initbench.sweeps import MAX_NAME, Axis, Shard, Sweep, parse_axis, point_names, section_axes, stacks
+from initbench.core.errors import InitbenchError
+from initbench.runs.sweeps import MAX_NAME, Axis, Shard, Sweep, parse_axis, point_names, section_axes, stacks
 from tests.conftest import read_csv, write_config
 
 BASE = """

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from initbench.activations import ACTIVATIONS
-from initbench.datasets import load_dataset
-from initbench.engine import Run
-from initbench.registry import build_from_spec
-from initbench.schemes import SCHEMES
-from initbench.training import mlp_trainer, per_run_loss, per_run_loss_gradient
+from initbench.core.registry import build_from_spec
+from initbench.data.datasets import load_dataset
+from initbench.engines.base import Run
+from initbench.engines.training import mlp_trainer, per_run_loss, per_run_loss_gradient
+from initbench.nets.activations import ACTIVATIONS
+from initbench.schemes.base import SCHEMES
 from tests.conftest import write_config
 
 TANH = ACTIVATIONS.get("tanh")()
@@ -202,11 +202,11 @@ def test_bad_training_configs_exit_2(cli, tmp_path: Path, text: str, message: st
 def test_evaluating_leaves_batchnorm_running_statistics_alone() -> None:
     """A BatchNorm in train mode updates its running statistics on every call; evaluation is not
     training, so the test set must not move them (they are saved with train.save_models)."""
-    from initbench.config import validate_config
-    from initbench.datasets import load_dataset
-    from initbench.experiments import build_runs
-    from initbench.module_backend import build_stack
-    from initbench.training import StackedTrainer
+    from initbench.config.loading import validate_config
+    from initbench.data.datasets import load_dataset
+    from initbench.engines.modules import build_stack
+    from initbench.engines.training import StackedTrainer
+    from initbench.experiments.base import build_runs
 
     config = validate_config({"experiment": "train", "model": {"arch": "cnn", "depth": 2, "width": 4, "norm": "batchnorm"}, "train": {"dataset": "digits", "steps": 1}}, "test")
     dataset = load_dataset("digits", 0)

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from initbench.config import load_config, read_yaml
-from initbench.errors import InitbenchError
-from initbench.report import rich_table
-from initbench.yamlinput import MAX_YAML_CHARS, load_yaml
+from initbench.config.loading import load_config, read_yaml
+from initbench.core.errors import InitbenchError
+from initbench.core.yamlinput import MAX_YAML_CHARS, load_yaml
+from initbench.render.formatting import rich_table
 
 TINY = "name: tiny\ndevice: cpu\nmodel: {depth: 2, width: 4}\ninit: {scheme: he}\ninput: {batch: 8}\n"
 TINY_COMPARE = ("--depth", "2", "--width", "4", "--batch", "8", "--device", "cpu")

@@ -18,19 +18,11 @@ import torch
 from rich.text import Text
 
 from initbench import theory
-from initbench.activations import ACTIVATIONS, Activation
-from initbench.architectures import ActivationModule, Block, ResidualBlock, fans
-from initbench.config import Config
-from initbench.engine import Run, StackedForward, check_memory, propagation_memory_estimate, resolve_dtype
-from initbench.errors import InitbenchError
-from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
-from initbench.lsuv import Fits, fit_lsuv_runs, report_fits, subset_fits
-from initbench.module_backend import build_stack, check_initialization, loss_directions, model_failed, module_inputs, observe
-from initbench.plots import histograms_figure, std_by_layer_figure
-from initbench.registry import build_from_spec
-from initbench.report import display_layers, format_number, markdown_table, rich_table
-from initbench.rules import init_rules_summary, ruled_modules
-from initbench.stats import (
+from initbench.config.run import Config
+from initbench.core.interfaces import Table
+from initbench.core.registry import build_from_spec
+from initbench.core.runtime import check_memory, resolve_dtype
+from initbench.core.stats import (
     FORWARD_COLUMNS,
     first_nonfinite_layer,
     gradient_verdict,
@@ -40,6 +32,17 @@ from initbench.stats import (
     std_mean_float64,
     verdict,
 )
+from initbench.engines.base import Run
+from initbench.engines.lsuv_fit import Fits, fit_lsuv_runs, subset_fits
+from initbench.engines.modules import build_stack, check_initialization, loss_directions, model_failed, module_inputs, observe
+from initbench.engines.stacked import StackedForward, propagation_memory_estimate
+from initbench.experiments.assemble import init_rules_summary, ruled_modules
+from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext, build_runs
+from initbench.nets.activations import ACTIVATIONS, Activation
+from initbench.nets.architectures import ActivationModule, Block, ResidualBlock, fans
+from initbench.render.figures import histograms_figure, std_by_layer_figure
+from initbench.render.formatting import display_layers, format_number, markdown_table, rich_table
+from initbench.render.lsuv_fits import report_fits
 
 HISTOGRAM_BINS = 50
 #: Histograms use the first rows of the batch: 128 × width values draw the same shape as the whole
@@ -78,7 +81,7 @@ class Measurement:
     points: list[Point]
     #: Why the module backend ran the runs one at a time instead of together (None: together, or the fast engine).
     one_at_a_time: str | None = None
-    #: How each LSUV run's layers were fitted (:mod:`initbench.lsuv`); empty without LSUV runs.
+    #: How each LSUV run's layers were fitted (:mod:`initbench.engines.lsuv_fit`); empty without LSUV runs.
     fits: Fits = field(default_factory=dict)
     #: Which ``init.rules`` set each module (summary.json's ``init_rules``); None without rules.
     init_rules: dict[str, Any] | None = None
@@ -179,7 +182,7 @@ def saturation_rule(module: torch.nn.Module, activation: Activation) -> Activati
 def measure_modules(runs: list[Run], config: Config, context: RunContext, backward: bool) -> Measurement:
     """Run every run's module (built-in net or user factory) and record each observed call.
 
-    All runs go through :mod:`initbench.module_backend` together (vmap) where the model allows it;
+    All runs go through :mod:`initbench.engines.modules` together (vmap) where the model allows it;
     the statistics are the same functions the fast engine uses, one row per observed call.
     """
     activation = config.model.build_activation()
@@ -236,7 +239,7 @@ def measure_modules(runs: list[Run], config: Config, context: RunContext, backwa
 
 @dataclass(frozen=True)
 class SchemeTheory:
-    """Mean-field predictions for one scheme's network (see :mod:`initbench.theory`)."""
+    """Mean-field predictions for one scheme's network (see :mod:`initbench.theory.meanfield`)."""
 
     sigma_w2: float
     sigma_b2: float

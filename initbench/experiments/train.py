@@ -1,6 +1,6 @@
 """Short training runs: what an init does to learning, for many schemes and seeds at once.
 
-All runs (schemes × seeds) train together as one stacked model (:mod:`initbench.training`), so a
+All runs (schemes × seeds) train together as one stacked model (:mod:`initbench.engines.training`), so a
 comparison of many runs costs about as much as one. The classic case is the deeplearning.ai
 "Initialization" exercise (``configs/circles_dlai.yaml``): zeros never breaks symmetry and stays
 at chance, large random weights train slowly, He fits the circles.
@@ -17,23 +17,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from initbench.config import Config, TrainConfig
-from initbench.datasets import Dataset, load_dataset
-from initbench.engine import check_memory, resolve_dtype
-from initbench.errors import InitbenchError
-from initbench.experiments import EXPERIMENTS, ExperimentResult, RunContext, Table, build_runs
-from initbench.lsuv import Fits, fit_lsuv_runs, report_fits, subset_fits
-from initbench.module_backend import build_stack, check_initialization
-from initbench.plots import decision_boundary_figure, training_curves_figure
-from initbench.report import format_number, markdown_table, reached_text, rich_table
-from initbench.rules import init_rules_summary, ruled_modules
-from initbench.stats import median_layer
-from initbench.training import Evaluation, StackedTrainer, mlp_trainer, training_memory_estimate
+from initbench.config.run import Config
+from initbench.config.sections import TrainConfig
+from initbench.core.errors import InitbenchError
+from initbench.core.interfaces import Table
+from initbench.core.runtime import check_memory, resolve_dtype
+from initbench.core.stats import median_layer
+from initbench.data.datasets import Dataset, load_dataset
+from initbench.engines.lsuv_fit import Fits, fit_lsuv_runs, subset_fits
+from initbench.engines.modules import build_stack, check_initialization
+from initbench.engines.training import Evaluation, StackedTrainer, mlp_trainer, training_memory_estimate
+from initbench.experiments.assemble import init_rules_summary, ruled_modules
+from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext, build_runs
+from initbench.render.figures import decision_boundary_figure, training_curves_figure
+from initbench.render.formatting import format_number, markdown_table, reached_text, rich_table
+from initbench.render.lsuv_fits import report_fits
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from initbench.engine import Run
+    from initbench.engines.base import Run
 
 BOUNDARY_RESOLUTION = 200
 
@@ -109,7 +112,7 @@ class TrainingRecord:
     diverged_at: list[int | None]
     boundary: Boundary | None  # 2-D classification only
     model_states: list[dict[str, torch.Tensor]] | None = None  # each run's final state_dict (train.save_models)
-    fits: Fits = field(default_factory=dict)  # how each LSUV run's layers were fitted (initbench.lsuv)
+    fits: Fits = field(default_factory=dict)  # how each LSUV run's layers were fitted (initbench.engines.lsuv_fit)
     init_rules: dict[str, Any] | None = None  # which init.rules set each module (summary.json); None without rules
 
     def subset(self, labels: list[str]) -> TrainingRecord:

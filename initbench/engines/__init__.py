@@ -1,0 +1,6 @@
+"""The kernels that draw and run many seeds of a network at once: the stacked MLP engine
+(:mod:`~initbench.engines.stacked`, :mod:`~initbench.engines.training`) and the module backend for
+any ``nn.Module`` (:mod:`~initbench.engines.modules`), with LSUV's fitting loop.
+
+May import core, nets, data, theory, schemes and config; nothing of rich, matplotlib or typer.
+"""

@@ -1,0 +1,163 @@
+"""The run lifecycle, the one every command uses: claim → begin → run → save → finish.
+
+1. **claim and begin**, one atomic step (:meth:`RunDirectory.claim`): the directory appears
+   holding the resolved ``config.yaml`` and a ``running`` meta.json, or not at all;
+2. **run** the experiment and **save** what it returned, inside :func:`recorded`;
+3. **finish**: meta.json ends ``complete``, ``interrupted`` (Ctrl-C or SIGTERM) or ``failed``,
+   whatever happened, even if recording the failure itself fails.
+
+``initbench run`` and ``compare`` (:func:`execute`), ``--resume`` (:func:`resume`), every sweep
+point (:mod:`initbench.runs.sweeps.launch`) and ``initbench report`` go through it. Training runs keep
+a checkpoint in their directory while they run (:class:`DirectoryCheckpoint`), which is how a
+resumed run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from initbench.config.loading import validate_config
+from initbench.config.run import Config
+from initbench.core.errors import InitbenchError
+from initbench.core.interfaces import Progress
+from initbench.core.runtime import resolve_device, resolve_dtype
+from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext
+from initbench.runs.rundir import RESULTS_ROOT, RunDirectory, command_line, opening_meta
+
+T = TypeVar("T")
+
+CHECKPOINT = "checkpoint.pt"
+
+
+class DirectoryCheckpoint:
+    """An experiment's saved progress, kept atomically in its run directory as ``checkpoint.pt``."""
+
+    def __init__(self, directory: RunDirectory) -> None:
+        self.directory = directory
+
+    def save(self, state: dict[str, Any]) -> None:
+        import torch
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.directory.write_bytes(CHECKPOINT, buffer.getvalue())
+
+    def load(self) -> dict[str, Any] | None:
+        """The last saved state, or None if the run saved none."""
+        import torch
+
+        data = self.directory.read_bytes(CHECKPOINT)
+        return None if data is None else torch.load(io.BytesIO(data), weights_only=True)
+
+
+def title(config: Config) -> str:
+    return f"initbench {config.experiment}: {config.name}"
+
+
+@contextmanager
+def recorded(directories: Sequence[RunDirectory]) -> Iterator[None]:
+    """Finish every directory the block leaves unfinished: ``complete`` if it ended normally,
+    else ``interrupted`` or ``failed`` with its error, which still propagates.
+
+    A block that finishes directories itself (a sweep stack, point by point) is covered too: an
+    interrupt or failure between two points leaves none of them ``running``.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        for directory in directories:
+            if not directory.finished:
+                directory.finish("interrupted")
+        raise
+    except BaseException as error:
+        for directory in directories:
+            if not directory.finished:
+                directory.finish("failed", error=f"{type(error).__name__}: {error}")
+        raise
+    for directory in directories:
+        if not directory.finished:
+            directory.finish("complete")
+
+
+def run_and_save(directory: RunDirectory, work: Callable[[], T], save: Callable[[T], None]) -> T:
+    """Steps 2 and 3 for one claimed directory: ``save(work())``, then finish with the status."""
+    with recorded([directory]):
+        result = work()
+        save(result)
+        directory.remove(CHECKPOINT)
+    return result
+
+
+def begin(config: Config, out: Path | None, device: str, root: Path = RESULTS_ROOT) -> RunDirectory:
+    """Step 1 for a run: claim ``out`` (or a fresh directory) holding the config and a running meta.json."""
+    return RunDirectory.create(out, config.name, config.to_yaml(), opening_meta(device, config.dtype, command_line(), run_mode(config)), root)
+
+
+def run_mode(config: Config) -> dict[str, str]:
+    """meta.json's ``mode``: modules run in train mode as built (BatchNorm on the batch's statistics,
+    dropout on) unless ``model.eval``."""
+    return {"mode": "eval" if config.model.eval else "train"}
+
+
+def prepare(config: Config) -> tuple[Any, Any]:
+    """The experiment and device for ``config``, checked (name, device, memory) before anything is written."""
+    experiment = EXPERIMENTS.get(config.experiment)()
+    device = resolve_device(config.device)
+    experiment.check(config, device)
+    for _, scheme in config.resolved_init()[0]:
+        scheme.check_inputs()
+    return experiment, device
+
+
+def run_in(directory: RunDirectory, config: Config, experiment: Any, device: Any, progress: Progress) -> ExperimentResult:
+    context = RunContext(
+        config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress, checkpoint=DirectoryCheckpoint(directory)
+    )
+    return run_and_save(directory, lambda: experiment.run(context), lambda result: directory.save(result, title=title(config)))
+
+
+def run_detached(experiment: Any, config: Config, progress: Progress) -> ExperimentResult:
+    """Run ``experiment`` with no directory, for a command that prints its result (``initbench gain``)."""
+    device = resolve_device(config.device)
+    experiment.check(config, device)
+    return experiment.run(RunContext(config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress))
+
+
+def execute(config: Config, out: Path | None, progress: Progress, root: Path = RESULTS_ROOT) -> tuple[RunDirectory, ExperimentResult]:
+    """Run ``config``'s experiment and write its run directory.
+
+    Everything that can be checked is checked before the directory is claimed (the experiment's
+    name, the device, the memory estimate), so a refused run leaves nothing behind.
+    """
+    experiment, device = prepare(config)
+    directory = begin(config, out, str(device), root)
+    return directory, run_in(directory, config, experiment, device, progress)
+
+
+def resume(path: Path, progress: Progress) -> tuple[RunDirectory, ExperimentResult]:
+    """Run an interrupted or failed run again in its own directory, from its checkpoint if it left one.
+
+    The config is the one the directory recorded; a training run continues from its last
+    evaluation, and ends with the numbers an uninterrupted run gives.
+    """
+    if not path.is_dir():
+        raise InitbenchError(f"--resume {path}: the run directory does not exist.")
+    import yaml
+
+    directory, config_text = RunDirectory.reopen(path, command_line())
+    try:
+        config = validate_config(yaml.safe_load(config_text) or {}, str(path / RunDirectory.CONFIG))
+        experiment, device = prepare(config)
+    except BaseException as error:  # this attempt ended before it ran: say so, as any other would
+        if isinstance(error, InitbenchError):  # refused (a file the run needs is gone): the run stays as it was, resumable
+            previous = directory.meta["attempts"][-1]["status"]
+            status = previous if previous in ("interrupted", "failed") else "interrupted"  # never "running" once it has ended
+        else:
+            status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        directory.finish(status, error=f"{type(error).__name__}: {error}")
+        raise
+    return directory, run_in(directory, config, experiment, device, progress)

@@ -1,0 +1,19 @@
+"""Weight-initialization schemes, registered by name in :data:`~initbench.schemes.base.SCHEMES`.
+
+timm's pattern: :mod:`~initbench.schemes.base` is the leaf (the registry, :class:`InitScheme`, fans
+and gains); each module below registers its schemes and imports only the leaf; this ``__init__``
+imports them all, so that the registry is complete whenever any scheme module is imported.
+
+May import core, nets and theory.
+"""
+
+from initbench.schemes import (  # noqa: F401  (registration order is the order `initbench list schemes` shows)
+    checkpoint,
+    classic,
+    isometric,
+    lsuv,
+    scaling,
+    specs,
+    structured,
+    whole_model,
+)

@@ -1,0 +1,87 @@
+"""The house: the package's import graph has no cycle at any depth, and the layers hold.
+
+grimp (import-linter's graph builder) counts every import: module-level, function-local and those
+under ``TYPE_CHECKING``, so a cycle hidden inside a function is found too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import grimp
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def graph() -> grimp.ImportGraph:
+    return grimp.build_graph("initbench")
+
+
+def strongly_connected(edges: dict[str, set[str]]) -> list[set[str]]:
+    """Tarjan's strongly connected components of a directed graph, iteratively (no recursion limit)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    components: list[set[str]] = []
+    for root in edges:
+        if root in index:
+            continue
+        work = [(root, iter(sorted(edges[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            node, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = set()
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.add(member)
+                        if member == node:
+                            break
+                    components.append(component)
+    return components
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert [component for component in strongly_connected(edges) if len(component) > 1] == [{"a", "b", "c"}]
+
+
+def test_no_import_cycle_at_any_depth(graph: grimp.ImportGraph) -> None:
+    edges = {module: graph.find_modules_directly_imported_by(module) for module in graph.modules}
+    cycles = [sorted(component) for component in strongly_connected(edges) if len(component) > 1]
+    assert cycles == []
+
+
+def test_the_layers_contracts_hold() -> None:
+    """pyproject.toml's import-linter contracts (the pipeline's layers, independent experiments,
+    no UI library below render, acyclic siblings): what CI's ``lint-imports`` checks."""
+    result = subprocess.run([str(Path(sys.executable).with_name("lint-imports"))], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "0 broken" in result.stdout
+
+
+def test_the_top_holds_only_the_facade() -> None:
+    """At most a handful of modules at the top: the facade, ``__main__``, the version and the API."""
+    top = sorted(path.name for path in (REPO / "initbench").glob("*.py"))
+    assert top == ["__init__.py", "__main__.py", "_version.py", "api.py"]
