@@ -86,7 +86,7 @@ def theory_of(config: Config) -> SchemeTheory:
 def tanh_mean_field(sw2: float) -> dict[str, float]:
     """q*, χ₁ and the depth scales of tanh with σ_b² = 0, by Gauss–Hermite and plain iteration.
 
-    Independent of initbench.theory.meanfield (which uses Gauss–Legendre, bisection and a 2-D rule). tanh's
+    Independent of initbench.theory (which uses Gauss–Legendre, bisection and a 2-D rule). tanh's
     poles at ±iπ/2 slow Gauss–Hermite down (101 nodes are still 6e-8 off in ξ_q); 201 nodes agree
     with 301 to 1e-12 at q* ≈ 1.18, far below the 1e-9 we ask for. The iteration converges
     geometrically, as the length map's slope at q* (0.43) is below 1.

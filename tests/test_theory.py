@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from initbench import theory
 from initbench.core.registry import build_from_spec
 from initbench.nets.activations import ACTIVATIONS, Activation
-from initbench.theory import meanfield
+from initbench.theory.quadrature import first_derivative
 
 SMOOTH = ["tanh", "sigmoid", "gelu", "silu", "elu", "selu", "softsign"]
 PIECEWISE_LINEAR = ["linear", "relu", "leaky_relu:negative_slope=0.2"]
@@ -136,7 +136,7 @@ def test_moments_are_converged_in_degree(name: str) -> None:
 @pytest.mark.parametrize("name", SMOOTH)
 def test_bivariate_expectation_is_converged_in_degree(name: str) -> None:
     activation = act(name)
-    derivative = meanfield._derivative(activation)
+    derivative = first_derivative(activation)
     for q, c in [(1e-6, 0.5), (1.0, -0.9), (1.0, 0.99), (100.0, 0.3), (1e5, 0.999)]:  # q = 1e8: see the erf tests
         for f in (activation, derivative):
             scale = theory.bivariate_gaussian_expectation(f, f, q, 1.0)  # E[f²] ≥ |E[f(u₁)f(u₂)]|
@@ -178,7 +178,7 @@ def test_erf_moments_match_closed_forms(q: float) -> None:
 @pytest.mark.parametrize("c", [-1.0, -0.6, 0.5, 1 - 1e-9, 1.0])
 def test_bivariate_expectation_and_correlation_map_match_erf_closed_forms(q: float, c: float) -> None:
     erf = Erf()
-    derivative = meanfield._derivative(erf)
+    derivative = first_derivative(erf)
     cross = theory.bivariate_gaussian_expectation(erf, erf, q, c)
     assert abs(cross - erf_cross_moment(q, c)) <= 1e-11 * erf_cross_moment(q, 1.0)  # E[φ²] bounds |E[φφ]|
     expected = erf_derivative_cross_moment(q, c)

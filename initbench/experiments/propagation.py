@@ -239,7 +239,7 @@ def measure_modules(runs: list[Run], config: Config, context: RunContext, backwa
 
 @dataclass(frozen=True)
 class SchemeTheory:
-    """Mean-field predictions for one scheme's network (see :mod:`initbench.theory.meanfield`)."""
+    """Mean-field predictions for one scheme's network (see :mod:`initbench.theory.propagate`)."""
 
     sigma_w2: float
     sigma_b2: float

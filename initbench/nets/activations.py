@@ -61,7 +61,7 @@ class Activation(Component):
     def piecewise_linear_slopes(self) -> tuple[float, float] | None:
         """(slope for h > 0, slope for h < 0) when φ is piecewise linear through 0, else None.
 
-        Gaussian moments of such φ have closed forms (see :mod:`initbench.theory.meanfield`).
+        Gaussian moments of such φ have closed forms (see :mod:`initbench.theory.quadrature`).
         """
         return None
 

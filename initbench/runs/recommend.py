@@ -12,7 +12,7 @@ and He.
 
    - *Theory*, for the mlp and cnn without normalization (biases zero): the first layer sees the
      inputs, E[x²] = 1, so s₁ = 1 gives Var(h¹) = 1; every later layer sees φ(h) with h ~ N(0, 1),
-     and s = 1 / E[φ(z)²] (:func:`initbench.theory.meanfield.variance_preserving_gain` squared) maps unit
+     and s = 1 / E[φ(z)²] (:func:`initbench.theory.gains.variance_preserving_gain` squared) maps unit
      variance to itself. χ₁ = s·E[φ'(z)²] at q = 1 is reported beside it: 1 for relu (He init), above
      1 for tanh, whose unit-variance point is slightly chaotic (no σ_w² gives both with zero biases).
    - *Data*, everywhere else (residual nets, normalized nets, a user's module): the rescaling pass

@@ -51,7 +51,7 @@ def resolve_gain(gain: Gain, activation: Activation) -> float:
 
     ``auto`` is PyTorch's ``calculate_gain`` where torch defines one (so results match what PyTorch
     users expect) and the variance-preserving gain otherwise; ``preserving`` solves
-    σ_w²·E[φ(z)²] = 1, z ~ N(0,1); ``critical`` solves χ₁ = 1 (see :mod:`initbench.theory.meanfield`).
+    σ_w²·E[φ(z)²] = 1, z ~ N(0,1); ``critical`` solves χ₁ = 1 (see :mod:`initbench.theory.gains`).
     """
     if isinstance(gain, (int, float)):
         return float(gain)

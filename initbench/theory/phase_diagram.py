@@ -12,16 +12,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from initbench import theory
 from initbench.core.interfaces import Progress, SilentProgress
 from initbench.nets.activations import Activation
+from initbench.theory.fixed_points import depth_scales, fixed_point, fixed_point_phase
+from initbench.theory.maps import chi1
 
 START_CORRELATION = 0.2
-
-
 CONVERGED = 0.05
-
-
 PAIRS = 16
 
 
@@ -60,12 +57,12 @@ def compute_phase_diagram(activation: Activation, sw2_values: np.ndarray, sb2_va
     progress.start(f"theory at {shape[0] * shape[1]} points", total=shape[0] * shape[1])
     for row, sb2 in enumerate(sb2_values):
         for column, sw2 in enumerate(sw2_values):
-            q = theory.fixed_point(activation, float(sw2), float(sb2))
+            q = fixed_point(activation, float(sw2), float(sb2))
             q_star[row, column] = q
-            chi[row, column] = theory.chi1(activation, float(sw2), q)
-            phases[row, column] = theory.fixed_point_phase(q, chi[row, column])
+            chi[row, column] = chi1(activation, float(sw2), q)
+            phases[row, column] = fixed_point_phase(q, chi[row, column])
             if math.isfinite(q):
-                scales = theory.depth_scales(activation, float(sw2), float(sb2))
+                scales = depth_scales(activation, float(sw2), float(sb2))
                 xi_c[row, column], c_star[row, column] = scales.xi_c, scales.c_star
             predicted[row, column] = predicted_convergence_depth(xi_c[row, column], c_star[row, column])
             progress.advance()
