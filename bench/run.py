@@ -29,7 +29,7 @@ from initbench.config.loading import validate_config
 from initbench.config.run import Config
 from initbench.core.interfaces import SilentProgress
 from initbench.core.registry import build_from_spec
-from initbench.data.datasets import load_dataset
+from initbench.data.loading import load_dataset
 from initbench.engines.base import Run
 from initbench.engines.training import mlp_trainer
 from initbench.experiments.base import RunContext, build_runs

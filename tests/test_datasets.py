@@ -14,7 +14,9 @@ import pytest
 
 from initbench.core.errors import InitbenchError
 from initbench.core.registry import build_from_spec
-from initbench.data.datasets import DATASETS, Dataset, Teacher, load_dataset, random_states
+from initbench.data.base import DATASETS, Dataset, random_states
+from initbench.data.loading import load_dataset
+from initbench.data.teacher import Teacher
 
 #: Datasets whose data and split are fixed: the data seed does not change them.
 FIXED_DATA = {"digits"}

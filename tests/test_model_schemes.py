@@ -22,7 +22,7 @@ from initbench.config.run import Config
 from initbench.core.errors import InitbenchError
 from initbench.core.interfaces import SilentProgress
 from initbench.core.registry import build_from_spec
-from initbench.data.datasets import load_dataset
+from initbench.data.loading import load_dataset
 from initbench.engines.modules import build_model, build_stack, module_inputs
 from initbench.experiments.base import RunContext, build_runs
 from initbench.experiments.train import TrainExperiment

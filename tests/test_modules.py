@@ -355,7 +355,7 @@ def test_probe_errors_are_one_clear_line(cli, args: list[str], message: str) -> 
 
 
 def test_inputs_from_a_named_dataset_are_its_first_training_examples(cli, tmp_path: Path) -> None:
-    from initbench.data.datasets import load_dataset
+    from initbench.data.loading import load_dataset
 
     result = cli("probe", "torch.nn:Flatten", "input.dataset=digits", "--input-shape", "32,1,8,8", "--seeds", "2", "--out", tmp_path / "d", "--quiet")
     assert result.exit_code == 0, result.output

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from initbench.data.datasets import DATASETS
+from initbench.data.base import DATASETS
 from initbench.experiments.base import EXPERIMENTS
 from initbench.nets.activations import ACTIVATIONS
 from initbench.schemes.base import SCHEMES

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from initbench.core.registry import build_from_spec
-from initbench.data.datasets import load_dataset
+from initbench.data.loading import load_dataset
 from initbench.engines.base import Run
 from initbench.engines.training import mlp_trainer, per_run_loss, per_run_loss_gradient
 from initbench.nets.activations import ACTIVATIONS
@@ -203,7 +203,7 @@ def test_evaluating_leaves_batchnorm_running_statistics_alone() -> None:
     """A BatchNorm in train mode updates its running statistics on every call; evaluation is not
     training, so the test set must not move them (they are saved with train.save_models)."""
     from initbench.config.loading import validate_config
-    from initbench.data.datasets import load_dataset
+    from initbench.data.loading import load_dataset
     from initbench.engines.modules import build_stack
     from initbench.engines.training import StackedTrainer
     from initbench.experiments.base import build_runs

@@ -831,7 +831,7 @@ def list_entries(
     """List the registered schemes, activations, datasets or experiments, with their formulas and options."""
     with reported_errors():
         from initbench.core.registry import unknown_name_error
-        from initbench.data.datasets import DATASETS
+        from initbench.data.base import DATASETS
         from initbench.experiments.base import EXPERIMENTS
         from initbench.nets.activations import ACTIVATIONS
         from initbench.schemes.base import SCHEMES

@@ -38,7 +38,7 @@ from torch.utils import _pytree as pytree
 from initbench.core.errors import InitbenchError
 from initbench.core.hooks import HookSet
 from initbench.core.runtime import derive_seed, resolve_dtype
-from initbench.data.datasets import load_dataset
+from initbench.data.loading import load_dataset
 from initbench.engines.base import Run
 from initbench.engines.training import per_run_loss
 from initbench.nets.architectures import ActivationModule, Block, ResidualBlock, build_builtin, build_factory, is_norm, parameter_contexts

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from initbench.core.runtime import derive_seed
-from initbench.data.datasets import Dataset
+from initbench.data.base import Dataset
 from initbench.engines.base import Run
 from initbench.engines.stacked import draw_stacked
 from initbench.nets.activations import Activation

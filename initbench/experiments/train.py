@@ -23,7 +23,8 @@ from initbench.core.errors import InitbenchError
 from initbench.core.interfaces import Table
 from initbench.core.runtime import check_memory, resolve_dtype
 from initbench.core.stats import median_layer
-from initbench.data.datasets import Dataset, load_dataset
+from initbench.data.base import Dataset
+from initbench.data.loading import load_dataset
 from initbench.engines.lsuv_fit import Fits, fit_lsuv_runs, subset_fits
 from initbench.engines.modules import build_stack, check_initialization
 from initbench.engines.training import Evaluation, StackedTrainer, mlp_trainer, training_memory_estimate

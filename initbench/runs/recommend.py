@@ -202,7 +202,7 @@ def median_by_module(result: ExperimentResult, config: Config) -> dict[str, dict
 def training_inputs(config: Config) -> tuple[torch.Tensor, int, int | None]:
     """A batch of the training set shaped for ``config``'s model, its outputs, and its input
     features (channels for the cnn; None for a module)."""
-    from initbench.data.datasets import load_dataset
+    from initbench.data.loading import load_dataset
     from initbench.experiments.train import image_shape
 
     assert config.train is not None
