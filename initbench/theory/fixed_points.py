@@ -85,10 +85,6 @@ def fixed_point(activation: Activation, sw2: float, sb2: float, input_second_mom
     def excess(q: float) -> float:
         return length_map(activation, sw2, sb2, q) - q
 
-    def sign(q: float, g: float) -> int:
-        """+1 or −1 where L(q) − q = g is beyond rounding, else 0."""
-        return 0 if abs(g) <= FIXED_POINT_RTOL * q else 1 if g > 0 else -1
-
     start = sw2 * input_second_moment + sb2  # q¹
     if start == 0:  # the first layer is all zeros; the second has variance L(0)
         start = length_map(activation, sw2, sb2, 0.0)
@@ -97,23 +93,40 @@ def fixed_point(activation: Activation, sw2: float, sb2: float, input_second_mom
     g_start = excess(start)
     # He's σ_w² = fan_in·(2/fan_in) comes out as 2.0000000000000004, and that one ulp must not
     # turn relu's critical line into "unbounded".
-    if sign(start, g_start) == 0:
+    if _sign(start, g_start) == 0:
         return start
-    q = start
     if g_start > 0:
-        lo, g_lo = start, g_start  # the last q with L(q) clearly above q
-        while q <= UNBOUNDED_Q:
-            # ×4 steps through every plausible q*, then ×√q, so that an unbounded map reaches
-            # UNBOUNDED_Q in 25 steps instead of 500.
-            q *= 4 if q < GROWTH_STEP_Q else math.sqrt(q)
-            g_q = excess(q)
-            direction = sign(q, g_q)
-            if direction < 0:
-                return _root(excess, lo, q, g_lo)
-            if direction > 0:
-                lo, g_lo = q, g_q
-        return math.inf
-    collapses = length_map(activation, sw2, sb2, 0.0) == 0
+        return _fixed_point_above(excess, start, g_start)
+    return _fixed_point_below(excess, start, collapses=length_map(activation, sw2, sb2, 0.0) == 0)
+
+
+def _sign(q: float, g: float) -> int:
+    """+1 or −1 where L(q) − q = g is beyond rounding, else 0."""
+    return 0 if abs(g) <= FIXED_POINT_RTOL * q else 1 if g > 0 else -1
+
+
+def _fixed_point_above(excess: Callable[[float], float], start: float, g_start: float) -> float:
+    """The first root of ``excess`` = L(q) − q above ``start``, where it is g_start > 0; math.inf
+    when there is none up to UNBOUNDED_Q."""
+    q = start
+    lo, g_lo = start, g_start  # the last q with L(q) clearly above q
+    while q <= UNBOUNDED_Q:
+        # ×4 steps through every plausible q*, then ×√q, so that an unbounded map reaches
+        # UNBOUNDED_Q in 25 steps instead of 500.
+        q *= 4 if q < GROWTH_STEP_Q else math.sqrt(q)
+        g_q = excess(q)
+        direction = _sign(q, g_q)
+        if direction < 0:
+            return _root(excess, lo, q, g_lo)
+        if direction > 0:
+            lo, g_lo = q, g_q
+    return math.inf
+
+
+def _fixed_point_below(excess: Callable[[float], float], start: float, collapses: bool) -> float:
+    """The first root of ``excess`` = L(q) − q below ``start``, where it is negative; 0.0 when
+    q = 0 is a fixed point (``collapses``) and q falls below COLLAPSED_Q·start on the way."""
+    q = start
     hi = start  # the last q with L(q) clearly below q
     while True:
         q /= 4
@@ -122,7 +135,7 @@ def fixed_point(activation: Activation, sw2: float, sb2: float, input_second_mom
         if q == 0:  # L(0) > 0, so the root lies in (0, hi)
             return _root(excess, 0.0, hi, excess(0.0))
         g_q = excess(q)
-        direction = sign(q, g_q)
+        direction = _sign(q, g_q)
         if direction > 0:
             return _root(excess, q, hi, g_q)
         if direction < 0:
