@@ -7,13 +7,5 @@ imports them all, so that the registry is complete whenever any scheme module is
 May import core, nets and theory.
 """
 
-from initbench.schemes import (  # noqa: F401  (registration order is the order `initbench list schemes` shows)
-    checkpoint,
-    classic,
-    isometric,
-    lsuv,
-    scaling,
-    specs,
-    structured,
-    whole_model,
-)
+# In registration order, which is the order `initbench list schemes` shows.
+from initbench.schemes import classic, scaling, structured, isometric, lsuv, whole_model, checkpoint, specs  # noqa: F401  # isort: skip
