@@ -42,9 +42,8 @@ from initbench.data.loading import load_dataset
 from initbench.engines.base import Run
 from initbench.engines.training import per_run_loss
 from initbench.nets.architectures import ActivationModule, Block, ResidualBlock, build_builtin, build_factory, is_norm, parameter_contexts
-from initbench.schemes.base import InitScheme
+from initbench.schemes.base import InitScheme, own_state_dict
 from initbench.schemes.rules import ResolvedRule, assign_rules, rule_context
-from initbench.schemes.whole_model import own_state_dict
 
 if TYPE_CHECKING:
     from initbench.config.run import Config

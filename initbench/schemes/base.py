@@ -1,4 +1,6 @@
-"""Weight-initialization schemes, registered by name, each documented with the variance it gives.
+"""The leaf of :mod:`initbench.schemes`: :class:`InitScheme`, the :data:`SCHEMES` registry, fans,
+gains and the draws the schemes share, and what the model schemes share (an inner scheme, a model's
+own state dict). Every scheme module imports this one only.
 
 A scheme fills one parameter in place from a ``torch.Generator``, told where the parameter sits by a
 :class:`~initbench.nets.architectures.ParamContext` (module path and type, weight or bias, shape, fans,
@@ -21,21 +23,19 @@ import torch
 from torch import nn
 
 from initbench.core.errors import InitbenchError
-from initbench.core.registry import Component, Registry
+from initbench.core.registry import Component, Registry, build_from_spec
 from initbench.nets.activations import Activation
 
 if TYPE_CHECKING:
     from initbench.nets.architectures import ParamContext
 
 FanMode = Literal["fan_in", "fan_out", "fan_avg"]
-
-
 Distribution = Literal["normal", "uniform", "truncated_normal"]
-
-
 #: A gain is a number, or a rule to compute one for the network's activation.
 Gain = float | Literal["auto", "preserving", "critical"]
 
+#: Attribute of a model that lists the state_dict keys of structure added inert (another run's scheme's).
+INERT_KEYS = "initbench_inert_keys"
 
 #: Std of N(0, 1) truncated to [−2, 2]; Keras divides by it so the truncated std comes out right.
 TRUNCATED_STD_AT_2 = 0.87962566103423978
@@ -60,12 +60,10 @@ def resolve_gain(gain: Gain, activation: Activation) -> float:
         if torch_gain is not None:
             return torch_gain
         gain = "preserving"
-    from initbench import theory  # deferred: only computed gains need the theory module
+    # Deferred for start-up time: only computed gains need the theory, which takes ~25 ms to import.
+    from initbench.theory.gains import critical_gain, variance_preserving_gain
 
-    if gain == "preserving":
-        value = theory.variance_preserving_gain(activation)
-    else:
-        value = theory.critical_gain(activation)
+    value = variance_preserving_gain(activation) if gain == "preserving" else critical_gain(activation)
     if value is None:
         raise InitbenchError(f"Activation '{activation.spec()}' has no {gain} gain.", hint="Give the gain as a number instead.")
     return value
@@ -99,8 +97,8 @@ class InitScheme(Component):
     #: False where a trial draw on a 2×2 stand-in weight (the config's overflow check) proves
     #: nothing and may fail: a user's plugin may expect its own layers, and dirac's groups the real ones.
     trial_draw: ClassVar[bool] = True
-    #: True for schemes that change or read the whole model (:mod:`initbench.schemes.whole_model`): they
-    #: run on the module backend, which calls :meth:`prepare_model` and :meth:`finish_model`.
+    #: True for schemes that change or read the whole model (:mod:`~initbench.schemes.whole_model`,
+    #: ``checkpoint``): they run on the module backend, which calls :meth:`prepare_model` and :meth:`finish_model`.
     needs_model: ClassVar[bool] = False
     #: True for schemes fitted to a batch after drawing (``lsuv``): they run on the module backend, where the batch is.
     needs_data: ClassVar[bool] = False
@@ -139,3 +137,17 @@ class InitScheme(Component):
 
 
 SCHEMES: Registry[type[InitScheme]] = Registry("scheme")
+
+
+def inner_scheme(spec: str, what: str) -> InitScheme:
+    """The per-parameter scheme ``spec`` that a model scheme draws with; it must draw (no model scheme, no ``constructor``)."""
+    scheme = build_from_spec(SCHEMES, spec)
+    if scheme.needs_model or scheme.keeps_constructor_init:
+        raise InitbenchError(f"{what} '{spec}' must draw each parameter itself.", hint="Name a per-parameter scheme, such as kaiming_normal or default.")
+    return scheme
+
+
+def own_state_dict(model: nn.Module, keep_vars: bool = False) -> dict[str, torch.Tensor]:
+    """``model.state_dict()`` without the structure other runs' schemes added inert."""
+    inert = getattr(model, INERT_KEYS, set())
+    return {key: value for key, value in model.state_dict(keep_vars=keep_vars).items() if key not in inert}

@@ -18,8 +18,7 @@ from torch import nn
 
 from initbench.core.errors import InitbenchError
 from initbench.nets.activations import Activation
-from initbench.schemes.base import SCHEMES, InitScheme
-from initbench.schemes.whole_model import inner_scheme, own_state_dict
+from initbench.schemes.base import SCHEMES, InitScheme, inner_scheme, own_state_dict
 
 if TYPE_CHECKING:
     from initbench.nets.architectures import ParamContext

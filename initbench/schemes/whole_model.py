@@ -1,15 +1,18 @@
-"""Schemes that change or read the whole model: Fixup, SkipInit/ReZero, and a checkpoint.
+"""Schemes that change the whole model: Fixup and SkipInit/ReZero, which add scalars to every
+residual branch.
 
-A per-parameter scheme (:mod:`initbench.schemes.structured`) fills one tensor at a time. These schemes also
-act on the model, through two hooks the module backend calls (:func:`~initbench.engines.modules.build_stack`):
+A per-parameter scheme (:mod:`~initbench.schemes.classic`, :mod:`~initbench.schemes.scaling`,
+:mod:`~initbench.schemes.structured`) fills one tensor at a time. These schemes also act on the
+model, through two hooks the module backend calls (:func:`~initbench.engines.modules.build_stack`):
 
 1. :meth:`~initbench.schemes.base.InitScheme.prepare_model`, before the draw: Fixup adds its scalar
    biases and multipliers, SkipInit its gates. They are registered ``nn.Parameter``\\ s, so
    ``torch.func.stack_module_state`` stacks them and they train, and the forward hooks that apply
    them are module-level functions reading them from the module they are called on, so
    ``functional_call``'s swapped, per-run tensors are the ones used.
-2. :meth:`~initbench.schemes.base.InitScheme.finish_model`, after the draw: a checkpoint copies its
-   tensors (buffers such as BatchNorm's running statistics included) over the drawn ones.
+2. :meth:`~initbench.schemes.base.InitScheme.finish_model`, after the draw: Fixup zeroes the biases
+   of the layers whose weights it zeroes. (The ``checkpoint`` scheme, :mod:`~initbench.schemes.checkpoint`,
+   copies a file's tensors over the drawn ones in the same hook.)
 
 The runs of a stack share one model structure, so when one run's scheme adds structure, every
 model of the stack gets it: inert in the other runs' models (a flag buffer of 0 makes each hook
@@ -32,18 +35,12 @@ from pydantic import PrivateAttr
 from torch import nn
 
 from initbench.core.errors import InitbenchError
-from initbench.core.registry import build_from_spec
 from initbench.nets.activations import Activation
-from initbench.nets.architectures import ActivationModule
-from initbench.schemes.base import SCHEMES, InitScheme
+from initbench.nets.architectures import ActivationModule, parameter_contexts
+from initbench.schemes.base import INERT_KEYS, SCHEMES, InitScheme, inner_scheme
 
 if TYPE_CHECKING:
     from initbench.nets.architectures import ParamContext
-
-
-#: Attribute of a model that lists the state_dict keys of structure added inert (another run's scheme's).
-INERT_KEYS = "initbench_inert_keys"
-
 
 #: torch's activation modules that are not element-wise (they mix features): Fixup adds no bias before them.
 NOT_ELEMENTWISE = (nn.MultiheadAttention, nn.Softmax, nn.Softmin, nn.LogSoftmax, nn.Softmax2d, nn.GLU)
@@ -97,12 +94,6 @@ def structure(model: nn.Module, owner: bool) -> Iterator[None]:
         setattr(model, INERT_KEYS, getattr(model, INERT_KEYS, set()) | added)
 
 
-def own_state_dict(model: nn.Module, keep_vars: bool = False) -> dict[str, torch.Tensor]:
-    """``model.state_dict()`` without the structure other runs' schemes added inert."""
-    inert = getattr(model, INERT_KEYS, set())
-    return {key: value for key, value in model.state_dict(keep_vars=keep_vars).items() if key not in inert}
-
-
 class Shift(nn.Module):
     """Fixup's scalar bias before a weight layer: held by a child, since a scalar the layer owned
     itself would be drawn as its bias."""
@@ -132,14 +123,6 @@ def fixup_branch_output(module: nn.Module, inputs: tuple[Any, ...], output: torc
 def gate_branch_output(module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
     """Forward hook of a branch: F(x) ← α·F(x), SkipInit's gate."""
     return output * blend(module.skipinit_gate, module.skipinit_on, 1.0)
-
-
-def inner_scheme(spec: str, what: str) -> InitScheme:
-    """The per-parameter scheme ``spec`` that a model scheme draws with; it must draw (no model scheme, no ``constructor``)."""
-    scheme = build_from_spec(SCHEMES, spec)
-    if scheme.needs_model or scheme.keeps_constructor_init:
-        raise InitbenchError(f"{what} '{spec}' must draw each parameter itself.", hint="Name a per-parameter scheme, such as kaiming_normal or default.")
-    return scheme
 
 
 class Wrapping(InitScheme):
@@ -256,8 +239,6 @@ class Fixup(Wrapping):
                         module.register_forward_pre_hook(shift_activation_input)
 
     def finish_model(self, model: nn.Module) -> None:
-        from initbench.nets.architectures import parameter_contexts  # the contexts the draw used
-
         with torch.no_grad():
             for _, parameter, context in parameter_contexts(model):
                 if context is not None and context.role == "bias" and self.factor(context) == 0.0:
