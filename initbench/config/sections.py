@@ -1,4 +1,6 @@
-"""The run configuration: a pydantic model read from YAML, with Hydra-style ``key=value`` overrides.
+"""The sections of a run configuration (``model``, ``init``, ``train``, ``phase``, ``gain``,
+``input``): pydantic models that check their own keys, held by :class:`~initbench.config.run.Config`
+and read by :mod:`~initbench.config.loading`.
 
 Example config (every key optional except where noted)::
 
@@ -33,6 +35,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from initbench.config.grids import parse_grid
 from initbench.core.errors import InitbenchError
 from initbench.core.registry import STRICT, build_from_spec, format_spec
 from initbench.nets.activations import ACTIVATIONS, Activation
@@ -276,8 +279,6 @@ class PhaseConfig(Section):
     @field_validator("sw2", "sb2")
     @classmethod
     def _grid(cls, value: str, info: Any) -> str:
-        from initbench.config.grids import parse_grid
-
         parse_grid(value, f"phase.{info.field_name}")
         return value
 

@@ -19,14 +19,9 @@ from types import FrameType
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
 
-
 #: The last handled signal this process received (None: none yet).
 received: int | None = None
-
-
 _deferring = 0
-
-
 _pending: int | None = None
 
 

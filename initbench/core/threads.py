@@ -41,7 +41,7 @@ def default_threads(cores: int | None = None, load: float | None = None) -> int:
 
 def use_threads(threads: int | None = None) -> int:
     """Set torch's intra-op threads to ``threads`` (None: :func:`default_threads`); returns the count."""
-    import torch
+    import torch  # deferred for start-up time: the CLI imports this module, and `--help` must not load torch
 
     count = default_threads() if threads is None else threads
     torch.set_num_threads(count)

@@ -172,7 +172,7 @@ def _check_xy(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str, path: str)
 
 def _hold_out(x: np.ndarray, y: np.ndarray, classification: bool, path: str) -> tuple[np.ndarray, ...]:
     """The fixed 25% test split of a file without test arrays: (x_train, x_test, y_train, y_test)."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # deferred for start-up time: scikit-learn takes over a second
 
     try:
         return tuple(
