@@ -61,7 +61,7 @@ def _root(g: Callable[[float], float], lo: float, hi: float, g_lo: float, xtol: 
 def fixed_point(activation: Activation, sw2: float, sb2: float, input_second_moment: float = 1.0) -> float:
     """The fixed point q* = σ_w²·E_{z~N(0,q*)}[φ(z)²] + σ_b² that the network's length map reaches.
 
-    The map starts where :func:`propagate_forward` does, at q¹ = σ_w²·E[(x⁰)²] + σ_b². L is
+    The map starts where :func:`~initbench.theory.propagate.propagate_forward` does, at q¹ = σ_w²·E[(x⁰)²] + σ_b². L is
     increasing in q (E[φ²] grows with q for every registered activation), so iterating it moves
     monotonically toward the first root of L(q) − q on the side where L(q¹) − q¹ points; that root
     is a stable fixed point. We bracket it with ×4 steps (×√q above GROWTH_STEP_Q) and solve for it, rather than iterate

@@ -41,7 +41,7 @@ def variance_preserving_gain(activation: Activation, sb2: float = 0.0) -> float 
 
 
 def critical_gain(activation: Activation, sb2: float = 0.0) -> float | None:
-    """The σ_w at the edge of chaos: χ₁(q*(σ_w²)) = 1, with q* from :func:`fixed_point`.
+    """The σ_w at the edge of chaos: χ₁(q*(σ_w²)) = 1, with q* from :func:`~initbench.theory.fixed_points.fixed_point`.
 
     Bisects χ₁ − 1 over σ_w² in GAIN_SQ_RANGE (σ_w ∈ [0.01, 100]). Where q* is unbounded, χ₁ is
     taken at q = ∞ if it has a closed form there (piecewise-linear φ), and otherwise counts as
