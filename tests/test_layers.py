@@ -85,3 +85,15 @@ def test_the_top_holds_only_the_facade() -> None:
     """At most a handful of modules at the top: the facade, ``__main__``, the version and the API."""
     top = sorted(path.name for path in (REPO / "initbench").glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "_version.py", "api.py"]
+
+
+def test_registries_list_in_the_order_the_plugins_register() -> None:
+    """The package ``__init__`` imports its plug-ins in registration order, which is the order
+    ``initbench list`` shows: the classic schemes first, the propagation experiments first."""
+    from initbench.experiments.base import EXPERIMENTS
+    from initbench.schemes.base import SCHEMES
+
+    assert [name for name, _ in EXPERIMENTS] == ["forward", "gradients", "train", "gain", "phase"]
+    schemes = [name for name, _ in SCHEMES]
+    assert schemes[:3] == ["zeros", "constant", "ones"]
+    assert schemes.index("kaiming_normal") < schemes.index("orthogonal") < schemes.index("delta_orthogonal") < schemes.index("lsuv") < schemes.index("fixup") < schemes.index("checkpoint")

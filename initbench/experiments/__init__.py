@@ -10,4 +10,6 @@ them all. An experiment takes a validated config and returns an
 May import everything from core to render.
 """
 
-from initbench.experiments import gain, phase, propagation, train  # noqa: F401  (first: `initbench list` shows them first)  # noqa: F401
+# Registration order is the order `initbench list experiments` shows: the propagation experiments first.
+from initbench.experiments import propagation, train  # noqa: F401  # isort: skip
+from initbench.experiments import gain, phase  # noqa: F401  # isort: skip

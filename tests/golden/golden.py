@@ -36,7 +36,10 @@ COMMANDS: dict[str, list[str]] = {
     "readme-sweep": ["sweep", "configs/relu_kaiming.yaml", "model.depth=10,30,100,300", "model.activation=tanh,relu", "init.scheme=xavier,he,orthogonal"],
 }
 #: Commands that print their result instead of writing a directory: their stdout is hashed.
-PRINTED: dict[str, list[str]] = {"readme-gain-json": ["gain", "gelu", "--json"]}
+PRINTED: dict[str, list[str]] = {
+    "readme-gain-json": ["gain", "gelu", "--json"],
+    **{f"list-{what}": ["list", what] for what in ("schemes", "activations", "datasets", "experiments")},
+}
 #: The checkpoint demo's second step loads the file its first step saved, at the path its config
 #: names relative to where it runs: both run inside OUT_DIR, the first into that path, in order.
 CHAINED: dict[str, Path | None] = {"config-checkpoint_pretrain": Path("results/checkpoint_pretrain"), "config-checkpoint_finetune": None}
