@@ -34,11 +34,11 @@ from initbench.theory.meanfield import (
     gaussian_expectation,
     gaussian_moments,
     length_map,
-    phase,
+    phase_of,
     propagate_backward,
     propagate_forward,
     propagate_residual,
     variance_preserving_gain,
 )
 
-__all__ = ['TensorFn', 'Phase', 'QUADRATURE_DEGREE', 'BIVARIATE_DEGREE', 'TAIL_SIGMAS', 'PANEL_RATIO', 'PHASE_TOL', 'FIXED_POINT_RTOL', 'UNBOUNDED_Q', 'COLLAPSED_Q', 'GROWTH_STEP_Q', 'GAIN_SQ_RANGE', 'gaussian_expectation', 'bivariate_gaussian_expectation', 'GaussianMoments', 'gaussian_moments', 'length_map', 'chi1', 'ForwardPrediction', 'propagate_forward', 'propagate_backward', 'fixed_point', 'correlation_map', 'correlation_fixed_point', 'DepthScales', 'depth_scales', 'phase', 'fixed_point_phase', 'variance_preserving_gain', 'critical_gain', 'propagate_residual']
+__all__ = ['TensorFn', 'Phase', 'QUADRATURE_DEGREE', 'BIVARIATE_DEGREE', 'TAIL_SIGMAS', 'PANEL_RATIO', 'PHASE_TOL', 'FIXED_POINT_RTOL', 'UNBOUNDED_Q', 'COLLAPSED_Q', 'GROWTH_STEP_Q', 'GAIN_SQ_RANGE', 'gaussian_expectation', 'bivariate_gaussian_expectation', 'GaussianMoments', 'gaussian_moments', 'length_map', 'chi1', 'ForwardPrediction', 'propagate_forward', 'propagate_backward', 'fixed_point', 'correlation_map', 'correlation_fixed_point', 'DepthScales', 'depth_scales', 'phase_of', 'fixed_point_phase', 'variance_preserving_gain', 'critical_gain', 'propagate_residual']
