@@ -7,8 +7,7 @@ first). Importing the package registers every command on :data:`~initbench.cli.a
 The top of the pipeline: may import anything; nothing in initbench imports it.
 """
 
-from initbench.cli import inspect, run, sweep
-from initbench.cli.app import app
+from initbench.cli import app, inspect, run, sweep  # modules, so that initbench.cli.app stays the module, not the Typer app in it
 
 #: Every command, in the order ``initbench --help`` lists them.
 COMMANDS = {
@@ -24,4 +23,4 @@ COMMANDS = {
 }
 
 for name, command in COMMANDS.items():
-    app.command(name)(command)
+    app.app.command(name)(command)

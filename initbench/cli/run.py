@@ -172,7 +172,9 @@ def probe(
         if experiment not in ("forward", "gradients"):
             raise InitbenchError(f"--experiment {experiment}: probe runs forward or gradients.")
         shape = None if input_shape is None else parse_shape(input_shape)
-        options = {"input.tokens": ("--tokens", tokens), "seeds": ("--seeds", seeds), "device": ("--device", device), "model.eval": ("--eval/--no-eval", eval_mode)}
+        options = {
+            "input.tokens": ("--tokens", tokens), "seeds": ("--seeds", seeds), "device": ("--device", device), "model.eval": ("--eval/--no-eval", eval_mode),
+        }  # fmt: skip
         run_config(probe_config(factory, experiment, scheme or [], shape, options, overrides or []), out, threads, quiet)
 
 

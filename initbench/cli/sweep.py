@@ -126,7 +126,15 @@ def sweep_definition(config: Path, axes: list[str], out: Path | None, device: st
 
 
 def submit_jobs(
-    path: Path, configs: list[Config], launcher: str, jobs: int | None, partition: str | None, timeout_min: int | None, gpus: int | None, threads: int | None, wait: bool
+    path: Path,
+    configs: list[Config],
+    launcher: str,
+    jobs: int | None,
+    partition: str | None,
+    timeout_min: int | None,
+    gpus: int | None,
+    threads: int | None,
+    wait: bool,
 ) -> None:
     """Submit the sweep in ``path`` as a job array through submitit (``jobs`` shards; default one per
     stack), say where its logs go, and with ``wait`` wait for the jobs."""
