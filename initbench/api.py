@@ -50,13 +50,13 @@ def run(
         seeds, device, eval_mode: as ``--seeds``, ``--device`` and ``--eval``.
         quiet: False shows the progress bar and the result tables.
     """
-    from initbench.config.loading import apply_overrides, validate_config
+    from initbench.config.loading import build_config
     from initbench.runs.sweeps import check_no_sweep_section
 
     raw, source = config_mapping(config)
     check_no_sweep_section(raw, Path(source))
-    flags = [f"device={device}"] * (device is not None) + [f"seeds={seeds}"] * (seeds is not None) + ["model.eval=true"] * eval_mode
-    return execute_config(validate_config(apply_overrides(raw, [*as_list(overrides, "overrides"), *flags]), source), out, quiet)
+    options = {"device": ("device", device), "seeds": ("seeds", seeds), "model.eval": ("model.eval", True if eval_mode else None)}
+    return execute_config(build_config(raw, source, as_list(overrides, "overrides"), options), out, quiet)
 
 
 def compare(
@@ -90,7 +90,7 @@ def compare(
         dataset, steps, lr: ``experiment="train"`` only.
         out, device, eval_mode, quiet: as in :func:`run`.
     """
-    from initbench.config.loading import DEFAULT_COMPARE, DEFAULT_TRAIN_COMPARE, compare_config
+    from initbench.config.loading import compare_config
     from initbench.runs.sweeps import check_no_sweep_section
 
     labels = as_list(schemes, "schemes")
@@ -98,19 +98,18 @@ def compare(
         raise InitbenchError("compare() needs at least one scheme.", hint='For example compare(["xavier", "he"]).')
     if lr is not None and not math.isfinite(lr):
         raise InitbenchError(f"lr={lr} is not a finite number.")
-    source = None
+    raw: dict[str, Any] | None = None  # None: compare's default net
+    source = "compare() arguments"
     if config is not None:
         raw, source = config_mapping(config)
         check_no_sweep_section(raw, Path(source))
-    else:
-        raw = copy.deepcopy(DEFAULT_TRAIN_COMPARE if experiment == "train" else DEFAULT_COMPARE)
     keywords = {
         "model.activation": activation, "model.depth": depth, "model.width": width, "input.batch": batch, "seeds": seeds, "device": device,
         "experiment": experiment, "train.dataset": dataset, "train.steps": steps, "train.lr": lr, "model.eval": True if eval_mode else None,
     }  # fmt: skip
     names = {"train.dataset": "dataset", "train.steps": "steps", "train.lr": "lr", "model.eval": "eval_mode"}
     options = {key: (names.get(key, key.rpartition(".")[2]), value) for key, value in keywords.items()}
-    return execute_config(compare_config(raw, source or "compare() arguments", labels, options, as_list(overrides, "overrides")), out, quiet)
+    return execute_config(compare_config(raw, source, labels, options, as_list(overrides, "overrides")), out, quiet)
 
 
 def probe(
@@ -138,25 +137,18 @@ def probe(
         experiment: ``"forward"`` or ``"gradients"``.
         seeds, device, eval_mode, out, quiet: as in :func:`run`.
     """
-    from initbench.config.loading import load_config
+    from initbench.config.loading import probe_config
 
     if experiment not in ("forward", "gradients"):
         raise InitbenchError(f"experiment={experiment!r}: probe runs forward or gradients.")
     chosen = as_list(schemes, "schemes") if schemes is not None else []
-    raw: dict[str, Any] = {
-        "name": "probe-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in factory.rpartition(":")[2])[:60],
-        "experiment": experiment,
-        "model": {"arch": "module", "factory": factory},
-        "init": {"schemes": chosen} if chosen else {"scheme": "constructor"},
-    }
-    if input_shape is not None:
-        shape = list(input_shape)
-        if not shape or not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in shape):
-            raise InitbenchError(f"input_shape={input_shape!r}: give positive integer sizes, batch first, e.g. (8, 16, 64).")
-        raw["input"] = {"shape": shape}
-    flags = {"input.tokens": tokens, "seeds": seeds, "device": device, "model.eval": "true" if eval_mode else None}
-    extra = [f"{key}={value}" for key, value in flags.items() if value is not None]
-    return execute_config(load_config(None, [*as_list(overrides, "overrides"), *extra], base=raw), out, quiet)
+    shape = None if input_shape is None else list(input_shape)
+    if shape is not None and (not shape or not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in shape)):
+        raise InitbenchError(f"input_shape={input_shape!r}: give positive integer sizes, batch first, e.g. (8, 16, 64).")
+    # Errors name the config keys these set, as they always have for probe().
+    keys = {"input.tokens": tokens, "seeds": seeds, "device": device, "model.eval": True if eval_mode else None}
+    options = {key: (key, value) for key, value in keys.items()}
+    return execute_config(probe_config(factory, experiment, chosen, shape, options, as_list(overrides, "overrides")), out, quiet)
 
 
 def load(path: str | Path) -> RunResult:

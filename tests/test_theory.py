@@ -296,9 +296,9 @@ def test_he_init_is_critical_for_relu() -> None:
     relu = act("relu")
     q_star = theory.fixed_point(relu, 2.0, 0.0)
     assert q_star == 2.0  # every q is a fixed point; the net stays at its q¹ = σ_w²·E[(x⁰)²] = 2
-    assert theory.phase(theory.chi1(relu, 2.0, q_star)) == "critical"
+    assert theory.phase_of(theory.chi1(relu, 2.0, q_star)) == "critical"
     assert theory.depth_scales(relu, 2.0, 0.0)[:2] == (math.inf, math.inf)
-    assert theory.phase(theory.chi1(relu, 1.0, 0.0)) == "ordered"  # Xavier on square layers
+    assert theory.phase_of(theory.chi1(relu, 1.0, 0.0)) == "ordered"  # Xavier on square layers
 
 
 @pytest.mark.parametrize("c", [-1.0, -0.5, 0.0, 0.3, 0.8, 0.99, 1.0])
@@ -317,7 +317,7 @@ def test_tanh_with_xavier_gain_five_thirds_is_chaotic() -> None:
     assert 0 < q_star < sw2  # tanh² < 1 bounds q* by σ_w²
     assert theory.length_map(tanh, sw2, 0.0, q_star) == pytest.approx(q_star, rel=1e-13)
     chi = theory.chi1(tanh, sw2, q_star)
-    assert chi > 1 and theory.phase(chi) == "chaotic"
+    assert chi > 1 and theory.phase_of(chi) == "chaotic"
     # 100 layers of the forward pass settle on q*, and the std printed there is √Var[φ] at q*.
     forward = theory.propagate_forward(tanh, sw2, 0.0, 100)
     assert forward.q[-1] == pytest.approx(q_star, rel=1e-10)
@@ -330,7 +330,7 @@ def test_tanh_below_unit_gain_without_bias_collapses_to_zero(sw2: float) -> None
     tanh = act("tanh")
     assert theory.fixed_point(tanh, sw2, 0.0) == 0.0
     assert theory.chi1(tanh, sw2, 0.0) == sw2  # tanh'(0) = 1
-    assert theory.phase(theory.chi1(tanh, sw2, 0.0)) == "ordered"
+    assert theory.phase_of(theory.chi1(tanh, sw2, 0.0)) == "ordered"
     assert theory.correlation_fixed_point(tanh, sw2, 0.0) == 1.0
 
 
@@ -338,7 +338,7 @@ def test_tanh_at_unit_gain_without_bias_is_exactly_critical() -> None:
     tanh = act("tanh")
     assert theory.fixed_point(tanh, 1.0, 0.0) == 0.0
     assert theory.chi1(tanh, 1.0, 0.0) == 1.0
-    assert theory.phase(1.0) == "critical"
+    assert theory.phase_of(1.0) == "critical"
     assert theory.depth_scales(tanh, 1.0, 0.0)[:2] == (math.inf, math.inf)
     # At criticality the length map q ↦ q − 2q² + O(q³) decays like a power law, q^l ≈ 1/(2l),
     # not geometrically: "tanh with N(0, 1/n) decays slowly".
@@ -526,12 +526,12 @@ def test_depth_scales_are_undefined_for_an_unbounded_variance() -> None:
 
 
 def test_phase_thresholds() -> None:
-    assert theory.phase(0.5) == "ordered"
-    assert theory.phase(1 + 1e-9) == "critical"
-    assert theory.phase(1 + 1e-3) == "chaotic"
-    assert theory.phase(1 + 1e-3, tol=1e-2) == "critical"
+    assert theory.phase_of(0.5) == "ordered"
+    assert theory.phase_of(1 + 1e-9) == "critical"
+    assert theory.phase_of(1 + 1e-3) == "chaotic"
+    assert theory.phase_of(1 + 1e-3, tol=1e-2) == "critical"
     with pytest.raises(ValueError, match="nan"):
-        theory.phase(math.nan)
+        theory.phase_of(math.nan)
 
 
 # --- gains ------------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Reading a config: YAML files, Hydra-style ``key=value`` overrides, validation into a
-:class:`~initbench.config.run.Config` with one bullet per bad field, and the compare command's config.
+:class:`~initbench.config.run.Config` with one bullet per bad field, and the configs that the
+compare and probe commands build (the CLI and the API both call :func:`compare_config` and
+:func:`probe_config`).
 """
 
 from __future__ import annotations
@@ -34,16 +36,18 @@ DEFAULT_TRAIN_COMPARE: dict[str, Any] = {
 }
 
 
-def compare_config(raw: dict[str, Any], source: str | None, schemes: list[str], options: Mapping[str, tuple[str, Any]], overrides: list[str]) -> Config:
-    """The config ``initbench compare`` (and the API's ``compare``) runs: ``raw`` with one run per
-    scheme in place of its init (its bias kept), then ``overrides`` and the given ``options``.
-
-    ``options`` maps a config key to (the option's name as the user wrote it, ``--depth`` or
-    ``depth``; its value, None when not given), so that every error names what the user typed.
-    ``model.depth`` or ``model.width`` replaces the base's ``model.hidden``.
+def compare_config(
+    raw: dict[str, Any] | None, source: str | None, schemes: list[str], options: Mapping[str, tuple[str, Any]], overrides: list[str]
+) -> Config:
+    """The config ``initbench compare`` (and the API's ``compare``) runs: ``raw`` (None: a copy of
+    :data:`DEFAULT_COMPARE`, or :data:`DEFAULT_TRAIN_COMPARE` for experiment train) with one run per
+    scheme in place of its init (its bias kept), then ``overrides`` and the given ``options`` (see
+    :func:`build_config`). ``model.depth`` or ``model.width`` replaces the base's ``model.hidden``.
     """
     value = {key: given for key, (_, given) in options.items()}
     name = {key: written for key, (written, _) in options.items()}
+    if raw is None:
+        raw = copy.deepcopy(DEFAULT_TRAIN_COMPARE if value.get("experiment") == "train" else DEFAULT_COMPARE)
     chosen = value.get("experiment") or raw.get("experiment", "forward")
     training = [name[key] for key in ("train.dataset", "train.steps", "train.lr") if value.get(key) is not None]
     if chosen != "train" and training:
@@ -54,9 +58,44 @@ def compare_config(raw: dict[str, Any], source: str | None, schemes: list[str], 
     raw = {**raw, "init": {"schemes": list(schemes), **({"bias": init["bias"]} if "bias" in init else {})}}
     if (value.get("model.depth") is not None or value.get("model.width") is not None) and isinstance(raw.get("model"), dict):
         raw["model"] = {key: setting for key, setting in raw["model"].items() if key != "hidden"}
-    given = {key: (written, setting) for key, (written, setting) in options.items() if setting is not None}
-    flags = [f"{key}={str(setting).lower() if isinstance(setting, bool) else setting}" for key, (_, setting) in given.items()]
-    return validate_config(apply_overrides(raw, [*overrides, *flags]), source, {key: written for key, (written, _) in given.items()})
+    return build_config(raw, source, overrides, options)
+
+
+def probe_config(
+    factory: str, experiment: str, schemes: list[str], shape: list[int] | None, options: Mapping[str, tuple[str, Any]], overrides: list[str]
+) -> Config:
+    """The config ``initbench probe`` (and the API's ``probe``) runs: the model ``factory`` builds, at
+    its own init (no ``schemes``) or redrawn by each of ``schemes``, fed inputs of ``shape`` (None:
+    the config's default), then ``overrides`` and the given ``options`` (see :func:`build_config`)."""
+    raw: dict[str, Any] = {
+        "name": "probe-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in factory.rpartition(":")[2])[:60],  # the callable's name
+        "experiment": experiment,
+        "model": {"arch": "module", "factory": factory},
+        "init": {"schemes": list(schemes)} if schemes else {"scheme": "constructor"},
+    }
+    if shape is not None:
+        raw["input"] = {"shape": shape}
+    return build_config(raw, None, overrides, options)
+
+
+def option_overrides(options: Mapping[str, tuple[str, Any]]) -> tuple[list[str], dict[str, str]]:
+    """The options a user gave as config overrides, and which option set each key.
+
+    ``options`` maps a dotted config key to (the option's name as the user wrote it, ``--depth``
+    or ``depth``; its value, None: not given), e.g. ``{"model.depth": ("--depth", 0)}`` →
+    ``["model.depth=0"]`` and ``{"model.depth": "--depth"}``, so that the config's error says
+    ``--depth``, the name the user typed.
+    """
+    given = {key: (name, value) for key, (name, value) in options.items() if value is not None}
+    overrides = [f"{key}={str(value).lower() if isinstance(value, bool) else value}" for key, (_, value) in given.items()]
+    return overrides, {key: name for key, (name, _) in given.items()}
+
+
+def build_config(raw: dict[str, Any], source: str | None, overrides: list[str], options: Mapping[str, tuple[str, Any]]) -> Config:
+    """``raw`` with ``overrides`` applied, then the ``options`` that were given (see
+    :func:`option_overrides`), validated: an error names an option as the user wrote it."""
+    flags, names = option_overrides(options)
+    return validate_config(apply_overrides(raw, [*overrides, *flags]), source, names)
 
 
 def _valid_keys(location: tuple[Any, ...]) -> list[str]:
@@ -144,10 +183,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return result
 
 
-def load_config(
-    path: Path | None, overrides: list[str], base: dict[str, Any] | None = None, options: Mapping[str, str] | None = None
-) -> Config:
-    """The config from ``path`` (or ``base``), with ``overrides`` applied, validated (``options``:
-    see :func:`validate_config`)."""
+def load_config(path: Path | None, overrides: list[str], base: dict[str, Any] | None = None) -> Config:
+    """The config from ``path`` (or ``base``), with ``overrides`` applied, validated."""
     raw = read_yaml(path) if path is not None else dict(base or {})
-    return validate_config(apply_overrides(raw, overrides), str(path) if path is not None else None, options)
+    return validate_config(apply_overrides(raw, overrides), str(path) if path is not None else None)

@@ -8,7 +8,7 @@ three while the document is composed, before anything is built from it:
 - a document whose nodes, counting every alias as a full copy of what it names and a long
   string as several nodes, exceed ``MAX_EXPANDED_NODES`` (what validating or printing the
   expanded value would touch);
-- nesting deeper than ``MAX_DEPTH``; a mapping with a key twice;
+- nesting deeper than ``MAX_YAML_NESTING``; a mapping with a key twice;
 - text longer than ``MAX_YAML_CHARS``.
 
 It also reads ``1e-3`` as a float, as YAML 1.2 does (YAML 1.1 needs a dot: ``1.0e-3``), so a
@@ -28,7 +28,7 @@ from initbench.core.errors import InitbenchError
 MAX_EXPANDED_NODES = 100_000
 #: A scalar counts as one value per this many characters (so at most ~6 MB of expanded text).
 CHARS_PER_VALUE = 64
-MAX_DEPTH = 50
+MAX_YAML_NESTING = 50
 MAX_YAML_CHARS = 1_000_000
 
 #: Floats YAML 1.1 reads as strings: an exponent without a dot (``1e-3``, ``5E+2``).
@@ -52,8 +52,8 @@ class BoundedLoader(yaml.SafeLoader):
             node = super().compose_node(parent, index)
             size = self._expanded[id(node)]
         else:
-            if len(self._open) >= MAX_DEPTH:
-                raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_DEPTH} levels", self.peek_event().start_mark)
+            if len(self._open) >= MAX_YAML_NESTING:
+                raise yaml.composer.ComposerError(None, None, f"nesting deeper than {MAX_YAML_NESTING} levels", self.peek_event().start_mark)
             self._open.append(0)
             try:
                 node = super().compose_node(parent, index)

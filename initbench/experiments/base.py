@@ -35,8 +35,9 @@ class ExperimentResult:
     files: dict[str, bytes] = field(default_factory=dict)  # other files by relative path, e.g. "models/he-seed0.pt"
 
 
-class Checkpoint(Protocol):
-    """Where a long experiment keeps its progress: ``save`` a state, ``load`` the last one (None: none)."""
+class ResumeStore(Protocol):
+    """Where a long experiment keeps the state it resumes from (its checkpoint): ``save`` a state,
+    ``load`` the last one (None: none)."""
 
     def save(self, state: dict[str, Any]) -> None: ...
 
@@ -52,7 +53,7 @@ class RunContext:
     device: torch.device
     dtype: torch.dtype
     progress: Progress
-    checkpoint: Checkpoint | None = None
+    checkpoint: ResumeStore | None = None
 
 
 class Experiment(Protocol):

@@ -42,7 +42,7 @@ def sb2_of(config: Config) -> float:
     return config.gain.sb2
 
 
-def seeds_text(seeds: list[int]) -> str:
+def seed_range_text(seeds: list[int]) -> str:
     """``seed 0``, or ``median over seeds 0–2``."""
     return f"seed {seeds[0]}" if len(seeds) == 1 else f"median over seeds {seeds[0]}–{seeds[-1]}"
 
@@ -76,7 +76,7 @@ class GainExperiment:
         rows += [(LABELS[name], None, None, None) for name in LABELS if name not in gains.named()]
         columns = ("gain", "σ_w", "std L1", f"std L{depth}")
         note = (
-            f"Measured: a {depth}-layer, {width}-unit net with weights N(0, σ_w²/{width}), batch {batch}, {seeds_text(config.seed_list())}."
+            f"Measured: a {depth}-layer, {width}-unit net with weights N(0, σ_w²/{width}), batch {batch}, {seed_range_text(config.seed_list())}."
             " – means no such gain exists."
         )
         title = f"Gains for {gains.activation}, σ_b² = {sb2:g}"

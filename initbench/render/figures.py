@@ -59,7 +59,9 @@ def text_color_on(rgb: Sequence[float]) -> str:
     return "black" if luminance(rgb) > 0.45 else "white"
 
 
-def seeds_text(counts: set[int]) -> str:
+def seed_count_text(counts: set[int]) -> str:
+    """How many seeds the curves have, for a legend: ``3 seeds`` when every curve has the same
+    number, else ``seeds``."""
     return f"{counts.pop()} seeds" if len(counts) == 1 else "seeds"
 
 
@@ -186,10 +188,10 @@ def std_by_layer_figure(
             strip.grid(True, axis="x", alpha=0.3)
     seeds = {values.shape[0] for values in series.values()}
     handles.append(Line2D([], [], color="0.3", lw=2))
-    names.append(f"median over {seeds_text(set(seeds))}" if max(seeds) > 1 else "one seed")
+    names.append(f"median over {seed_count_text(set(seeds))}" if max(seeds) > 1 else "one seed")
     if max(seeds) > 1:
         handles.append(Patch(color="0.3", alpha=0.25, lw=0))
-        names.append(f"min–max over {seeds_text(set(seeds))}")
+        names.append(f"min–max over {seed_count_text(set(seeds))}")
     if theory and any(label in theory for label in labels):
         handles.append(Line2D([], [], color="0.3", ls="--", lw=1.2))
         names.append("mean-field theory")
@@ -429,10 +431,10 @@ def training_curves_figure(
         axes.grid(True, alpha=0.3)
     seeds = {values.shape[0] for per_label in curves.values() for values in per_label.values()}
     handles.append(Line2D([], [], color="0.3", lw=2))
-    names.append(f"median over {seeds_text(set(seeds))}" if max(seeds) > 1 else "one seed")
+    names.append(f"median over {seed_count_text(set(seeds))}" if max(seeds) > 1 else "one seed")
     if max(seeds) > 1:
         handles.append(Patch(color="0.3", alpha=0.25, lw=0))
-        names.append(f"min–max over {seeds_text(set(seeds))}")
+        names.append(f"min–max over {seed_count_text(set(seeds))}")
     if diverged_any:
         handles.append(Line2D([], [], color="0.5", marker="X", mec="black", ls="none", ms=9))
         names.append("a seed diverged (at that step; its curve ends)")

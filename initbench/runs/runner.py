@@ -8,7 +8,7 @@
 
 ``initbench run`` and ``compare`` (:func:`execute`), ``--resume`` (:func:`resume`), every sweep
 point (:mod:`initbench.runs.sweeps.launch`) and ``initbench report`` go through it. Training runs keep
-a checkpoint in their directory while they run (:class:`DirectoryCheckpoint`), which is how a
+a checkpoint in their directory while they run (:class:`DirectoryResumeStore`), which is how a
 resumed run continues where it stopped.
 """
 
@@ -33,7 +33,7 @@ T = TypeVar("T")
 CHECKPOINT = "checkpoint.pt"
 
 
-class DirectoryCheckpoint:
+class DirectoryResumeStore:
     """An experiment's saved progress, kept atomically in its run directory as ``checkpoint.pt``."""
 
     def __init__(self, directory: RunDirectory) -> None:
@@ -115,7 +115,7 @@ def prepare(config: Config) -> tuple[Any, Any]:
 
 def run_in(directory: RunDirectory, config: Config, experiment: Any, device: Any, progress: Progress) -> ExperimentResult:
     context = RunContext(
-        config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress, checkpoint=DirectoryCheckpoint(directory)
+        config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress, checkpoint=DirectoryResumeStore(directory)
     )
     return run_and_save(directory, lambda: experiment.run(context), lambda result: directory.save(result, title=title(config)))
 

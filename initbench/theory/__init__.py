@@ -24,7 +24,7 @@ from initbench.theory.fixed_points import (
     depth_scales,
     fixed_point,
     fixed_point_phase,
-    phase,
+    phase_of,
 )
 from initbench.theory.gains import GAIN_SQ_RANGE, critical_gain, variance_preserving_gain
 from initbench.theory.maps import chi1, correlation_map, length_map
@@ -41,4 +41,4 @@ from initbench.theory.quadrature import (
     gaussian_moments,
 )
 
-__all__ = ['TensorFn', 'Phase', 'QUADRATURE_DEGREE', 'BIVARIATE_DEGREE', 'TAIL_SIGMAS', 'PANEL_RATIO', 'PHASE_TOL', 'FIXED_POINT_RTOL', 'UNBOUNDED_Q', 'COLLAPSED_Q', 'GROWTH_STEP_Q', 'GAIN_SQ_RANGE', 'gaussian_expectation', 'bivariate_gaussian_expectation', 'GaussianMoments', 'gaussian_moments', 'length_map', 'chi1', 'ForwardPrediction', 'propagate_forward', 'propagate_backward', 'fixed_point', 'correlation_map', 'correlation_fixed_point', 'DepthScales', 'depth_scales', 'phase', 'fixed_point_phase', 'variance_preserving_gain', 'critical_gain', 'propagate_residual']
+__all__ = ['TensorFn', 'Phase', 'QUADRATURE_DEGREE', 'BIVARIATE_DEGREE', 'TAIL_SIGMAS', 'PANEL_RATIO', 'PHASE_TOL', 'FIXED_POINT_RTOL', 'UNBOUNDED_Q', 'COLLAPSED_Q', 'GROWTH_STEP_Q', 'GAIN_SQ_RANGE', 'gaussian_expectation', 'bivariate_gaussian_expectation', 'GaussianMoments', 'gaussian_moments', 'length_map', 'chi1', 'ForwardPrediction', 'propagate_forward', 'propagate_backward', 'fixed_point', 'correlation_map', 'correlation_fixed_point', 'DepthScales', 'depth_scales', 'phase_of', 'fixed_point_phase', 'variance_preserving_gain', 'critical_gain', 'propagate_residual']

@@ -222,7 +222,7 @@ def depth_scales(activation: Activation, sw2: float, sb2: float, input_second_mo
     return DepthScales(xi_q, _depth_scale(chi_c), c_star)
 
 
-def phase(chi: float, tol: float = PHASE_TOL) -> Phase:
+def phase_of(chi: float, tol: float = PHASE_TOL) -> Phase:
     """Classify χ₁: "ordered" (χ₁ < 1), "critical" (|χ₁ − 1| ≤ tol) or "chaotic" (χ₁ > 1)."""
     if math.isnan(chi):
         raise ValueError("χ₁ is nan (is the fixed point q* infinite?); no phase is defined")
@@ -233,5 +233,5 @@ def phase(chi: float, tol: float = PHASE_TOL) -> Phase:
 
 def fixed_point_phase(q_star: float, chi: float) -> Phase | Literal["unbounded"]:
     """The phase at the fixed point q*: "unbounded" where there is none (q* = inf: the variance
-    grows without limit, whatever χ₁ per layer says), else :func:`phase` of χ₁ at q*."""
-    return "unbounded" if q_star == math.inf else phase(chi)
+    grows without limit, whatever χ₁ per layer says), else :func:`phase_of` of χ₁ at q*."""
+    return "unbounded" if q_star == math.inf else phase_of(chi)
