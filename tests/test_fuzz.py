@@ -6,16 +6,16 @@ The property, for every generated input: either it is refused with an
 or flag at fault, or it runs. Nothing else may happen: no other exception, no exit 1. Inputs are
 one or two changes to a tiny valid config (2 layers of 4 units, batch 8), so the runs are cheap;
 "runs" means the experiment's own checks and its measured pass (training is cut to 3 steps), not
-the figures and files around it, which the CLI tests cover. Every test prints how many cases it
-tried (``pytest -s``) and asserts it tried as many as it was set to. Hypothesis is derandomized
-and keeps no database, so every run tries the same cases.
+the figures and files around it, which the CLI tests cover. Every test counts its own cases,
+prints how many it tried (``pytest -s``), and asserts it tried as many as it was set to, some of
+them refused and some run. Hypothesis is derandomized and keeps no database (tests/conftest.py), so
+every run tries the same cases, whichever tests run before or beside it.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,9 @@ from initbench.schemes.base import SCHEMES
 TINY: dict[str, Any] = {"name": "fuzz", "device": "cpu", "model": {"depth": 2, "width": 4}, "init": {"scheme": "he"}, "input": {"batch": 8}}
 #: Training runs of the fuzz stop after this many steps: the property is that they run.
 FUZZ_TRAIN_STEPS = 3
-DETERMINISTIC = {"deadline": None, "derandomize": True, "database": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]}
-
-TRIED: Counter[str] = Counter()
+#: Cases that run a net are slow to hypothesis's eye; derandomized and without a database, like every
+#: property test here (the profile in conftest.py).
+FUZZ = {"suppress_health_check": [HealthCheck.too_slow]}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -64,23 +64,31 @@ def run_cheaply(config: Config) -> None:
     experiment.measure(context, build_runs(config))
 
 
-def refused_naming_or_ran(test: str, names: list[str], attempt: Callable[[], Config]) -> None:
-    """The property: ``attempt`` raises an InitbenchError naming one of ``names``, or its config runs."""
-    TRIED[test] += 1
-    try:
-        config = attempt()
-        run_cheaply(config)
-    except InitbenchError as error:
-        text = str(error).lower()
-        assert any(name.lower() in text for name in names), f"{names} not named in: {error}"
-        TRIED[f"{test}: refused"] += 1
-    else:
-        TRIED[f"{test}: ran"] += 1
+class Tally:
+    """The cases one fuzz test tried: how many ran, and how many were refused."""
 
+    def __init__(self, test: str) -> None:
+        self.test = test
+        self.ran = 0
+        self.refused = 0
 
-def report(test: str, target: int) -> None:
-    print(f"\n{test}: {TRIED[test]} cases ({TRIED[f'{test}: ran']} ran, {TRIED[f'{test}: refused']} refused)")
-    assert TRIED[test] >= target
+    def refused_naming_or_ran(self, names: list[str], attempt: Callable[[], Config]) -> None:
+        """The property: ``attempt`` raises an InitbenchError naming one of ``names``, or its config runs."""
+        try:
+            config = attempt()
+            run_cheaply(config)
+        except InitbenchError as error:
+            text = str(error).lower()
+            assert any(name.lower() in text for name in names), f"{names} not named in: {error}"
+            self.refused += 1
+        else:
+            self.ran += 1
+
+    def check(self, target: int) -> None:
+        """At least ``target`` cases, and both outcomes among them: a fuzz that only refuses (or only
+        runs) tests half of its property."""
+        print(f"\n{self.test}: {self.ran + self.refused} cases ({self.ran} ran, {self.refused} refused)")
+        assert self.ran + self.refused >= target and self.ran > 0 and self.refused > 0
 
 
 # --- What users write ---------------------------------------------------------------------------
@@ -131,12 +139,16 @@ TRAINING = st.just([("experiment", "train"), ("train.dataset", CHEAP_DATASET)])
 
 
 def names_of(key: str, value: Any) -> list[str]:
-    """What an error about ``key`` may name: the key, one of its parts, or what it was set to."""
-    names = [key, *key.split(".")]
+    """What an error about ``key`` may name: the key, its last part, its section where that is no
+    section of the config (``modle`` in ``modle.depth``), or the value it was set to, quoted.
+
+    Not a section that exists: "model" is in every message about the model, whichever key is at
+    fault. A memory refusal names the keys to reduce (``model.depth``), so it needs no word of its own.
+    """
+    parts = key.split(".")
+    names = [key, parts[-1]] + ([parts[0]] if parts[0] not in Config.model_fields else [])
     if isinstance(value, str) and value:
-        names.append(value.split(":")[0])
-    if key.startswith("model.") or key in ("seeds", "input.batch", "train.steps", "train.eval_every") or key.startswith("train."):
-        names.append("reduce")  # a memory refusal lists what to reduce
+        names.append("'" + value.split(":")[0])  # quoted: a bare 'a' is in almost any message
     return names
 
 
@@ -154,17 +166,20 @@ def changed(changes: list[tuple[str, Any]]) -> dict[str, Any]:
     return raw
 
 
-@settings(max_examples=300, **DETERMINISTIC)
-@given(extra=st.one_of(st.just([]), TRAINING), changes=CHANGES)
-def test_config_files(extra: list[tuple[str, Any]], changes: list[tuple[str, Any]]) -> None:
+def test_config_files() -> None:
     """A config file: the tiny config with one or two keys set to anything YAML can hold."""
-    text = yaml.safe_dump(changed(extra + changes), allow_unicode=True)
-    names = [name for key, value in changes for name in names_of(key, value)] + ["yaml"]
-    refused_naming_or_ran("config files", names, lambda: validate_config(load_yaml(text, "fuzz.yaml"), "fuzz.yaml"))
+    tally = Tally("config files")
 
+    @settings(max_examples=300, **FUZZ)
+    @given(extra=st.one_of(st.just([]), TRAINING), changes=CHANGES)
+    def case(extra: list[tuple[str, Any]], changes: list[tuple[str, Any]]) -> None:
+        text = yaml.safe_dump(changed(extra + changes), allow_unicode=True)
+        # "yaml " is in YAML's own refusals only ("YAML syntax error in fuzz, ..."), as the source has no suffix.
+        names = [name for key, value in changes for name in names_of(key, value)] + ["yaml "]
+        tally.refused_naming_or_ran(names, lambda: validate_config(load_yaml(text, "fuzz"), "fuzz"))
 
-def test_config_files_count() -> None:
-    report("config files", 300)
+    case()
+    tally.check(300)
 
 
 TEXTS = st.one_of(
@@ -174,59 +189,77 @@ TEXTS = st.one_of(
 )
 
 
-@settings(max_examples=300, **DETERMINISTIC)
-@given(extra=st.one_of(st.just([]), st.just(["experiment=train", f"train.dataset={CHEAP_DATASET}"])), key=st.sampled_from(KEYS), data=st.data())
-def test_overrides(extra: list[str], key: str, data: st.DataObject) -> None:
+def as_yaml_reads(text: str) -> Any:
+    """An override's value as its parser reads it (``a⏎b`` is ``a b``), or the text where YAML refuses it."""
+    try:
+        return load_yaml(text, "fuzz")
+    except InitbenchError:
+        return text
+
+
+def test_overrides() -> None:
     """An override ``KEY=TEXT``, its text parsed as YAML: most of them a valid value written as YAML."""
-    valid = VALID.get(key, TEXTS).map(lambda value: yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip())
-    text = data.draw(TEXTS if data.draw(st.integers(0, 2)) == 0 else valid)
-    refused_naming_or_ran("overrides", names_of(key, text) + ["override"], lambda: load_config(None, [*extra, f"{key}={text}"], base=TINY))
+    tally = Tally("overrides")
 
+    @settings(max_examples=300, **FUZZ)
+    @given(extra=st.one_of(st.just([]), st.just(["experiment=train", f"train.dataset={CHEAP_DATASET}"])), key=st.sampled_from(KEYS), data=st.data())
+    def case(extra: list[str], key: str, data: st.DataObject) -> None:
+        valid = VALID.get(key, TEXTS).map(lambda value: yaml.safe_dump(value, default_flow_style=True).removesuffix("\n...\n").strip())
+        text = data.draw(TEXTS if data.draw(st.integers(0, 2)) == 0 else valid)
+        names = names_of(key, as_yaml_reads(text)) + ["override"]
+        tally.refused_naming_or_ran(names, lambda: load_config(None, [*extra, f"{key}={text}"], base=TINY))
 
-def test_overrides_count() -> None:
-    report("overrides", 300)
+    case()
+    tally.check(300)
 
 
 def spec_strategy(registry: Any) -> st.SearchStrategy[tuple[str, list[str]]]:
-    """``(spec, names)``: a registered name (or a typo) with some of its options (or unknown ones)."""
+    """``(spec, names)``: a registered name (or a typo) with some of its options (or unknown ones),
+    and what an error about it may name: the name as written or as registered (``pretrained`` is
+    ``checkpoint``), an option, or the spec. Not the registry's kind: "scheme" is in every such message."""
     names = registry.names(include_aliases=True)
 
     @st.composite
     def specs(draw: st.DrawFn) -> tuple[str, list[str]]:
         name = draw(st.one_of(st.sampled_from(names), st.sampled_from(["", "xaviar", "rleu", "no pe"])))
         fields = list(getattr(registry.get(name), "model_fields", {})) if name in registry else []
+        named = [name or "empty", *([registry.canonical(name)] if name in registry else [])]
         keys = draw(st.lists(st.one_of(st.sampled_from(fields or ["gain"]), st.sampled_from(["gian", "std", "x"])), max_size=2, unique=True))
         options = {key: draw(st.one_of(SCALARS, TEXTS)) for key in keys}
         if draw(st.booleans()):
-            return format_spec(name, options), [name or "empty", *keys]
+            return format_spec(name, options), [*named, *keys]
         raw = name + ":" + ",".join(f"{key}={draw(TEXTS)}" for key in keys)  # free text, commas and all
-        return raw, [name or "empty", *keys, "option", raw]
+        return raw, [*named, *keys, "option", raw]
 
     return specs()
 
 
-@settings(max_examples=200, **DETERMINISTIC)
-@given(spec=spec_strategy(SCHEMES), bias=st.booleans())
-def test_scheme_specs(spec: tuple[str, list[str]], bias: bool) -> None:
+def test_scheme_specs() -> None:
     """A scheme spec, as an init scheme or as the bias scheme."""
-    text, names = spec
-    init = {"schemes": ["he"], "bias": text} if bias else {"schemes": [text]}
-    refused_naming_or_ran("scheme specs", [*names, "scheme", "bias"], lambda: validate_config({**TINY, "model": {**TINY["model"], "bias": bias}, "init": init}, "fuzz"))
+    tally = Tally("scheme specs")
+
+    @settings(max_examples=200, **FUZZ)
+    @given(spec=spec_strategy(SCHEMES), bias=st.booleans())
+    def case(spec: tuple[str, list[str]], bias: bool) -> None:
+        text, names = spec
+        init = {"schemes": ["he"], "bias": text} if bias else {"schemes": [text]}
+        tally.refused_naming_or_ran(names, lambda: validate_config({**TINY, "model": {**TINY["model"], "bias": bias}, "init": init}, "fuzz"))
+
+    case()
+    tally.check(200)
 
 
-def test_scheme_specs_count() -> None:
-    report("scheme specs", 200)
+def test_activation_specs() -> None:
+    tally = Tally("activation specs")
 
+    @settings(max_examples=100, **FUZZ)
+    @given(spec=spec_strategy(ACTIVATIONS))
+    def case(spec: tuple[str, list[str]]) -> None:
+        text, names = spec
+        tally.refused_naming_or_ran(names, lambda: validate_config({**TINY, "model": {**TINY["model"], "activation": text}}, "fuzz"))
 
-@settings(max_examples=100, **DETERMINISTIC)
-@given(spec=spec_strategy(ACTIVATIONS))
-def test_activation_specs(spec: tuple[str, list[str]]) -> None:
-    text, names = spec
-    refused_naming_or_ran("activation specs", [*names, "activation"], lambda: validate_config({**TINY, "model": {**TINY["model"], "activation": text}}, "fuzz"))
-
-
-def test_activation_specs_count() -> None:
-    report("activation specs", 100)
+    case()
+    tally.check(100)
 
 
 FLAGS = {
@@ -241,7 +274,8 @@ FLAGS = {
     "--lr": st.sampled_from(["0.1", "0", "-1", "nan", "inf", "1e400", "1e300", "abc"]),
     "--device": st.sampled_from(["cpu", "auto", "tpu", "cuda" if not torch.cuda.is_available() else "cpu"]),
 }
-FLAG_NAMES = {flag: [flag, flag.removeprefix("--"), "reduce"] for flag in FLAGS} | {"--seeds": ["--seeds", "seeds", "seed", "reduce"]}
+#: What an error about a flag may name: the flag, or the key it sets (a memory refusal names the keys to reduce).
+FLAG_NAMES = {flag: [flag, flag.removeprefix("--")] for flag in FLAGS} | {"--seeds": ["--seeds", "seeds", "seed"]}
 
 
 @pytest.fixture
@@ -253,30 +287,24 @@ def cheap_cli(cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     return cli, base
 
 
-@settings(max_examples=200, **DETERMINISTIC)
-@given(scheme=st.one_of(WORDS.map(lambda word: (word, [word.split(":")[0] or "empty"])), spec_strategy(SCHEMES)), flags=st.dictionaries(st.sampled_from(list(FLAGS)), st.none(), max_size=3).flatmap(
-    lambda chosen: st.fixed_dictionaries({flag: FLAGS[flag] for flag in chosen})))
-def test_command_line_flags(cheap_cli, scheme: tuple[str, list[str]], flags: dict[str, str]) -> None:
+def test_command_line_flags(cheap_cli) -> None:
     """``initbench compare SCHEME --config tiny.yaml FLAGS``: exit 0 having run, or exit 2 naming a flag or the scheme."""
     cli, base = cheap_cli
-    spec, scheme_names = scheme
-    TRIED["command-line flags"] += 1
-    result = cli("compare", spec, "--config", base, *(part for flag, value in flags.items() for part in (flag, value)))
-    assert result.exit_code in (0, 2), result.output
-    if result.exit_code == 2:
-        names = [name for flag in flags for name in FLAG_NAMES[flag]] + ["scheme", *scheme_names]
-        assert "Traceback" not in result.output and any(name.lower() in result.output.lower() for name in names), result.output
-        TRIED["command-line flags: refused"] += 1
-    else:
-        TRIED["command-line flags: ran"] += 1
+    tally = Tally("command-line flags")
 
+    @settings(max_examples=200, **FUZZ)
+    @given(scheme=st.one_of(WORDS.map(lambda word: (word, [word.split(":")[0] or "empty"])), spec_strategy(SCHEMES)), flags=st.dictionaries(st.sampled_from(list(FLAGS)), st.none(), max_size=3).flatmap(
+        lambda chosen: st.fixed_dictionaries({flag: FLAGS[flag] for flag in chosen})))
+    def case(scheme: tuple[str, list[str]], flags: dict[str, str]) -> None:
+        spec, scheme_names = scheme
+        result = cli("compare", spec, "--config", base, *(part for flag, value in flags.items() for part in (flag, value)))
+        assert result.exit_code in (0, 2), result.output
+        if result.exit_code == 2:
+            names = [name for flag in flags for name in FLAG_NAMES[flag]] + scheme_names
+            assert "Traceback" not in result.output and any(name.lower() in result.output.lower() for name in names), result.output
+            tally.refused += 1
+        else:
+            tally.ran += 1
 
-def test_command_line_flags_count() -> None:
-    report("command-line flags", 200)
-
-
-def test_total_cases() -> None:
-    """The sum over the tests above, so it counts only when the whole module runs, in order."""
-    total = sum(count for name, count in TRIED.items() if ":" not in name)
-    print(f"\nfuzz total: {total} generated cases")
-    assert total >= 1000
+    case()
+    tally.check(200)

@@ -111,10 +111,21 @@ def test_progress_shows_rate_eta_and_latest_fields_and_clears_itself() -> None:
     assert stream.getvalue().endswith("next\n")  # the cleared bar leaves the next line whole
 
 
-def test_silent_progress_accepts_updates() -> None:
-    from initbench.core.interfaces import SilentProgress
+def test_silent_progress_takes_every_call_of_the_protocol_and_shows_nothing(capsys: pytest.CaptureFixture[str]) -> None:
+    import inspect
 
-    SilentProgress().update(loss=1.0)
+    from initbench.core.interfaces import Progress, SilentProgress
+
+    # The protocol's own signatures, so it stands in wherever a Progress is called, by keyword too.
+    methods = [name for name, value in vars(Progress).items() if callable(value) and not name.startswith("_")]
+    assert {"start", "advance", "update"} <= set(methods)
+    for name in methods:
+        assert inspect.signature(getattr(SilentProgress, name)) == inspect.signature(getattr(Progress, name)), name
+    progress = SilentProgress()
+    progress.start("training 6 runs", total=10)
+    progress.advance(steps=4)
+    progress.update(loss=0.0123456, **{"test acc": 0.9})
+    assert capsys.readouterr() == ("", "")
 
 
 def test_a_long_label_of_short_words_wraps_instead_of_getting_a_key() -> None:

@@ -229,7 +229,9 @@ def test_closed_form_moments_equal_quadrature(spec: str, q: float) -> None:
 @given(
     alpha=st.floats(0.0, 1.0),
     q=st.floats(1e-3, 1e3),
-    c=st.floats(-1.0, 1.0),
+    # Not out to ±1: there the quadrature, not the closed form or this tolerance, is wrong (the
+    # test below). Up to |c| = 0.8 it is within 1e-3 of the tolerance; at 0.9 it uses 85% of it.
+    c=st.floats(-0.8, 0.8),
     sw2=st.floats(0.1, 4.0),
     sb2=st.floats(0.0, 1.0),
 )
@@ -238,6 +240,23 @@ def test_piecewise_linear_correlation_map_equals_quadrature(alpha: float, q: flo
     closed = theory.correlation_map(leaky, sw2, sb2, q, c)
     integrated = theory.correlation_map(QuadratureOnly(inner=leaky), sw2, sb2, q, c)
     assert integrated == pytest.approx(closed, rel=1e-11, abs=1e-12 * (sw2 + sb2 / q))
+
+
+@pytest.mark.xfail(strict=True, reason="the 2-D quadrature does not resolve a kinked φ near |c| = 1")
+@pytest.mark.parametrize("q, c", [(0.0078125, 0.9375), (1e-3, 0.999), (1e-3, -0.999)])
+def test_quadrature_of_a_kinked_correlation_map_near_one(q: float, c: float) -> None:
+    """The closed form is right to rounding here; the nested quadrature is 1e-11 to 5e-7 of E[φ²] off.
+
+    E[relu(u₂) | u₁] bends where c·u₁ crosses the kink, within √(1−c²) standard deviations of u₁ = 0,
+    and the outer rule's first panel is up to 12 standard deviations wide (q < 1/144): Gauss–Legendre
+    converges slowly on a bend much narrower than its panel. Selu and elu, which do go through the
+    quadrature, are off as much: ξ_c's E[φ'(u₁)·φ'(u₂)] by up to 1e-4 of E[φ'²] at c = 1 − 1e-6,
+    where φ' jumps. Strict: the day the outer rule is graded towards the bend, this turns red; then
+    delete it and widen the range above to ±1.
+    """
+    relu = act("relu")
+    closed = theory.correlation_map(relu, 1.0, 0.0, q, c)
+    assert theory.correlation_map(QuadratureOnly(inner=relu), 1.0, 0.0, q, c) == pytest.approx(closed, rel=1e-11, abs=1e-12)
 
 
 def _normal_samples(q: float, n: int = 1_000_000) -> torch.Tensor:

@@ -185,7 +185,10 @@ class InitConfig(BaseModel):
         if self.schemes is not None and len(set(self.schemes)) != len(self.schemes):
             raise InitbenchError(f"init.schemes lists a scheme twice: {self.schemes}.")
         self._schemes = self._parse_schemes()
-        self._bias = bias = scheme_from_spec(self.bias)
+        try:
+            self._bias = bias = scheme_from_spec(self.bias)
+        except InitbenchError as error:  # the usual error, naming the key (an empty spec has nothing else to name)
+            raise InitbenchError(f"init.bias: {error.message}", hint=error.hint) from None
         if not bias.fills_bias:
             raise InitbenchError(f"init.bias: scheme '{self.bias}' {bias.no_bias_reason}, so it cannot initialize a bias.", hint="Use zeros, constant, normal, uniform or default for biases.")
         self._rules = [self._parse_rule(index, rule) for index, rule in enumerate(self.rules or [])]

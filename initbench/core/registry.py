@@ -11,6 +11,11 @@ Example:
     ... class Square: ...
     >>> SHAPES.get("box") is Square
     True
+    >>> SHAPES.get("sqare")
+    Traceback (most recent call last):
+    ...
+    initbench.core.errors.InitbenchError: Unknown shape 'sqare'. Did you mean 'square'?
+    Valid shapes: box, square.
 """
 
 from __future__ import annotations
@@ -112,6 +117,10 @@ def parse_spec(spec: str, kind: str) -> tuple[str, dict[str, Any]]:
     """Split ``NAME`` or ``NAME:key=value,key=value`` into the name and its options.
 
     Values are YAML scalars (see :func:`parse_scalar`). A malformed option is a user error.
+
+    Example:
+        >>> parse_spec("normal:std=0.01,mean=0", "scheme")
+        ('normal', {'std': 0.01, 'mean': 0})
     """
     name, _, rest = spec.partition(":")
     name = name.strip()
@@ -154,7 +163,12 @@ def format_value(value: Any) -> str:
 
 
 def format_spec(name: str, options: dict[str, Any]) -> str:
-    """The inverse of :func:`parse_spec`: ``normal``, ``{'std': 0.01}`` → ``normal:std=0.01``."""
+    """The inverse of :func:`parse_spec`: ``normal``, ``{'std': 0.01}`` → ``normal:std=0.01``.
+
+    Example:
+        >>> format_spec("gpt2", {"projections": "*.c_proj", "std": 0.02})
+        "gpt2:projections='*.c_proj',std=0.02"
+    """
     if not options:
         return name
     return name + ":" + ",".join(f"{key}={format_value(value)}" for key, value in options.items())
