@@ -15,24 +15,18 @@ from pathlib import Path
 
 import numpy as np
 
-from initbench.config import DEFAULT_COMPARE, apply_overrides, validate_config
-from initbench.experiments import SilentProgress
-from initbench.plots import std_by_layer_figure
-from initbench.runner import execute
+from initbench.api import compare
+from initbench.render.figures import std_by_layer_figure
 
 DEPTH, SEEDS = 50, 16
 series: dict[str, np.ndarray] = {}
 theory: dict[str, np.ndarray] = {}
 with tempfile.TemporaryDirectory() as scratch:
     for width in (16, 64, 1024):
-        raw = {**DEFAULT_COMPARE, "init": {"schemes": ["he"]}}
-        overrides = [f"model.width={width}", f"model.depth={DEPTH}", f"seeds={SEEDS}", "input.batch=256", "device=cpu"]
-        config = validate_config(apply_overrides(raw, overrides), "docs/finite_width.py")
-        directory, result = execute(config, Path(scratch) / f"w{width}", SilentProgress())
-        table = result.tables["layer_stats.csv"]
-        std, predicted = table.columns.index("std"), table.columns.index("theory_std")
+        result = compare(["he"], depth=DEPTH, width=width, seeds=SEEDS, batch=256, device="cpu", out=Path(scratch) / f"w{width}")
+        rows = result.layer_stats
         label = f"width {width}"
-        series[label] = np.array([[row[std] for row in table.rows if row[2] == seed] for seed in range(SEEDS)])
-        theory[label] = np.array([row[predicted] for row in table.rows if row[2] == 0])
+        series[label] = np.array([[row["std"] for row in rows if row["seed"] == seed] for seed in range(SEEDS)])
+        theory[label] = np.array([row["theory_std"] for row in rows if row["seed"] == 0])
 figure = std_by_layer_figure(series, "std of activations φ(h)", f"He-initialized ReLU net, {DEPTH} layers, {SEEDS} seeds per width", theory=theory)
 figure.savefig(Path(__file__).with_name("finite_width.png"), dpi=110)
