@@ -102,6 +102,145 @@ def band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return np.nanmin(positive, axis=0), np.nanmax(positive, axis=0)
 
 
+def figure_with_strips(above: float, below: float) -> tuple[Figure, np.ndarray, dict[int, Axes]]:
+    """A 10.5 × 5.8 figure whose main axes (height 10) may have a thin strip above (``above`` > 0:
+    its height) and one below, sharing x: the rows, and panel 0, 1, 2 (strip, main, strip) → axes."""
+    heights = [above, 10, below]
+    rows = [index for index, height in enumerate(heights) if height]
+    figure = Figure(figsize=(10.5, 5.8), layout="constrained")
+    grid = figure.subplots(len(rows), 1, sharex=True, height_ratios=[heights[index] for index in rows], squeeze=False)[:, 0]
+    return figure, grid, dict(zip(rows, grid, strict=True))
+
+
+def label_strip(strip: Axes, text: str) -> None:
+    """A marks strip: no y scale (marks sit at fixed heights in 0–1), its label beside it, grey."""
+    strip.set_ylim(0, 1)
+    strip.set_yticks([])
+    strip.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=9)
+    strip.set_facecolor("0.96")
+
+
+def seed_legend_entries(seeds: set[int]) -> tuple[list[Any], list[str]]:
+    """The legend's key to a median line and its min–max band over ``seeds`` (the seed counts)."""
+    handles: list[Any] = [Line2D([], [], color="0.3", lw=2)]
+    names = [f"median over {seed_count_text(set(seeds))}" if max(seeds) > 1 else "one seed"]
+    if max(seeds) > 1:
+        handles.append(Patch(color="0.3", alpha=0.25, lw=0))
+        names.append(f"min–max over {seed_count_text(set(seeds))}")
+    return handles, names
+
+
+def draw_median_and_band(axes: Axes, x: np.ndarray, median: np.ndarray, low: np.ndarray, high: np.ndarray, seeds: int, **line: Any) -> Line2D:
+    """The median over seeds as a line, and with several seeds their min–max as a faint band."""
+    drawn = axes.plot(x, median, **line)[0]
+    if seeds > 1:
+        axes.fill_between(x, low, high, color=line["color"], alpha=0.18, lw=0)
+    return drawn
+
+
+def duplicate_curves(series: dict[str, np.ndarray]) -> dict[str, str]:
+    """Label → the first earlier label whose curve it repeats (:func:`same_curve`)."""
+    labels = list(series)
+    duplicates: dict[str, str] = {}
+    for index, label in enumerate(labels):
+        duplicates.update({label: earlier for earlier in reversed(labels[:index]) if same_curve(series[earlier], series[label])})
+    return duplicates
+
+
+def layer_curve_style(index: int, labels: list[str], duplicates: dict[str, str], depth: int) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """The line style, markers and legend name of the ``index``-th scheme's curve. One drawn on top
+    of an earlier curve gets markers only, offset from other repeats, and a note in its name, so
+    the earlier curve stays visible under it."""
+    label = labels[index]
+    style = {"color": color(index), "ls": linestyle(index)}
+    if label not in duplicates:
+        return style, {}, label
+    repeat = sum(1 for other in labels[:index] if other in duplicates)
+    step = max(1, depth // 12)
+    symbol = DUPLICATE_MARKERS[repeat % len(DUPLICATE_MARKERS)]
+    style["ls"] = "none"
+    marker = {"marker": symbol, "markevery": (repeat % step, step), "ms": 7, "mew": 1.5, "mfc": "none"}
+    return style, marker, f"{label} (same curve as {duplicates[label]})"
+
+
+def draw_layer_theory(axes: Axes, layers: np.ndarray, prediction: np.ndarray, median: np.ndarray, colour: str) -> np.ndarray:
+    """The prediction dashed in the scheme's colour; returns it where a measurement exists (for the y-range)."""
+    predicted = np.asarray(prediction, dtype=float)
+    axes.plot(layers, predicted, color=colour, ls="--", lw=1.2)
+    return np.where(np.isfinite(median), predicted, np.nan)
+
+
+def mark_strips(panels: dict[int, Axes], layers: np.ndarray, nonfinite: np.ndarray, zero: np.ndarray, position: float, colour: str) -> None:
+    """✕ in the top strip at non-finite layers, ▼ in the bottom strip at zero ones, at this scheme's height."""
+    for row, marks, symbol in ((0, nonfinite, "x"), (2, zero, "v")):
+        if marks.any():
+            panels[row].plot(layers[marks], np.full(marks.sum(), position), symbol, color=colour, ms=5, mew=1.3)
+
+
+def draw_layer_curves(
+    panels: dict[int, Axes], series: dict[str, np.ndarray], theory: dict[str, np.ndarray] | None, nonfinite: dict[str, np.ndarray], zero: dict[str, np.ndarray]
+) -> tuple[list[Any], list[str], list[np.ndarray]]:
+    """Each scheme in turn: its median and band, its theory, a dotted line at its first non-finite
+    layer and its marks in the strips (``panels`` as :func:`figure_with_strips`). Returns the
+    legend's lines and names, and the values the y-range must show."""
+    axes, labels, duplicates = panels[1], list(series), duplicate_curves(series)
+    handles: list[Any] = []
+    names: list[str] = []
+    shown_values: list[np.ndarray] = []
+    for index, label in enumerate(labels):
+        values = series[label]
+        layers = np.arange(1, values.shape[1] + 1)
+        median = median_line(values)
+        low, high = band(values)
+        style, marker, name = layer_curve_style(index, labels, duplicates, len(layers))
+        handles.append(draw_median_and_band(axes, layers, median, low, high, values.shape[0], lw=2, **style, **marker))
+        names.append(name)
+        shown_values += [low, high]
+        if theory is not None and label in theory:
+            shown_values.append(draw_layer_theory(axes, layers, theory[label], median, style["color"]))
+        if nonfinite[label].any():
+            axes.axvline(int(layers[nonfinite[label]][0]), color=style["color"], ls=":", lw=1)
+        mark_strips(panels, layers, nonfinite[label], zero[label], 1 - (index + 1) / (len(labels) + 1), style["color"])
+    return handles, names, shown_values
+
+
+def set_std_limits(axes: Axes, shown_values: list[np.ndarray]) -> None:
+    """The y-range of :func:`log_limits` around ``shown_values``; with none, a fixed frame that says why it is empty."""
+    limits = log_limits(np.concatenate([np.ravel(values) for values in shown_values])) if shown_values else None
+    if limits is None:
+        axes.set_ylim(1e-3, 1e3)
+        axes.text(0.5, 0.5, "no finite, non-zero std to draw", ha="center", va="center", transform=axes.transAxes, color="0.4")
+    else:
+        axes.set_ylim(*limits)
+
+
+def label_layer_axis(axes: Axes, row_names: Sequence[str] | None) -> None:
+    """Layer numbers, or a probed model's module names (in execution order) slanted under each layer."""
+    if row_names is None:
+        axes.set_xlabel("layer")
+    else:
+        axes.set_xticks(range(1, len(row_names) + 1), row_names, rotation=45, ha="right", fontsize=8)
+        axes.set_xlabel("module (execution order)")
+
+
+def std_legend_entries(
+    handles: list[Any], names: list[str], series: dict[str, np.ndarray], theory: bool, nonfinite: bool, zero: bool
+) -> tuple[list[Any], list[str]]:
+    """The schemes' ``handles`` and ``names``, then the key: median and band, theory, the strips' marks."""
+    seed_handles, seed_names = seed_legend_entries({values.shape[0] for values in series.values()})
+    handles, names = handles + seed_handles, names + seed_names
+    if theory:
+        handles.append(Line2D([], [], color="0.3", ls="--", lw=1.2))
+        names.append("mean-field theory")
+    if nonfinite:
+        handles.append(Line2D([], [], color="0.3", marker="x", ls=":", lw=1))
+        names.append("non-finite (any seed; dotted: first layer)")
+    if zero:
+        handles.append(Line2D([], [], color="0.3", marker="v", ls="none"))
+        names.append("std exactly 0 (any seed)")
+    return handles, names
+
+
 def std_by_layer_figure(
     series: dict[str, np.ndarray],
     ylabel: str,
@@ -127,86 +266,21 @@ def std_by_layer_figure(
     labels = list(series)
     nonfinite = {label: ~np.isfinite(values).all(axis=0) for label, values in series.items()}
     zero = {label: (values == 0).any(axis=0) for label, values in series.items()}
-    strips = [name for name, marks in (("non-finite", nonfinite), ("std = 0", zero)) if any(mask.any() for mask in marks.values())]
-    heights = [0.25 + 0.12 * len(labels) if "non-finite" in strips else 0, 10, 0.25 + 0.12 * len(labels) if "std = 0" in strips else 0]
-    rows = [index for index, height in enumerate(heights) if height]
-    figure = Figure(figsize=(10.5, 5.8), layout="constrained")
-    grid = figure.subplots(len(rows), 1, sharex=True, height_ratios=[heights[index] for index in rows], squeeze=False)[:, 0]
-    panels = dict(zip(rows, grid, strict=True))
+    any_nonfinite, any_zero = (any(mask.any() for mask in marks.values()) for marks in (nonfinite, zero))
+    strip_height = 0.25 + 0.12 * len(labels)
+    figure, grid, panels = figure_with_strips(strip_height if any_nonfinite else 0, strip_height if any_zero else 0)
     axes = panels[1]
     axes.set_yscale("log")
-    shown_values: list[np.ndarray] = []
-    duplicates: dict[str, str] = {}
-    for index, label in enumerate(labels):
-        duplicates.update({label: earlier for earlier in reversed(labels[:index]) if same_curve(series[earlier], series[label])})
-    handles: list[Any] = []
-    names: list[str] = []
-    for index, label in enumerate(labels):
-        values = series[label]
-        layers = np.arange(1, values.shape[1] + 1)
-        median = median_line(values)
-        low, high = band(values)
-        style = {"color": color(index), "ls": linestyle(index)}
-        marker = {}
-        name = label
-        if label in duplicates:  # drawn on top of an earlier curve: markers, offset, and a note
-            repeat = sum(1 for other in labels[:index] if other in duplicates)
-            step = max(1, len(layers) // 12)
-            symbol = DUPLICATE_MARKERS[repeat % len(DUPLICATE_MARKERS)]
-            marker = {"marker": symbol, "markevery": (repeat % step, step), "ms": 7, "mew": 1.5, "mfc": "none"}
-            style["ls"] = "none"  # markers only: the earlier curve stays visible under them
-            name = f"{label} (same curve as {duplicates[label]})"
-        line = axes.plot(layers, median, lw=2, **style, **marker)[0]
-        handles.append(line)
-        names.append(name)
-        if values.shape[0] > 1:
-            axes.fill_between(layers, low, high, color=style["color"], alpha=0.18, lw=0)
-        shown_values += [low, high]
-        if theory is not None and label in theory:
-            predicted = np.asarray(theory[label], dtype=float)
-            axes.plot(layers, predicted, color=style["color"], ls="--", lw=1.2)
-            shown_values.append(np.where(np.isfinite(median), predicted, np.nan))
-        if nonfinite[label].any():
-            axes.axvline(int(layers[nonfinite[label]][0]), color=style["color"], ls=":", lw=1)
-        position = 1 - (index + 1) / (len(labels) + 1)
-        for row, marks, symbol in ((0, nonfinite[label], "x"), (2, zero[label], "v")):
-            if marks.any():
-                panels[row].plot(layers[marks], np.full(marks.sum(), position), symbol, color=style["color"], ms=5, mew=1.3)
-    limits = log_limits(np.concatenate([np.ravel(values) for values in shown_values])) if shown_values else None
-    if limits is None:  # nothing a log scale can draw: keep a sensible frame and say why it is empty
-        axes.set_ylim(1e-3, 1e3)
-        axes.text(0.5, 0.5, "no finite, non-zero std to draw", ha="center", va="center", transform=axes.transAxes, color="0.4")
-    else:
-        axes.set_ylim(*limits)
+    handles, names, shown_values = draw_layer_curves(panels, series, theory, nonfinite, zero)
+    set_std_limits(axes, shown_values)
     for row, text in ((0, "non-\nfinite"), (2, "std\n= 0")):
         if row in panels:
-            strip = panels[row]
-            strip.set_ylim(0, 1)
-            strip.set_yticks([])
-            strip.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=9)
-            strip.set_facecolor("0.96")
-            strip.grid(True, axis="x", alpha=0.3)
-    seeds = {values.shape[0] for values in series.values()}
-    handles.append(Line2D([], [], color="0.3", lw=2))
-    names.append(f"median over {seed_count_text(set(seeds))}" if max(seeds) > 1 else "one seed")
-    if max(seeds) > 1:
-        handles.append(Patch(color="0.3", alpha=0.25, lw=0))
-        names.append(f"min–max over {seed_count_text(set(seeds))}")
-    if theory and any(label in theory for label in labels):
-        handles.append(Line2D([], [], color="0.3", ls="--", lw=1.2))
-        names.append("mean-field theory")
-    if "non-finite" in strips:
-        handles.append(Line2D([], [], color="0.3", marker="x", ls=":", lw=1))
-        names.append("non-finite (any seed; dotted: first layer)")
-    if "std = 0" in strips:
-        handles.append(Line2D([], [], color="0.3", marker="v", ls="none"))
-        names.append("std exactly 0 (any seed)")
-    figure.legend(handles, names, loc="outside right upper", fontsize=9)
-    if row_names is None:
-        grid[-1].set_xlabel("layer")
-    else:
-        grid[-1].set_xticks(range(1, len(row_names) + 1), row_names, rotation=45, ha="right", fontsize=8)
-        grid[-1].set_xlabel("module (execution order)")
+            label_strip(panels[row], text)
+            panels[row].grid(True, axis="x", alpha=0.3)
+    with_theory = bool(theory and any(label in theory for label in labels))
+    legend = std_legend_entries(handles, names, series, with_theory, any_nonfinite, any_zero)
+    figure.legend(*legend, loc="outside right upper", fontsize=9)
+    label_layer_axis(grid[-1], row_names)
     axes.set_ylabel(ylabel)
     grid[0].set_title(title, fontsize=10)
     axes.grid(True, which="major", alpha=0.3)
