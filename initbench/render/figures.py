@@ -130,7 +130,9 @@ def seed_legend_entries(seeds: set[int]) -> tuple[list[Any], list[str]]:
     return handles, names
 
 
-def draw_median_and_band(axes: Axes, x: np.ndarray, median: np.ndarray, low: np.ndarray, high: np.ndarray, seeds: int, **line: Any) -> Line2D:
+def draw_median_and_band(
+    axes: Axes, x: np.ndarray, median: np.ndarray, low: np.ndarray, high: np.ndarray, seeds: int, **line: Any
+) -> Line2D:
     """The median over seeds as a line, and with several seeds their min–max as a faint band."""
     drawn = axes.plot(x, median, **line)[0]
     if seeds > 1:
@@ -143,7 +145,9 @@ def duplicate_curves(series: dict[str, np.ndarray]) -> dict[str, str]:
     labels = list(series)
     duplicates: dict[str, str] = {}
     for index, label in enumerate(labels):
-        duplicates.update({label: earlier for earlier in reversed(labels[:index]) if same_curve(series[earlier], series[label])})
+        earlier = next((other for other in labels[:index] if same_curve(series[other], series[label])), None)
+        if earlier is not None:
+            duplicates[label] = earlier
     return duplicates
 
 
@@ -178,7 +182,11 @@ def mark_strips(panels: dict[int, Axes], layers: np.ndarray, nonfinite: np.ndarr
 
 
 def draw_layer_curves(
-    panels: dict[int, Axes], series: dict[str, np.ndarray], theory: dict[str, np.ndarray] | None, nonfinite: dict[str, np.ndarray], zero: dict[str, np.ndarray]
+    panels: dict[int, Axes],
+    series: dict[str, np.ndarray],
+    theory: dict[str, np.ndarray] | None,
+    nonfinite: dict[str, np.ndarray],
+    zero: dict[str, np.ndarray],
 ) -> tuple[list[Any], list[str], list[np.ndarray]]:
     """Each scheme in turn: its median and band, its theory, a dotted line at its first non-finite
     layer and its marks in the strips (``panels`` as :func:`figure_with_strips`). Returns the
@@ -399,7 +407,9 @@ NO_FIXED_POINT = {"facecolor": "0.8", "edgecolor": "0.55", "hatch": "xx", "lw": 
 NOT_SETTLED = {"facecolor": "white", "edgecolor": "crimson", "hatch": "///", "lw": 0}
 
 
-def draw_chi_panel(figure: Figure, axes: Axes, diagram: PhaseDiagram, edges: tuple[np.ndarray, np.ndarray], positions: dict[str, float]) -> list[Any]:
+def draw_chi_panel(
+    figure: Figure, axes: Axes, diagram: PhaseDiagram, edges: tuple[np.ndarray, np.ndarray], positions: dict[str, float]
+) -> list[Any]:
     """χ₁ at q*, blue (order) below 1 and red (chaos) above, with its χ₁ = 1 line and the schemes'
     σ_w² marked on σ_b² = 0; returns the legend's handles for the marks and the line."""
     sw2, sb2 = np.meshgrid(diagram.sw2, diagram.sb2)
@@ -420,7 +430,9 @@ def draw_chi_panel(figure: Figure, axes: Axes, diagram: PhaseDiagram, edges: tup
     return handles
 
 
-def draw_xi_panel(figure: Figure, axes: Axes, diagram: PhaseDiagram, edges: tuple[np.ndarray, np.ndarray], no_fixed_point: np.ndarray) -> None:
+def draw_xi_panel(
+    figure: Figure, axes: Axes, diagram: PhaseDiagram, edges: tuple[np.ndarray, np.ndarray], no_fixed_point: np.ndarray
+) -> None:
     """ξ_c on a log colour scale; an infinite ξ_c (at χ₁ = 1) takes the top colour, the colorbar's arrow."""
     xi = np.where(no_fixed_point, np.nan, diagram.xi_c)
     finite_xi = xi[np.isfinite(xi) & (xi > 0)]
@@ -433,7 +445,12 @@ def draw_xi_panel(figure: Figure, axes: Axes, diagram: PhaseDiagram, edges: tupl
 
 
 def draw_depth_panels(
-    figure: Figure, grid: Sequence[Axes], diagram: PhaseDiagram, edges: tuple[np.ndarray, np.ndarray], no_fixed_point: np.ndarray, depth: int
+    figure: Figure,
+    grid: Sequence[Axes],
+    diagram: PhaseDiagram,
+    edges: tuple[np.ndarray, np.ndarray],
+    no_fixed_point: np.ndarray,
+    depth: int,
 ) -> list[Any]:
     """The predicted (``grid[1]``) and measured (``grid[2]``) convergence depths on one colour scale
     with one colorbar, measured cells that never settled hatched red; returns the hatch's legend handle, if drawn."""
@@ -485,6 +502,86 @@ def phase_figure(diagram: PhaseDiagram, positions: dict[str, float], depth: int 
     return figure
 
 
+def seed_spread(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Median, min and max over seeds (axis 0) of ``[seeds, steps]``, ignoring NaN (after a run diverged)."""
+    with warnings.catch_warnings():  # steps where every seed has diverged are all-NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(values, axis=0), np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+
+
+def mark_divergences(axes: Axes, values: np.ndarray, diverged_at_step: Sequence[int | None] | None, colour: str) -> bool:
+    """✕ at the step where each seed diverged, on its last recorded value; whether any was drawn."""
+    marked = False
+    for seed, step in enumerate(diverged_at_step or []):
+        recorded = np.flatnonzero(np.isfinite(values[seed]))
+        if step is None or not recorded.size:
+            continue
+        marked = True
+        axes.plot([step], [values[seed, recorded[-1]]], "X", color=colour, mec="black", ms=9, zorder=5)
+    return marked
+
+
+def draw_training_curves(
+    axes: Axes, steps: np.ndarray, curves: dict[str, dict[str, np.ndarray]], metric: str, schemes: dict[str, dict[str, Any]]
+) -> tuple[list[Line2D], bool]:
+    """Each scheme's ``metric`` as a median and band over seeds, with its divergences; returns the
+    median lines and whether a divergence was marked."""
+    lines = []
+    diverged = False
+    for index, (label, per_label) in enumerate(curves.items()):
+        values = per_label[metric]
+        median, low, high = seed_spread(values)
+        lines.append(draw_median_and_band(axes, steps, median, low, high, values.shape[0], color=color(index), ls=linestyle(index), lw=2))
+        diverged = mark_divergences(axes, values, schemes.get(label, {}).get("diverged_at_step"), color(index)) or diverged
+    return lines, diverged
+
+
+def label_training_axes(axes: Axes, metric: str, chance: float | None, target: float | None) -> None:
+    """A log scale for the loss; for accuracy a 0–1 frame with the chance (dotted) and target (dashed) lines."""
+    if metric == "loss":
+        axes.set_yscale("log")
+        axes.set_ylabel("training loss (whole training set)")
+    else:
+        axes.set_ylabel("test accuracy")
+        axes.set_ylim(-0.02, 1.02)
+        if chance is not None:
+            axes.axhline(chance, color="0.35", ls=":", lw=1.5)
+        if target is not None:
+            axes.axhline(target, color="0.35", ls="--", lw=1)
+    axes.set_xlabel("step")
+    axes.grid(True, alpha=0.3)
+
+
+def training_legend_entries(
+    lines: list[Line2D],
+    curves: dict[str, dict[str, np.ndarray]],
+    schemes: dict[str, dict[str, Any]],
+    accuracy: bool,
+    diverged: bool,
+    chance: float | None,
+    target: float | None,
+) -> tuple[list[Any], list[str]]:
+    """One entry per scheme (with "k of n reached" where a target was set), then the key: median
+    and band, divergence marks, and with an accuracy panel the chance and target lines."""
+    handles: list[Any] = list(lines)
+    names = []
+    for label in curves:
+        reached = schemes.get(label, {}).get("steps_to_target_per_seed")
+        names.append(label if reached is None else f"{label}: {reached_text(reached)}")
+    seed_handles, seed_names = seed_legend_entries({values.shape[0] for per_label in curves.values() for values in per_label.values()})
+    handles, names = handles + seed_handles, names + seed_names
+    if diverged:
+        handles.append(Line2D([], [], color="0.5", marker="X", mec="black", ls="none", ms=9))
+        names.append("a seed diverged (at that step; its curve ends)")
+    if accuracy and chance is not None:
+        handles.append(Line2D([], [], color="0.35", ls=":", lw=1.5))
+        names.append(f"chance (most frequent class): {format_number(chance)}")
+    if accuracy and target is not None:
+        handles.append(Line2D([], [], color="0.35", ls="--", lw=1))
+        names.append(f"target test accuracy {format_number(target)}")
+    return handles, names
+
+
 def training_curves_figure(
     steps: np.ndarray,
     curves: dict[str, dict[str, np.ndarray]],
@@ -508,58 +605,17 @@ def training_curves_figure(
     metrics = [metric for metric in ("loss", "test_acc") if any(metric in per_label for per_label in curves.values())]
     figure = Figure(figsize=(5.5 * len(metrics) + 3.5, 4.6), layout="constrained")
     grid = figure.subplots(1, len(metrics), squeeze=False)[0]
-    handles: list[Any] = []
-    names: list[str] = []
-    diverged_any = False
     target = next((entry["target_accuracy"] for entry in schemes.values() if entry.get("target_accuracy") is not None), None)
+    first_lines: list[Line2D] = []
+    diverged_any = False
     for axes, metric in zip(grid, metrics, strict=True):
-        for index, (label, per_label) in enumerate(curves.items()):
-            values = per_label[metric]
-            with warnings.catch_warnings():  # steps where every seed has diverged are all-NaN
-                warnings.simplefilter("ignore", RuntimeWarning)
-                median, low, high = np.nanmedian(values, axis=0), np.nanmin(values, axis=0), np.nanmax(values, axis=0)
-            line = axes.plot(steps, median, color=color(index), ls=linestyle(index), lw=2)[0]
-            if values.shape[0] > 1:
-                axes.fill_between(steps, low, high, color=color(index), alpha=0.18, lw=0)
-            for seed, step in enumerate(schemes.get(label, {}).get("diverged_at_step") or []):
-                recorded = np.flatnonzero(np.isfinite(values[seed]))
-                if step is None or not recorded.size:
-                    continue
-                diverged_any = True
-                axes.plot([step], [values[seed, recorded[-1]]], "X", color=color(index), mec="black", ms=9, zorder=5)
-            if axes is grid[0]:
-                entry = schemes.get(label, {})
-                reached = entry.get("steps_to_target_per_seed")
-                handles.append(line)
-                names.append(label if reached is None else f"{label}: {reached_text(reached)}")
-        if metric == "loss":
-            axes.set_yscale("log")
-            axes.set_ylabel("training loss (whole training set)")
-        else:
-            axes.set_ylabel("test accuracy")
-            axes.set_ylim(-0.02, 1.02)
-            if chance is not None:
-                axes.axhline(chance, color="0.35", ls=":", lw=1.5)
-            if target is not None:
-                axes.axhline(target, color="0.35", ls="--", lw=1)
-        axes.set_xlabel("step")
-        axes.grid(True, alpha=0.3)
-    seeds = {values.shape[0] for per_label in curves.values() for values in per_label.values()}
-    handles.append(Line2D([], [], color="0.3", lw=2))
-    names.append(f"median over {seed_count_text(set(seeds))}" if max(seeds) > 1 else "one seed")
-    if max(seeds) > 1:
-        handles.append(Patch(color="0.3", alpha=0.25, lw=0))
-        names.append(f"min–max over {seed_count_text(set(seeds))}")
-    if diverged_any:
-        handles.append(Line2D([], [], color="0.5", marker="X", mec="black", ls="none", ms=9))
-        names.append("a seed diverged (at that step; its curve ends)")
-    if "test_acc" in metrics and chance is not None:
-        handles.append(Line2D([], [], color="0.35", ls=":", lw=1.5))
-        names.append(f"chance (most frequent class): {format_number(chance)}")
-    if "test_acc" in metrics and target is not None:
-        handles.append(Line2D([], [], color="0.35", ls="--", lw=1))
-        names.append(f"target test accuracy {format_number(target)}")
-    figure.legend(handles, names, loc="outside right upper", fontsize=8)
+        lines, diverged = draw_training_curves(axes, steps, curves, metric, schemes)
+        if axes is grid[0]:  # the legend names the first panel's lines
+            first_lines = lines
+        diverged_any = diverged_any or diverged
+        label_training_axes(axes, metric, chance, target)
+    legend = training_legend_entries(first_lines, curves, schemes, "test_acc" in metrics, diverged_any, chance, target)
+    figure.legend(*legend, loc="outside right upper", fontsize=8)
     figure.suptitle(title)
     return figure
 
