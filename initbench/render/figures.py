@@ -103,8 +103,9 @@ def band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def figure_with_strips(above: float, below: float) -> tuple[Figure, np.ndarray, dict[int, Axes]]:
-    """A 10.5 × 5.8 figure whose main axes (height 10) may have a thin strip above (``above`` > 0:
-    its height) and one below, sharing x: the rows, and panel 0, 1, 2 (strip, main, strip) → axes."""
+    """A 10.5 × 5.8 figure: main axes of height 10, with a strip of height ``above`` over it and one
+    of height ``below`` under it where those are > 0, all sharing x. Returns the figure, its axes
+    top to bottom, and position → axes for those present (0 top strip, 1 main axes, 2 bottom strip)."""
     heights = [above, 10, below]
     rows = [index for index, height in enumerate(heights) if height]
     figure = Figure(figsize=(10.5, 5.8), layout="constrained")
