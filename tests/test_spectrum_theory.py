@@ -117,7 +117,9 @@ def test_relu_variance_grows_linearly_in_depth_for_both_ensembles() -> None:
 
 
 def _scipy_expectation(f, q: float) -> float:
-    value, _ = quad(lambda z: f(math.sqrt(q) * z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi), -40, 40, limit=400, epsabs=0, epsrel=1e-13)
+    value, _ = quad(
+        lambda z: f(math.sqrt(q) * z) * math.exp(-z * z / 2) / math.sqrt(2 * math.pi), -40, 40, limit=400, epsabs=0, epsrel=1e-13
+    )
     return value
 
 

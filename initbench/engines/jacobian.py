@@ -118,7 +118,9 @@ def exact_spectrum(jacobians: torch.Tensor, top: int = 1) -> JacobianSpectrum:
     output_dim = jacobians.shape[-2]
     moments = torch.stack([lam.sum(-1), lam.square().sum(-1)], dim=-1) / output_dim
     top_values = lam[:, :top]
-    return JacobianSpectrum("exact", output_dim, moments, torch.zeros_like(moments), top_values, torch.zeros_like(top_values), singular_values)
+    return JacobianSpectrum(
+        "exact", output_dim, moments, torch.zeros_like(moments), top_values, torch.zeros_like(top_values), singular_values
+    )
 
 
 def _jjt_products(fn: RunFunction, params: Any, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -175,7 +175,9 @@ def _derivative_sq_psi(activation: Activation, q_star: float) -> tuple[Callable[
     return psi, d_max
 
 
-def _log_edge_curve(activation: Activation, sw2: float, q_star: float, depth: int, weights: WeightEnsemble) -> tuple[Callable[[float], float], float]:
+def _log_edge_curve(
+    activation: Activation, sw2: float, q_star: float, depth: int, weights: WeightEnsemble
+) -> tuple[Callable[[float], float], float]:
     """log w as a function of x ∈ (0, x_max), where z = ψ_{D²}(x), and x_max.
 
     .. math::
