@@ -8,7 +8,7 @@ chaos") and Schoenholz et al. 2017 ("Deep information propagation"), with ``Var(
 ``xˡ = φ(hˡ)``, and ``q`` always means a pre-activation variance. All arithmetic is float64.
 
 May import :mod:`initbench.core` and :mod:`initbench.nets`. The package re-exports the functions of
-its modules (quadrature, maps, fixed_points, propagate, gains), so ``from initbench import theory;
+its modules (quadrature, maps, fixed_points, propagate, gains, spectrum), so ``from initbench import theory;
 theory.chi1(...)`` reads as the math does.
 """
 
@@ -40,5 +40,18 @@ from initbench.theory.quadrature import (
     gaussian_expectation,
     gaussian_moments,
 )
+from initbench.theory.spectrum import (
+    S1_OF_ENSEMBLE,
+    WeightEnsemble,
+    critical_point,
+    derivative_moments,
+    fuss_catalan_density,
+    fuss_catalan_edge,
+    fuss_catalan_moment,
+    theory_max,
+    theory_mean,
+    theory_nvar,
+    theory_variance,
+)
 
-__all__ = ['TensorFn', 'Phase', 'QUADRATURE_DEGREE', 'BIVARIATE_DEGREE', 'TAIL_SIGMAS', 'PANEL_RATIO', 'PHASE_TOL', 'FIXED_POINT_RTOL', 'UNBOUNDED_Q', 'COLLAPSED_Q', 'GROWTH_STEP_Q', 'GAIN_SQ_RANGE', 'gaussian_expectation', 'bivariate_gaussian_expectation', 'GaussianMoments', 'gaussian_moments', 'length_map', 'chi1', 'ForwardPrediction', 'propagate_forward', 'propagate_backward', 'fixed_point', 'correlation_map', 'correlation_fixed_point', 'DepthScales', 'depth_scales', 'phase_of', 'fixed_point_phase', 'variance_preserving_gain', 'critical_gain', 'propagate_residual']
+__all__ = ['TensorFn', 'Phase', 'QUADRATURE_DEGREE', 'BIVARIATE_DEGREE', 'TAIL_SIGMAS', 'PANEL_RATIO', 'PHASE_TOL', 'FIXED_POINT_RTOL', 'UNBOUNDED_Q', 'COLLAPSED_Q', 'GROWTH_STEP_Q', 'GAIN_SQ_RANGE', 'gaussian_expectation', 'bivariate_gaussian_expectation', 'GaussianMoments', 'gaussian_moments', 'length_map', 'chi1', 'ForwardPrediction', 'propagate_forward', 'propagate_backward', 'fixed_point', 'correlation_map', 'correlation_fixed_point', 'DepthScales', 'depth_scales', 'phase_of', 'fixed_point_phase', 'variance_preserving_gain', 'critical_gain', 'propagate_residual', 'WeightEnsemble', 'S1_OF_ENSEMBLE', 'derivative_moments', 'theory_mean', 'theory_nvar', 'theory_variance', 'theory_max', 'critical_point', 'fuss_catalan_moment', 'fuss_catalan_edge', 'fuss_catalan_density']
