@@ -40,7 +40,8 @@ def select(config: Config) -> EngineChoice:
     """
     model = config.model
     if model.arch != "mlp":
-        return EngineChoice(MODULE, f"a {model.arch} net, not the plain mlp: the module backend")
+        network = {"resmlp": "a residual mlp", "cnn": "a cnn", "module": "a user's module"}.get(model.arch, model.arch)
+        return EngineChoice(MODULE, f"{network}, not the plain mlp: the module backend")
     if model.norm != "none":
         return EngineChoice(MODULE, f"an mlp with {model.norm}: the module backend")
     if config.init.rules is not None:
