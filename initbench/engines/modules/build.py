@@ -54,13 +54,14 @@ def build_stack(config: Config, runs: list[Run], device: torch.device, outputs: 
     Each model is built with torch's global RNG seeded by its run's seed (and restored after), so a
     ``constructor`` run measures the model's own init reproducibly; every other scheme then redraws
     the parameters from the run's own generator, and ``init.rules`` pick the scheme per module.
+    The models are built one at a time as the stack takes them, so only one exists beside the stack.
     """
     bias_scheme = config.resolved_init()[1]
     # A scheme that adds structure (Fixup's scalars) adds it to every model, so that all runs stack;
     # only its own runs' models get it active (InitScheme.prepare_model).
     structural = list({type(run.scheme): run.scheme for run in runs if run.scheme.needs_model}.values())
-    models = []
-    for run in runs:
+
+    def built(run: Run) -> nn.Module:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(run.seed)
             model = build_model(config, outputs, inputs)
@@ -69,8 +70,9 @@ def build_stack(config: Config, runs: list[Run], device: torch.device, outputs: 
             (run.scheme if owner else scheme).prepare_model(model, owner)
         initialize(model, run, bias_scheme, torch.Generator().manual_seed(run.seed), config.resolved_rules())
         run.scheme.finish_model(model)
-        models.append(model)
-    return StackedModules(models, runs, device)
+        return model
+
+    return StackedModules((built(run) for run in runs), runs, device)
 
 
 def check_initialization(config: Config, outputs: int | None = None, inputs: int | None = None) -> StackedModules | None:

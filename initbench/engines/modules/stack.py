@@ -12,7 +12,7 @@ holds every run's tensors, and remembers only each run's own names for them.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -48,21 +48,46 @@ class StackedModules:
     """The runs' models stacked: one model called on each run's parameters.
 
     Args:
-        models: one built, initialized model per run, on the CPU; stacked, then dropped (the
-            stack keeps one copy of the model to call, and each run's own names for its tensors).
+        models: one built, initialized model per run (in ``runs``' order), on the CPU; each is
+            copied into the stack as it comes and then dropped (the stack keeps one copy of the
+            model to call, and each run's own names for its tensors). A generator of them keeps
+            only one model beside the stack at a time.
         runs: the runs, for their seeds (dropout draws from a stream of each run's seed).
         device: where to compute.
     """
 
-    def __init__(self, models: list[nn.Module], runs: list[Run], device: torch.device) -> None:
+    def __init__(self, models: Iterable[nn.Module], runs: list[Run], device: torch.device) -> None:
         self.runs, self.device = runs, device
-        models = [model.to(device) for model in models]
-        self.params, self.buffers = torch.func.stack_module_state(models)
+        self.params: dict[str, torch.Tensor] = {}
+        self.buffers: dict[str, torch.Tensor] = {}
         #: Each run's own state_dict keys → stacked names (:meth:`run_state_dict`).
-        self.run_names = [own_names(model) for model in models]
-        self.base = copy.deepcopy(models[0])
+        self.run_names: list[dict[str, str]] = []
+        requires_grad: dict[str, bool] = {}
+        for index, model in enumerate(models):
+            model = model.to(device)
+            if index == 0:
+                self.base = copy.deepcopy(model)
+            self._take(index, model, requires_grad)
+        if len(self.run_names) != len(runs):
+            raise ValueError(f"{len(self.run_names)} models for {len(runs)} runs")
+        # As torch.func.stack_module_state: stacked parameters are leaves that require grad where every run's did.
+        for name, _ in self.base.named_parameters():
+            self.params[name].requires_grad_(requires_grad[name])
         #: None when the runs go through vmap together, else why they go one at a time.
         self.one_at_a_time = vmap_obstacle(self.base)
+
+    def _take(self, index: int, model: nn.Module, requires_grad: dict[str, bool]) -> None:
+        """Copy run ``index``'s ``model`` into its slice of the stack (allocated by the first run's),
+        and whether its parameters require grad into ``requires_grad``."""
+        with torch.no_grad():
+            for stacked, named in ((self.params, model.named_parameters()), (self.buffers, model.named_buffers())):
+                for name, tensor in named:
+                    if index == 0:
+                        stacked[name] = torch.empty((len(self.runs), *tensor.shape), dtype=tensor.dtype, device=tensor.device)
+                    stacked[name][index].copy_(tensor)
+                    if stacked is self.params:
+                        requires_grad[name] = requires_grad.get(name, True) and tensor.requires_grad
+        self.run_names.append(own_names(model))
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Every run's output for its inputs ``x [runs, ...]``, ``[runs, ...]`` (differentiable in :attr:`params`)."""
