@@ -4,3 +4,7 @@ any ``nn.Module`` (:mod:`~initbench.engines.modules`), with LSUV's fitting loop.
 
 May import core, nets, data, theory, schemes and config; nothing of rich, matplotlib or typer.
 """
+
+from initbench.engines.choice import EngineChoice, select
+
+__all__ = ["EngineChoice", "select"]

@@ -180,16 +180,17 @@ def module_memory_estimate(config: Config, runs: int, backward: bool) -> int:
     """Peak bytes of a module-backend pass over a built-in net (0 for a user's module, whose size is unknown
     until it is built).
 
-    Every block's output and pre-activation are kept for every run (they are returned from the
-    vmapped call), about three tensors of ``runs·batch·features`` a block with the block's own
-    temporaries, twice that with the gradient pass; plus the stacked parameters.
+    The forward pass reduces each call in its hook, so it holds a block's input, output and
+    temporaries, about three tensors of ``runs·batch·features``, whatever the depth; the gradient
+    pass keeps what autograd needs of every block, about six such tensors a block. Plus the
+    stacked parameters (twice with the gradient pass: their gradients).
     """
     model = config.model
     if model.arch == "module":
         return 0
     element = torch.finfo(resolve_dtype(config.dtype)).bits // 8
     pixels = config.input.image_size**2 if model.arch == "cnn" else 1
-    activations = runs * config.input.batch_size() * model.width * pixels * model.depth * (6 if backward else 3)
+    activations = runs * config.input.batch_size() * model.width * pixels * (6 * model.depth if backward else 3)
     kernel = 9 if model.arch == "cnn" else 1
     parameters = runs * model.depth * model.width * model.width * kernel * (2 if model.arch == "resmlp" else 1) * (2 if backward else 1)
     return (activations + parameters) * element
