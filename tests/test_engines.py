@@ -21,11 +21,11 @@ from initbench.config.loading import validate_config
 from initbench.config.run import Config
 from initbench.core.interfaces import SilentProgress
 from initbench.core.registry import build_from_spec
+from initbench.data.loading import load_dataset
 from initbench.engines import select
 from initbench.engines.base import Run
 from initbench.engines.choice import MODULE, STACKED
 from initbench.engines.modules import RowStatistics, StackedModules, initialize, observe, observed_modules
-from initbench.data.loading import load_dataset
 from initbench.engines.training import OptimizerSettings, StackedMLP, StackedTrainer
 from initbench.experiments.base import RunContext, build_runs
 from initbench.experiments.propagation import ForwardExperiment
@@ -165,14 +165,14 @@ def test_a_module_backed_runs_peak_memory_does_not_grow_with_its_activations() -
 
 
 def test_optimizer_settings_are_frozen_and_reach_the_optimizer_by_name() -> None:
-    settings = OptimizerSettings(optimizer="sgd", lr=0.3, momentum=0.7, weight_decay=0.01, batch_size=16)
+    sgd = OptimizerSettings(optimizer="sgd", lr=0.3, momentum=0.7, weight_decay=0.01, batch_size=16)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        settings.lr = 1.0  # type: ignore[misc]
+        sgd.lr = 1.0  # type: ignore[misc]
     config = config_of(experiment="train", model={"hidden": [4]}, train={"dataset": "moons"})
     dataset = load_dataset("moons", 0)
     runs = build_runs(config)
     relu = build_from_spec(ACTIVATIONS, "relu")
-    for settings in (settings, dataclasses.replace(settings, optimizer="adam")):
+    for settings in (sgd, dataclasses.replace(sgd, optimizer="adam")):
         model = StackedMLP(runs, [dataset.input_dim, 4, dataset.output_dim], relu, True, CPU, torch.float32)
         trainer = StackedTrainer(runs, dataset, model, CPU, torch.float32, settings)
         group = trainer.optimizer.param_groups[0]

@@ -23,8 +23,17 @@ from initbench.core.registry import build_from_spec
 from initbench.core.runtime import derive_seed
 from initbench.engines.base import Run
 from initbench.engines.choice import MODULE, STACKED, EngineChoice
-from initbench.engines.modules import Observer, RowStatistics, StackedModules, build_stack, initialize, module_inputs, observe, observe_gradients, observed_modules
-from initbench.engines.observe import global_std
+from initbench.engines.modules import (
+    Observer,
+    RowStatistics,
+    StackedModules,
+    build_stack,
+    initialize,
+    module_inputs,
+    observe,
+    observe_gradients,
+    observed_modules,
+)
 from initbench.experiments.base import RunContext, build_runs
 from initbench.experiments.propagation import ForwardExperiment, GradientsExperiment, Measurement
 from initbench.nets.activations import ACTIVATIONS

@@ -11,7 +11,6 @@ import torch
 from initbench.engines.lsuv_fit import Fits, fit_lsuv_runs
 from initbench.engines.modules import ObservedPass, RowStatistics, StackedModules, loss_directions, observe, observe_gradients
 from initbench.engines.observe import GradientObservation, LayerObservation, NetNotes, global_std, weight_statistics
-from initbench.nets.activations import Activation
 from initbench.nets.architectures import fans
 
 
@@ -37,10 +36,6 @@ class ModuleNet:
         self.description, self.keep, self.init_rules, self.failed = description, keep, init_rules, failed
         self.fits: Fits = {}
         self._pass: ObservedPass | None = None
-
-    @property
-    def activation(self) -> Activation:
-        return self.statistics.activation
 
     def task(self, backward: bool) -> tuple[str, int]:
         return f"{'forward + backward' if backward else 'forward'}, {len(self.runs)} runs of {self.description}", 2 if backward else 1

@@ -71,7 +71,7 @@ class NetNotes:
     """
 
     one_at_a_time: str | None = None
-    fits: dict[Any, Any] = field(default_factory=dict)
+    fits: dict[Any, Any] = field(default_factory=dict)  # lsuv_fit.Fits, which imports the module backend that imports this
     init_rules: dict[str, Any] | None = None
     output_finite: np.ndarray | None = None
 

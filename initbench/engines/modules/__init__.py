@@ -14,7 +14,16 @@ else (the built-in ``resmlp``, ``cnn`` and normalized nets, and a user's own mod
 
 from initbench.engines.modules.build import build_model, build_stack, check_initialization, loss_directions, model_failed, module_inputs
 from initbench.engines.modules.initialize import draw_by_rule, initialize
-from initbench.engines.modules.observer import Call, ObservedModule, Observer, RowStatistics, first_floating, observed_modules, saturation_rule, stacked_view
+from initbench.engines.modules.observer import (
+    Call,
+    ObservedModule,
+    Observer,
+    RowStatistics,
+    first_floating,
+    observed_modules,
+    saturation_rule,
+    stacked_view,
+)
 from initbench.engines.modules.passes import ObservedPass, observe, observe_gradients, observing
 from initbench.engines.modules.stack import StackedModules, run_each, vmap_obstacle
 
