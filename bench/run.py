@@ -31,9 +31,9 @@ from initbench.core.interfaces import SilentProgress
 from initbench.core.registry import build_from_spec
 from initbench.data.loading import load_dataset
 from initbench.engines.base import Run
-from initbench.engines.training import mlp_trainer
+from initbench.engines.training import OptimizerSettings, mlp_trainer
 from initbench.experiments.base import RunContext, build_runs
-from initbench.experiments.propagation import measure_runs
+from initbench.experiments.propagation import ForwardExperiment
 from initbench.nets.activations import ACTIVATIONS
 from initbench.schemes.base import SCHEMES
 
@@ -93,9 +93,8 @@ def forward_config(depth: int, width: int, batch: int, device: torch.device) -> 
 
 def run_forward(config: Config, device: torch.device) -> None:
     """initbench's forward experiment without the file output: engine plus statistics."""
-    activation = config.model.build_activation()
     context = RunContext(config=config, device=device, dtype=torch.float32, progress=SilentProgress())
-    measure_runs(build_runs(config), config, activation, context, backward=False)
+    ForwardExperiment().measure(context, build_runs(config))
 
 
 def run_train(config: Config, device: torch.device) -> None:
@@ -195,7 +194,8 @@ def train_benchmark(repeats: int, device: torch.device, runs: int = 16, steps: i
 
     def stacked() -> None:
         trainer = mlp_trainer(
-            [Run("he", seed, he, zeros) for seed in range(runs)], dataset, [10, 5], relu, True, device, torch.float32, "sgd", 0.1, 0.0, 0.0, None
+            [Run("he", seed, he, zeros) for seed in range(runs)], dataset, [10, 5], relu, True, device, torch.float32,
+            OptimizerSettings("sgd", lr=0.1, momentum=0.0, weight_decay=0.0, batch_size=None),
         )
         for step in range(steps):
             trainer.step(step)
@@ -235,6 +235,48 @@ def memory_benchmark(repeats: int, device: torch.device) -> list[Result]:
     return [Result("forward peak memory, depth 1000 vs depth 100 (width, batch 512)", peak_memory(100, device) / 2**20, peak_memory(1000, device) / 2**20, "≤ 1.2", "MiB")]
 
 
+#: The module backend's memory benchmark: an mlp of this width and batch, ``constructor`` init (PyTorch's
+#: own draws, which only real modules make) so that it runs on the module backend, this many seeds.
+MODULE_MEMORY_SHAPE = {"width": 256, "batch": 512, "seeds": 4}
+
+
+def module_peak_memory(depth: int, device: torch.device) -> int:
+    """Peak memory of a fresh process measuring a module-backed forward run at ``depth``
+    (:data:`MODULE_MEMORY_SHAPE`): VmHWM on the CPU, the allocator's peak on CUDA (see :func:`peak_memory`).
+
+    The child calls only the experiment's ``measure`` (``ForwardExperiment().measure(context, runs)``),
+    so the same code measures any version of initbench on ``PYTHONPATH``.
+    """
+    shape = MODULE_MEMORY_SHAPE
+    raw = {
+        "name": "bench", "device": device.type, "seeds": shape["seeds"], "init": {"scheme": "constructor"},
+        "model": {"depth": depth, "width": shape["width"], "activation": "relu"}, "input": {"batch": shape["batch"]},
+    }  # fmt: skip
+    measure_peak = (
+        "torch.cuda.max_memory_allocated()"
+        if device.type == "cuda"
+        else "1024 * int(next(line.split()[1] for line in open('/proc/self/status') if line.startswith('VmHWM:')))"
+    )
+    code = (
+        "import torch; from initbench.config.loading import validate_config; from initbench.core.interfaces import SilentProgress; "
+        "from initbench.experiments.base import RunContext, build_runs; from initbench.experiments.propagation import ForwardExperiment; "
+        f"config = validate_config({raw!r}, 'bench'); device = torch.device('{device.type}'); "
+        "context = RunContext(config=config, device=device, dtype=torch.float32, progress=SilentProgress()); "
+        f"ForwardExperiment().measure(context, build_runs(config)); print({measure_peak})"
+    )
+    # -P: not the working directory first on sys.path, so PYTHONPATH (or the installed package) decides which initbench runs.
+    output = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, check=True).stdout
+    return int(output.split()[-1])
+
+
+def module_memory_benchmark(repeats: int, device: torch.device) -> list[Result]:
+    """The module backend's peak memory at depth 400 against depth 100: its hooks keep no call's tensors,
+    so what grows with depth is the stacked parameters (runs·width² a layer), not every layer's activations."""
+    shape = MODULE_MEMORY_SHAPE
+    name = f"module backend peak memory, depth 400 vs 100 (mlp × {shape['width']}, batch {shape['batch']}, {shape['seeds']} seeds)"
+    return [Result(name, module_peak_memory(100, device) / 2**20, module_peak_memory(400, device) / 2**20, "far below 4", "MiB")]
+
+
 def startup_benchmark(repeats: int, device: torch.device) -> list[Result]:
     """``initbench --help`` against the interpreter's own start (``python -c pass``)."""
     # The console script beside this interpreter: a version manager's shim (pyenv) would add its own start-up.
@@ -257,7 +299,7 @@ def probe_benchmark(repeats: int, device: torch.device, runs: int = 16, batch: i
     from torch import nn
 
     from initbench.core.stats import layer_statistics
-    from initbench.engines.modules import StackedModules, observe
+    from initbench.engines.modules import RowStatistics, StackedModules, observe
 
     def small_module() -> nn.Module:
         return nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
@@ -269,12 +311,11 @@ def probe_benchmark(repeats: int, device: torch.device, runs: int = 16, batch: i
         models.append(small_module().to(device))
     x = torch.randn(runs, batch, 32, generator=torch.Generator().manual_seed(0)).to(device)
     stack = StackedModules(models, [Run("constructor", seed, constructor, None) for seed in range(runs)], device)
+    statistics = RowStatistics(build_from_spec(ACTIVATIONS, "relu"))
 
     def stacked() -> None:
         with torch.no_grad():
-            observed = observe(stack, x)
-            for pre, post in zip(observed.pres, observed.posts, strict=True):
-                layer_statistics(pre, post, None)
+            observe(stack, x, statistics)  # each module's statistics, in its hook
 
     def loop() -> None:
         with torch.no_grad():
@@ -382,7 +423,8 @@ def threads_benchmark(repeats: int, device: torch.device) -> list[Result]:
 
 
 BENCHMARKS = {
-    "forward": forward_benchmark, "train": train_benchmark, "memory": memory_benchmark, "startup": startup_benchmark, "probe": probe_benchmark,
+    "forward": forward_benchmark, "train": train_benchmark, "memory": memory_benchmark, "module_memory": module_memory_benchmark,
+    "startup": startup_benchmark, "probe": probe_benchmark,
     "lsuv": lsuv_benchmark,
     "threads": threads_benchmark,
 }

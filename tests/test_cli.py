@@ -202,7 +202,7 @@ def test_interrupted_and_failed_runs_say_so(cli, tiny: Path, tmp_path: Path, mon
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(propagation, "measure_runs", interrupt)
+    monkeypatch.setattr(propagation, "measure_net", interrupt)
     result = cli("run", tiny, "--out", tmp_path / "i")
     assert result.exit_code == 130 and "Interrupted" in result.stderr
     assert json.loads((tmp_path / "i" / "meta.json").read_text())["status"] == "interrupted"
@@ -210,7 +210,7 @@ def test_interrupted_and_failed_runs_say_so(cli, tiny: Path, tmp_path: Path, mon
     def fail(*args, **kwargs):
         raise RuntimeError("out of luck")
 
-    monkeypatch.setattr(propagation, "measure_runs", fail)
+    monkeypatch.setattr(propagation, "measure_net", fail)
     result = cli("run", tiny, "--out", tmp_path / "f")
     assert result.exit_code == 1 and "RuntimeError: out of luck" in result.stderr and "Traceback" not in result.output
     meta = json.loads((tmp_path / "f" / "meta.json").read_text())

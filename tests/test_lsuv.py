@@ -18,6 +18,7 @@ from initbench.config.run import Config
 from initbench.core.interfaces import SilentProgress
 from initbench.core.registry import build_from_spec
 from initbench.engines.base import Run
+from initbench.engines.choice import MODULE, STACKED, select
 from initbench.engines.lsuv_fit import fit_lsuv_runs
 from initbench.engines.modules import StackedModules, build_stack, initialize, module_inputs
 from initbench.experiments.base import RunContext, build_runs
@@ -59,9 +60,12 @@ def fitted(config: Config) -> tuple[StackedModules, torch.Tensor, dict]:
 
 def run_alone(stack: StackedModules, index: int) -> nn.Module:
     """Run ``index``'s model as a plain nn.Module holding its fitted parameters."""
-    model = copy.deepcopy(stack.models[index])
-    model.load_state_dict({key: value[index] for key, value in stack.params.items()}, strict=False)
-    return model
+    return stack.run_model(index)
+
+
+def start_model(config: Config, index: int) -> nn.Module:
+    """Run ``index``'s model as drawn, before any fit (the stack drops its per-run models: built again)."""
+    return build_stack(config, build_runs(config), CPU).run_model(index)
 
 
 def output_variances(model: nn.Module, x: torch.Tensor, correction: int = 0) -> dict[str, float]:
@@ -93,7 +97,7 @@ def test_every_weight_layer_reaches_unit_variance_within_tol(case: str) -> None:
             assert abs(variances[layer.module] - 1) < 0.05, (run.seed, layer)
             assert layer.converged and layer.variance == pytest.approx(variances[layer.module], rel=1e-5)
         # Not a scheme that happens to give unit variance: the orthonormal start does not.
-        start = output_variances(stack.models[index], x[index])
+        start = output_variances(start_model(config, index), x[index])
         assert max(abs(value - 1) for value in start.values()) > 0.05
 
 
@@ -123,7 +127,7 @@ def test_iterations_are_the_rescales_the_orthonormal_start_needed() -> None:
     config = make_config("module", [f"lsuv:tol={tol}"], seeds=2, dtype="float64")
     stack, x, fits = fitted(config)
     for index, run in enumerate(stack.runs):
-        start, model = stack.models[index], run_alone(stack, index)
+        start, model = start_model(config, index), run_alone(stack, index)
         inputs: dict[str, torch.Tensor] = {}
         handles = [module.register_forward_pre_hook(lambda m, i, name=name, seen=inputs: seen.update({name: i[0]})) for name, module in weight_layers(model)]
         with torch.no_grad():
@@ -214,7 +218,7 @@ def test_the_pypi_lsuv_package_and_initbench_both_reach_unit_variance_on_the_sam
     config = validate_config({"device": "cpu", "model": {"arch": "module", "factory": f"tests.probe_models:{factory}"}, "input": {"shape": shape}, "init": {"scheme": "lsuv"}}, "(test)")
     stack, x, fits = fitted(config)
     torch.manual_seed(0)  # the package draws its orthonormal start from torch's global generator
-    peer = peer_lsuv(stack.models[0], x[0], std_tol=0.1, max_attempts=10)
+    peer = peer_lsuv(start_model(config, 0), x[0], std_tol=0.1, max_attempts=10)
     ours = output_variances(run_alone(stack, 0), x[0])
     theirs = output_variances(peer, x[0], correction=1)
     assert list(ours) == list(theirs) == [layer.module for layer in fits[("lsuv", 0)]]
@@ -234,10 +238,10 @@ def test_from_the_same_start_initbench_and_the_pypi_package_rescale_to_the_same_
     )
     stack, x, fits = fitted(config)
     assert all(layer.iterations == 1 for layer in fits[("lsuv:tol=0.0001", 0)])
-    peer = peer_lsuv(stack.models[0], x[0], std_tol=1e-4, max_attempts=10, do_orthonorm=False)
+    peer = peer_lsuv(start_model(config, 0), x[0], std_tol=1e-4, max_attempts=10, do_orthonorm=False)
     ours = run_alone(stack, 0)
     for (name, module), (_, theirs) in zip(weight_layers(ours), weight_layers(peer), strict=True):
-        start = dict(stack.models[0].named_modules())[name].weight
+        start = dict(start_model(config, 0).named_modules())[name].weight
         assert not torch.allclose(theirs.weight, start, rtol=1e-3)  # the package did rescale it
         torch.testing.assert_close(module.weight, theirs.weight, rtol=1e-3, atol=0)
 
@@ -268,7 +272,7 @@ def test_train_fits_on_the_first_training_batch_then_trains() -> None:
          "train": {"dataset": "circles", "steps": 3, "batch_size": 50, "eval_every": 3, "lr": 0.05}},
         "(test)",
     )
-    assert not config.uses_fast_engine()  # an mlp with a data-dependent scheme runs on the module backend
+    assert select(config).backend == MODULE  # an mlp with a data-dependent scheme runs on the module backend
     context = RunContext(config=config, device=CPU, dtype=torch.float32, progress=SilentProgress())
     experiment = TrainExperiment()
     record = experiment.measure(context, build_runs(config))
@@ -307,7 +311,7 @@ def test_a_sweep_never_stacks_lsuv_with_fast_engine_runs() -> None:
     he = validate_config({"model": {"depth": 3, "width": 8}, "init": {"scheme": "he"}}, "(test)")
     lsuv = validate_config({"model": {"depth": 3, "width": 8}, "init": {"scheme": "lsuv"}}, "(test)")
     orthogonal = validate_config({"model": {"depth": 3, "width": 8}, "init": {"scheme": "orthogonal"}}, "(test)")
-    assert he.uses_fast_engine() and not lsuv.uses_fast_engine()
+    assert select(he).backend == STACKED and select(lsuv).backend == MODULE
     assert stack_key(he) == stack_key(orthogonal) != stack_key(lsuv)
 
 

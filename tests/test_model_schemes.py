@@ -23,6 +23,7 @@ from initbench.core.errors import InitbenchError
 from initbench.core.interfaces import SilentProgress
 from initbench.core.registry import build_from_spec
 from initbench.data.loading import load_dataset
+from initbench.engines.choice import MODULE, STACKED, select
 from initbench.engines.modules import build_model, build_stack, module_inputs
 from initbench.experiments.base import RunContext, build_runs
 from initbench.experiments.train import TrainExperiment
@@ -59,7 +60,7 @@ def test_fixup_makes_every_block_the_identity_at_init() -> None:
     config = make_config(model=RESMLP, init={"schemes": ["he", "fixup"], "bias": "normal:std=0.3"}, input={"batch": 5})
     runs, stack = stack_for(config)
     x = module_inputs(config, runs, CPU)[0]
-    for run, model in zip(runs, stack.models, strict=True):
+    for run, model in zip(runs, [stack.run_model(index) for index in range(len(runs))], strict=True):
         blocks = [module for module in model.modules() if isinstance(module, ResidualBlock)]
         with torch.no_grad():
             differences = [float((block(x) - x).abs().max()) for block in blocks]
@@ -72,7 +73,7 @@ def test_fixup_makes_every_block_the_identity_at_init() -> None:
 def test_fixup_on_a_marked_factory_zeroes_last_layers_and_the_classifier() -> None:
     config = make_config(model=FACTORY, init={"schemes": ["fixup"], "bias": "normal:std=0.3"}, input={"shape": [5, 6]})
     _, stack = stack_for(config)
-    model = stack.models[0]
+    model = stack.run_model(0)
     x = torch.randn(5, 6, dtype=torch.float64)
     for block in model[:3]:
         assert torch.equal(block(x), x)
@@ -90,7 +91,7 @@ def test_fixup_scales_the_branches_by_the_formula(branch_layers: int, exponent: 
     model = {**FACTORY, "kwargs": {"width": width, "blocks": blocks, "branch_layers": branch_layers}}
     config = make_config(model=model, init={"schemes": ["he", "fixup"]}, input={"shape": [4, width]}, seeds=1)
     _, stack = stack_for(config)
-    he, fixup = stack.models
+    he, fixup = stack.run_model(0), stack.run_model(1)
     factor = blocks**exponent
     scaled = []
     for he_block, fixup_block in zip(he[:blocks], fixup[:blocks], strict=True):
@@ -104,7 +105,7 @@ def test_fixup_scales_the_branches_by_the_formula(branch_layers: int, exponent: 
 def test_fixup_with_one_layer_branches_zeroes_them_and_scales_nothing() -> None:
     config = make_config(model={**FACTORY, "kwargs": {"width": 5, "blocks": 2, "branch_layers": 1}}, init={"schemes": ["fixup"]}, input={"shape": [3, 5]})
     _, stack = stack_for(config)
-    assert all(not block.branch[0].weight.any() for block in stack.models[0][:2])
+    assert all(not block.branch[0].weight.any() for block in stack.run_model(0)[:2])
 
 
 def test_fixup_and_skipinit_scalars_are_stacked_and_train_and_each_run_trains_as_alone() -> None:
@@ -143,7 +144,7 @@ def test_fixup_and_skipinit_scalars_are_stacked_and_train_and_each_run_trains_as
 def test_skipinit_blocks_are_the_identity_and_its_weights_are_the_inner_schemes() -> None:
     config = make_config(model=RESMLP, init={"schemes": ["xavier_normal", "skipinit:inner=xavier_normal"]}, input={"batch": 5}, seeds=1)
     runs, stack = stack_for(config)
-    plain, gated = stack.models
+    plain, gated = stack.run_model(0), stack.run_model(1)
     x = module_inputs(config, runs, CPU)[0]
     for plain_block, gated_block in zip(plain.blocks, gated.blocks, strict=True):
         assert torch.equal(gated_block(x), x)
@@ -154,8 +155,8 @@ def test_skipinit_blocks_are_the_identity_and_its_weights_are_the_inner_schemes(
 def test_skipinit_needs_a_residual_branch_and_model_schemes_leave_the_fast_engine() -> None:
     with pytest.raises(InitbenchError, match="no residual branch"):
         stack_for(make_config(model={"depth": 2, "width": 4}, init={"schemes": ["skipinit"]}, input={"batch": 3}))
-    assert not make_config(model={"depth": 2, "width": 4}, init={"schemes": ["fixup"]}).uses_fast_engine()
-    assert make_config(model={"depth": 2, "width": 4}, init={"schemes": ["he"]}).uses_fast_engine()
+    assert select(make_config(model={"depth": 2, "width": 4}, init={"schemes": ["fixup"]})).backend == MODULE
+    assert select(make_config(model={"depth": 2, "width": 4}, init={"schemes": ["he"]})).backend == STACKED
     with pytest.raises(InitbenchError, match="cannot initialize a bias"):
         make_config(init={"scheme": "he", "bias": "fixup"})
     with pytest.raises(InitbenchError, match="must draw each parameter"):

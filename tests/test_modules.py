@@ -22,9 +22,20 @@ from initbench.core.interfaces import SilentProgress
 from initbench.core.registry import build_from_spec
 from initbench.core.runtime import derive_seed
 from initbench.engines.base import Run
-from initbench.engines.modules import Observer, StackedModules, build_stack, initialize, module_inputs, observe, observed_modules
+from initbench.engines.choice import MODULE, STACKED, EngineChoice
+from initbench.engines.modules import (
+    Observer,
+    RowStatistics,
+    StackedModules,
+    build_stack,
+    initialize,
+    module_inputs,
+    observe,
+    observe_gradients,
+    observed_modules,
+)
 from initbench.experiments.base import RunContext, build_runs
-from initbench.experiments.propagation import ForwardExperiment, measure_modules, measure_runs
+from initbench.experiments.propagation import ForwardExperiment, GradientsExperiment, Measurement
 from initbench.nets.activations import ACTIVATIONS
 from initbench.nets.architectures import ParamContext, build_builtin, fans, parameter_contexts
 from initbench.schemes.base import SCHEMES
@@ -42,6 +53,20 @@ def make_config(**sections: object) -> Config:
 
 def context_for(config: Config) -> RunContext:
     return RunContext(config=config, device=CPU, dtype=torch.float64, progress=SilentProgress())
+
+
+#: Either backend, forced whatever engines.select would pick (the seam the tests use).
+ON_STACKED = EngineChoice(STACKED, "forced by the test")
+ON_MODULES = EngineChoice(MODULE, "forced by the test")
+
+
+def measure_modules(config: Config, backward: bool = False) -> Measurement:
+    """``config``'s runs measured on the module backend."""
+    experiment = GradientsExperiment() if backward else ForwardExperiment()
+    return experiment.measure(context_for(config), build_runs(config), ON_MODULES)
+
+
+TANH_ROWS = RowStatistics(build_from_spec(ACTIVATIONS, "tanh"))
 
 
 # --- fans and contexts ----------------------------------------------------------------------------
@@ -95,9 +120,8 @@ def test_a_scheme_is_told_each_parameters_context() -> None:
 def test_module_backend_mlp_equals_the_fast_engine() -> None:
     """The same config through both backends: same draws, same inputs, same statistics and gradients."""
     config = make_config(experiment="gradients", model={"depth": 4, "width": 12, "activation": "tanh", "bias": True}, init={"bias": "normal:std=0.1"}, input={"batch": 9})
-    runs = build_runs(config)
-    fast = measure_runs(runs, config, config.model.build_activation(), context_for(config), backward=True)
-    slow = measure_modules(runs, config, context_for(config), backward=True)
+    fast = GradientsExperiment().measure(context_for(config), build_runs(config), ON_STACKED)
+    slow = measure_modules(config, backward=True)
     for column in ("mean", "std", "pre_std", "weight_mean", "weight_std", "grad_std", "weight_grad_std"):
         np.testing.assert_allclose(slow.stats[column], fast.stats[column], rtol=1e-10, err_msg=column)
     assert [p.fan_in for p in slow.points] == [p.fan_in for p in fast.points] == [12] * 4
@@ -128,16 +152,19 @@ def test_vmap_and_one_at_a_time_equal_each_model_alone() -> None:
         initialize(model, run, bias, torch.Generator().manual_seed(run.seed))
         models.append(model)
     x = torch.randn(3, 6, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    together = observe(StackedModules(models, runs, CPU), x)
+    expected = [hand_forward(model, x[index]) for index, model in enumerate(models)]
+    together = observe(StackedModules(models, runs, CPU), x, TANH_ROWS)
     alone_stack = StackedModules(models, runs, CPU)
     alone_stack.one_at_a_time = "forced by the test"
-    alone = observe(alone_stack, x)
+    alone = observe(alone_stack, x, TANH_ROWS)
     assert together.labels == alone.labels == ["0", "1", "2"]
-    for index, model in enumerate(models):
-        expected = hand_forward(model, x[index])
-        for call in range(3):
-            torch.testing.assert_close(together.posts[call][index], expected[call], rtol=1e-12, atol=1e-14)
-            torch.testing.assert_close(alone.posts[call][index], expected[call], rtol=1e-12, atol=1e-14)
+    for call in range(3):
+        outputs = torch.stack([expected[index][call] for index in range(3)]).flatten(1)
+        std, mean = torch.std_mean(outputs, dim=1, correction=0)
+        for observed in (together, alone):
+            torch.testing.assert_close(observed.stats[call]["std"], std, rtol=1e-12, atol=1e-14)
+            torch.testing.assert_close(observed.stats[call]["mean"], mean, rtol=1e-12, atol=1e-14)
+            assert [int(counts.sum()) for _, counts in observed.histograms[call]] == [outputs.shape[1]] * 3
 
 
 def test_gradients_equal_autograd_on_each_model_alone() -> None:
@@ -150,8 +177,10 @@ def test_gradients_equal_autograd_on_each_model_alone() -> None:
         models.append(model)
     x = torch.randn(2, 4, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     r = torch.randn(2, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    stack = StackedModules(models, runs, CPU)
     with torch.no_grad():
-        observed = observe(StackedModules(models, runs, CPU), x, r)
+        calls = observe(stack, x, TANH_ROWS).calls
+        grads, weight_grads = observe_gradients(stack, x, calls, r)
     for index, model in enumerate(models):
         outputs = []
         hidden = x[index]
@@ -161,8 +190,8 @@ def test_gradients_equal_autograd_on_each_model_alone() -> None:
             outputs.append(hidden)
         ((hidden * r[index]).sum() / math.sqrt(4)).backward()
         for call in range(3):
-            torch.testing.assert_close(observed.grads[call][index], outputs[call].grad, rtol=1e-10, atol=1e-14)
-        torch.testing.assert_close(observed.weight_grads["0.weight"][index], model[0].weight.grad, rtol=1e-10, atol=1e-14)
+            torch.testing.assert_close(grads[call][index], outputs[call].grad, rtol=1e-10, atol=1e-14)
+        torch.testing.assert_close(weight_grads["0.weight"][index], model[0].weight.grad, rtol=1e-10, atol=1e-14)
 
 
 def test_hooks_are_removed_after_the_model_raises() -> None:
@@ -185,17 +214,17 @@ def test_hooks_are_removed_after_the_model_raises() -> None:
 
 def test_batchnorm_in_train_mode_runs_one_at_a_time_and_says_why() -> None:
     config = make_config(model={"depth": 3, "width": 128, "norm": "batchnorm"}, input={"batch": 256})
-    measurement = measure_modules(build_runs(config), config, context_for(config), backward=False)
+    measurement = measure_modules(config)
     assert "BatchNorm1d" in measurement.one_at_a_time and "running statistics" in measurement.one_at_a_time
     # BN → ReLU normalizes every layer to relu(N(0, 1)): std √(1/2 − 1/(2π)), whatever the weights.
     np.testing.assert_allclose(measurement.stats["std"], math.sqrt(0.5 - 0.5 / math.pi), rtol=0.05)
     evaluated = make_config(model={"depth": 3, "width": 8, "norm": "batchnorm", "eval": True}, input={"batch": 16})
-    assert measure_modules(build_runs(evaluated), evaluated, context_for(evaluated), False).one_at_a_time is None
+    assert measure_modules(evaluated).one_at_a_time is None
 
 
 def test_layernorm_outputs_have_std_one() -> None:
     config = make_config(model={"arch": "module", "factory": "torch.nn:LayerNorm", "kwargs": {"normalized_shape": 32}}, input={"shape": [64, 32]})
-    measurement = measure_modules(build_runs(config), config, context_for(config), backward=False)
+    measurement = measure_modules(config)
     assert [p.module_type for p in measurement.points] == ["LayerNorm"]
     np.testing.assert_allclose(measurement.stats["std"], 1.0, rtol=1e-4)
 
@@ -212,9 +241,11 @@ def test_resmlp_with_zeroed_second_layers_is_the_identity() -> None:
             if ".branch.2." in name:  # W₂ and b₂ of every block
                 value.zero_()
         x = module_inputs(config, runs, CPU)
-        observed = observe(stack, x)
-    for post in observed.posts:
-        assert torch.equal(post, x)
+        observed = observe(stack, x, RowStatistics(config.model.build_activation()))
+    std, mean = torch.std_mean(x.flatten(1), dim=1, correction=0)
+    for stats in observed.stats:  # every block's output is its input
+        torch.testing.assert_close(stats["std"], std, rtol=1e-12, atol=0)
+        torch.testing.assert_close(stats["mean"], mean, rtol=1e-12, atol=1e-15)
 
 
 def test_resmlp_variance_triples_per_block_under_he_as_theory_says() -> None:
@@ -257,12 +288,9 @@ def test_module_backend_training_equals_the_fast_trainer() -> None:
     raw = {"experiment": "train", "model": {"hidden": [6, 5], "bias": True}, "train": {"dataset": "moons", "steps": 12, "lr": 0.2, "eval_every": 4}}
     fast_config = make_config(**raw)
     fast = TrainExperiment().run(context_for(fast_config)).tables["train_metrics.csv"].rows
-    original = Config.uses_fast_engine
-    try:
-        Config.uses_fast_engine = lambda self: False  # type: ignore[method-assign]
-        slow = TrainExperiment().run(context_for(fast_config)).tables["train_metrics.csv"].rows
-    finally:
-        Config.uses_fast_engine = original  # type: ignore[method-assign]
+    experiment = TrainExperiment()
+    slow_record = experiment.measure(context_for(fast_config), build_runs(fast_config), ON_MODULES)
+    slow = experiment.analyse(fast_config, slow_record).tables["train_metrics.csv"].rows
     assert [row[:3] for row in slow] == [row[:3] for row in fast]
     np.testing.assert_allclose([row[3:] for row in slow], [row[3:] for row in fast], rtol=1e-9)
 

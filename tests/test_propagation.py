@@ -26,7 +26,15 @@ from initbench.config.run import Config
 from initbench.core.interfaces import SilentProgress
 from initbench.core.runtime import derive_seed, resolve_dtype
 from initbench.experiments.base import RunContext
-from initbench.experiments.propagation import Measurement, SchemeTheory, build_runs, measure_runs, scheme_theory, summarize
+from initbench.experiments.propagation import (
+    ForwardExperiment,
+    GradientsExperiment,
+    Measurement,
+    SchemeTheory,
+    build_runs,
+    scheme_theory,
+    summarize,
+)
 from initbench.nets.architectures import linear_context
 
 Simulation = tuple[Measurement, dict[str, SchemeTheory | str]]
@@ -63,7 +71,7 @@ def simulate(config: Config, backward: bool) -> Simulation:
     activation = config.model.build_activation()
     runs = build_runs(config)
     context = RunContext(config=config, device=torch.device("cpu"), dtype=resolve_dtype(config.dtype), progress=SilentProgress())
-    measurement = measure_runs(runs, config, activation, context, backward)
+    measurement = (GradientsExperiment() if backward else ForwardExperiment()).measure(context, runs)
     theories = {label: scheme_theory(runs[measurement.run_indices(label)[0]], activation, config) for label in measurement.labels()}
     return measurement, theories
 

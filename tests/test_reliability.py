@@ -400,14 +400,14 @@ def test_a_resumed_forward_run_reruns_in_place(cli, tmp_path: Path, monkeypatch:
 
     config = write_config(tmp_path / "tiny.yaml", yaml.safe_dump(FORWARD))
     assert cli("run", config, "--out", tmp_path / "reference").exit_code == 0
-    original = propagation.measure_runs
+    original = propagation.measure_net
 
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("lost the GPU")
 
-    monkeypatch.setattr(propagation, "measure_runs", fail)
+    monkeypatch.setattr(propagation, "measure_net", fail)
     assert cli("run", config, "--out", tmp_path / "again").exit_code == 1
-    monkeypatch.setattr(propagation, "measure_runs", original)
+    monkeypatch.setattr(propagation, "measure_net", original)
     resumed = cli("run", "--resume", tmp_path / "again")
     assert resumed.exit_code == 0, resumed.output
     meta = json.loads((tmp_path / "again" / "meta.json").read_text())
@@ -426,14 +426,14 @@ def test_a_point_that_fails_in_a_stack_fails_alone(cli, tmp_path: Path, monkeypa
 
     base = write_config(tmp_path / "base.yaml", yaml.safe_dump({**FORWARD, "init": {"scheme": "he"}}))
     out = tmp_path / "sw"
-    original = propagation.measure_runs
+    original = propagation.measure_net
 
-    def fail_for_he(runs, *args: Any, **kwargs: Any) -> Any:
-        if any(run.label == "he" for run in runs):
+    def fail_for_he(net, *args: Any, **kwargs: Any) -> Any:
+        if any(run.label == "he" for run in net.runs):
             raise RuntimeError("he is broken")
-        return original(runs, *args, **kwargs)
+        return original(net, *args, **kwargs)
 
-    monkeypatch.setattr(propagation, "measure_runs", fail_for_he)
+    monkeypatch.setattr(propagation, "measure_net", fail_for_he)
     for attempt in range(2):
         result = cli("sweep", base, "init.scheme=xavier_normal,he", "--out", out)
         assert result.exit_code == 1
@@ -445,7 +445,7 @@ def test_a_point_that_fails_in_a_stack_fails_alone(cli, tmp_path: Path, monkeypa
     point = outputs(out / "points" / "scheme-xavier-normal")
     assert point["layer_stats.csv"] == outputs(tmp_path / "alone")["layer_stats.csv"]
 
-    monkeypatch.setattr(propagation, "measure_runs", original)
+    monkeypatch.setattr(propagation, "measure_net", original)
     analyse = propagation.Propagation.analyse
 
     def analyse_fails_for_he(self, config, record):  # the shared pass works; one point's analysis fails

@@ -15,6 +15,7 @@ from torch import nn
 from initbench.config.loading import apply_overrides, validate_config
 from initbench.core.errors import InitbenchError
 from initbench.engines.base import Run
+from initbench.engines.choice import MODULE, STACKED, select
 from initbench.engines.modules import build_model, initialize
 from initbench.experiments.assemble import init_rules_summary
 from initbench.runs.sweeps.plan import stack_key
@@ -138,7 +139,7 @@ def test_an_mlp_with_rules_runs_on_the_module_backend_with_the_fast_engines_numb
     """Rules that restate init.scheme move the plain MLP to the module backend, where it is the same network."""
     base = {"device": "cpu", "model": {"depth": 4, "width": 16, "activation": "tanh"}, "init": {"scheme": "xavier_normal", "gain": "auto"}, "input": {"batch": 8}}
     ruled = {**base, "init": {**base["init"], "rules": [{"match": "Linear", "scheme": "xavier_normal:gain=auto"}]}}
-    assert validate_config(base, "t").uses_fast_engine() and not validate_config(ruled, "t").uses_fast_engine()
+    assert select(validate_config(base, "t")).backend == STACKED and select(validate_config(ruled, "t")).backend == MODULE
     for name, raw in (("fast", base), ("ruled", ruled)):
         assert cli("run", write_config(tmp_path / f"{name}.yaml", json.dumps(raw)), "--out", tmp_path / name).exit_code == 0
     fast, ruled_rows = read_csv(tmp_path / "fast" / "layer_stats.csv"), read_csv(tmp_path / "ruled" / "layer_stats.csv")

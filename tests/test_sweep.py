@@ -167,14 +167,14 @@ def test_rerun_skips_complete_points_and_retries_failed_ones_keeping_them(
 
     out = tmp_path / "sw"
     axes = ("init.scheme=xavier,he", "model.depth=2,3")
-    original = propagation.measure_runs
+    original = propagation.measure_net
 
-    def fail_at_depth_3(runs, config, *args, **kwargs):
-        if config.model.depth == 3:
+    def fail_at_depth_3(net, context, *args, **kwargs):
+        if context.config.model.depth == 3:
             raise RuntimeError("disk on fire")
-        return original(runs, config, *args, **kwargs)
+        return original(net, context, *args, **kwargs)
 
-    monkeypatch.setattr(propagation, "measure_runs", fail_at_depth_3)
+    monkeypatch.setattr(propagation, "measure_net", fail_at_depth_3)
     failed = cli("sweep", base, *axes, "--out", out)
     assert failed.exit_code == 1, failed.output
     assert "The stacked pass failed (RuntimeError: disk on fire); running its points one at a time." in failed.stdout
@@ -186,7 +186,7 @@ def test_rerun_skips_complete_points_and_retries_failed_ones_keeping_them(
     assert meta["stacked_with"] == ["scheme-xavier_depth-3"] and meta["point"] == "scheme-he_depth-3"
     done = (out / "points" / "scheme-he_depth-2" / "layer_stats.csv").read_bytes()
 
-    monkeypatch.setattr(propagation, "measure_runs", original)
+    monkeypatch.setattr(propagation, "measure_net", original)
     rerun = cli("sweep", base, *axes, "--out", out)
     assert rerun.exit_code == 0, rerun.output
     assert "Skipped scheme-xavier_depth-2: already complete." in rerun.stdout

@@ -12,7 +12,7 @@ import torch
 from initbench.core.registry import build_from_spec
 from initbench.data.loading import load_dataset
 from initbench.engines.base import Run
-from initbench.engines.training import mlp_trainer, per_run_loss, per_run_loss_gradient
+from initbench.engines.training import OptimizerSettings, mlp_trainer, per_run_loss, per_run_loss_gradient
 from initbench.nets.activations import ACTIVATIONS
 from initbench.schemes.base import SCHEMES
 from tests.conftest import write_config
@@ -29,10 +29,16 @@ def make_runs(specs: list[str], seeds: list[int], activation=RELU, bias: str = "
     ]
 
 
+def plain_sgd(lr: float) -> OptimizerSettings:
+    """Full-batch SGD at ``lr``, without momentum or weight decay."""
+    return OptimizerSettings("sgd", lr=lr, momentum=0.0, weight_decay=0.0, batch_size=None)
+
+
 def losses(runs: list[Run], dataset_spec: str, hidden: list[int], activation, optimizer: str, batch_size: int | None, steps: int) -> torch.Tensor:
     """Training loss of every run at every step, ``[steps, runs]``, in float64."""
     trainer = mlp_trainer(
-        runs, load_dataset(dataset_spec, 0), hidden, activation, True, torch.device("cpu"), torch.float64, optimizer, 0.05, 0.9, 1e-3, batch_size
+        runs, load_dataset(dataset_spec, 0), hidden, activation, True, torch.device("cpu"), torch.float64,
+        OptimizerSettings(optimizer, lr=0.05, momentum=0.9, weight_decay=1e-3, batch_size=batch_size),
     )
     history = []
     for step in range(steps):
@@ -56,7 +62,7 @@ def test_a_run_in_the_stack_trains_exactly_as_alone(dataset: str, hidden: list[i
 def test_stacked_model_equals_nn_linear_layers() -> None:
     """The stack's forward pass is the plain MLP's: copy run 0's weights into nn.Linear layers."""
     runs = make_runs(["he"], [3, 4])
-    trainer = mlp_trainer(runs, load_dataset("circles", 0), [10, 5], RELU, True, torch.device("cpu"), torch.float64, "sgd", 0.1, 0.0, 0.0, None)
+    trainer = mlp_trainer(runs, load_dataset("circles", 0), [10, 5], RELU, True, torch.device("cpu"), torch.float64, plain_sgd(0.1))
     sizes = [2, 10, 5, 1]
     layers = []
     for index, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
@@ -77,7 +83,7 @@ def test_stacked_model_equals_nn_linear_layers() -> None:
 def test_written_out_gradients_equal_autograd(dataset: str, hidden: list[int], activation) -> None:
     """set_gradients with per_run_loss_gradient is d(Σ_r L_r)/dθ, as autograd computes it."""
     runs = make_runs(["he", "normal:std=0.5"], [0, 1], activation=activation)
-    trainer = mlp_trainer(runs, load_dataset(dataset, 0), hidden, activation, True, torch.device("cpu"), torch.float64, "sgd", 0.1, 0.0, 0.0, None)
+    trainer = mlp_trainer(runs, load_dataset(dataset, 0), hidden, activation, True, torch.device("cpu"), torch.float64, plain_sgd(0.1))
     x, y = trainer.next_batch()
     per_run_loss(trainer.model(x), y, trainer.dataset.task).sum().backward()
     expected = [parameter.grad.clone() for parameter in trainer.model.parameters()]
@@ -95,7 +101,7 @@ def test_zero_init_never_breaks_symmetry() -> None:
     units receive identical gradients, so training cannot tell them apart."""
     for spec, activation in (("zeros", RELU), ("constant:value=0.3", TANH)):
         runs = [Run(spec, 0, build_from_spec(SCHEMES, spec).resolve(activation), build_from_spec(SCHEMES, "zeros"))]
-        trainer = mlp_trainer(runs, load_dataset("circles", 0), [10, 5], activation, True, torch.device("cpu"), torch.float64, "sgd", 0.5, 0.0, 0.0, None)
+        trainer = mlp_trainer(runs, load_dataset("circles", 0), [10, 5], activation, True, torch.device("cpu"), torch.float64, plain_sgd(0.5))
         for step in range(200):
             trainer.step(step)
         for weight, bias in zip(list(trainer.model.weights)[:-1], list(trainer.model.biases)[:-1]):
@@ -108,8 +114,8 @@ def test_zero_init_never_breaks_symmetry() -> None:
 def test_a_diverging_run_is_marked_and_the_others_go_on() -> None:
     runs = make_runs(["normal:std=10000", "he"], [0])
     data = load_dataset("teacher:n_train=100,n_test=20", 0)
-    trainer = mlp_trainer(runs, data, [16, 16], RELU, True, torch.device("cpu"), torch.float32, "sgd", 0.1, 0.0, 0.0, None)
-    alone = mlp_trainer([runs[1]], data, [16, 16], RELU, True, torch.device("cpu"), torch.float32, "sgd", 0.1, 0.0, 0.0, None)
+    trainer = mlp_trainer(runs, data, [16, 16], RELU, True, torch.device("cpu"), torch.float32, plain_sgd(0.1))
+    alone = mlp_trainer([runs[1]], data, [16, 16], RELU, True, torch.device("cpu"), torch.float32, plain_sgd(0.1))
     for step in range(20):
         trainer.step(step)
         alone.step(step)
@@ -212,7 +218,7 @@ def test_evaluating_leaves_batchnorm_running_statistics_alone() -> None:
     dataset = load_dataset("digits", 0)
     runs = build_runs(config)
     stack = build_stack(config, runs, torch.device("cpu"), outputs=dataset.output_dim, inputs=1)
-    trainer = StackedTrainer(runs, dataset, stack, torch.device("cpu"), torch.float32, "sgd", 0.01, 0.0, 0.0, None, (1, 8, 8))
+    trainer = StackedTrainer(runs, dataset, stack, torch.device("cpu"), torch.float32, plain_sgd(0.01), (1, 8, 8))
     before = {name: value.clone() for name, value in stack.buffers.items()}
     trainer.evaluate(0)
     assert all(torch.equal(before[name], value) for name, value in stack.buffers.items())

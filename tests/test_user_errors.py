@@ -292,7 +292,7 @@ def test_failure_messages_print_literally(cli, tiny: Path, monkeypatch: pytest.M
     def fail(*args, **kwargs):
         raise RuntimeError("[/bold] unbalanced [red]tags")
 
-    monkeypatch.setattr(propagation, "measure_runs", fail)
+    monkeypatch.setattr(propagation, "measure_net", fail)
     result = cli("run", tiny, "--out", tiny.parent / "f")
     assert result.exit_code == 1 and "RuntimeError: [/bold] unbalanced [red]tags" in result.stderr
 

@@ -64,20 +64,6 @@ class Config(Section):
             raise InitbenchError("model.arch module needs input.shape, the shape of its input with the batch first.", hint="For example input.shape=[8,16,64] (or --input-shape 8,16,64).")
         return self
 
-    def uses_fast_engine(self) -> bool:
-        """Whether the runs go through the stacked MLP engine and trainer (the plain MLP, drawn by its
-        schemes) rather than the module backend (every other network, schemes that act on the whole
-        model or are fitted to a batch, training that saves its models in the model's own key layout,
-        and any net with ``init.rules``, which match module types and paths)."""
-        return (
-            self.model.arch == "mlp"
-            and self.model.norm == "none"
-            and self.init.rules is None
-            and (self.input.dataset is None or self.experiment == "train")
-            and not any(scheme.keeps_constructor_init or scheme.needs_model or scheme.needs_data for _, scheme in self.init.build_schemes())
-            and not (self.train is not None and self.train.save_models)
-        )
-
     @model_validator(mode="after")
     def _schemes_resolve(self) -> Config:
         """Settle ``gain: auto|preserving|critical`` now, once, and try every scheme's draws and the

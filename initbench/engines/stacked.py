@@ -11,13 +11,14 @@ stack: its draws come from its own generator in the same order either way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
 from initbench.core.runtime import MemoryEstimate, derive_seed, host_buffer
 from initbench.engines.base import Run
+from initbench.engines.observe import GradientObservation, LayerObservation, NetNotes, activation_statistics, global_std, weight_statistics
 from initbench.nets.activations import Activation
 from initbench.nets.architectures import linear_context
 
@@ -208,3 +209,43 @@ class StackedForward:
             yield LayerGradient(layer, grad, torch.bmm(grad.mT, below))
             if layer > 1:
                 grad = phi.times_derivative(pres[layer - 2], below, torch.bmm(grad, weight))
+
+
+class StackedMLPNet:
+    """The plain MLP on the stacked engine, as a :class:`~initbench.engines.observe.StackedNet`:
+    ``depth`` square layers of ``width``, observed one layer at a time.
+
+    Each layer's statistics are taken while it is the current one; only the backward pass keeps
+    every layer's pre-activation (it needs them for φ'(h)).
+    """
+
+    def __init__(self, runs: list[Run], activation: Activation, device: torch.device, dtype: torch.dtype, batch: int, width: int, depth: int, use_bias: bool) -> None:
+        self.runs = runs
+        self.engine = StackedForward(runs, activation, device, dtype)
+        self.batch, self.width, self.depth, self.use_bias = batch, width, depth, use_bias
+        self._inputs: torch.Tensor | None = None
+        self._pres: list[torch.Tensor] = []  # kept only for the backward pass: memory grows with depth there
+
+    def task(self, backward: bool) -> tuple[str, int]:
+        return f"{'forward + backward' if backward else 'forward'}, {len(self.runs)} runs", self.depth * (2 if backward else 1)
+
+    def forward(self, backward: bool, advance: Callable[[], None]) -> Iterator[LayerObservation]:
+        activation = self.engine.activation
+        self._inputs = self.engine.inputs(self.batch, self.width)
+        for output in self.engine.layers(self._inputs, [self.width] * self.depth, use_bias=self.use_bias, keep_states=backward):
+            stats, histograms = activation_statistics(output.pre, output.post, activation.saturated(output.post))
+            stats.update(weight_statistics(output.weight, stats["std"]))
+            if backward:
+                self._pres.append(output.pre)
+            advance()
+            yield LayerObservation(f"layers.{output.layer - 1}", "Linear", self.width, stats, histograms)
+
+    def backward(self, advance: Callable[[], None]) -> Iterator[GradientObservation]:
+        assert self._inputs is not None, "forward(backward=True) first"
+        for gradient in self.engine.backward(self._inputs, self._pres):
+            advance()
+            yield GradientObservation(gradient.layer - 1, global_std(gradient.grad), global_std(gradient.weight_grad))
+        self._pres = []
+
+    def notes(self) -> NetNotes:
+        return NetNotes()

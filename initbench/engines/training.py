@@ -176,6 +176,18 @@ class Evaluation:
         )
 
 
+@dataclass(frozen=True)
+class OptimizerSettings:
+    """How the trainer steps: ``optimizer`` "sgd" (with ``momentum``) or "adam", learning rate ``lr``,
+    L2 coefficient ``weight_decay``, and minibatch ``batch_size`` (None: full-batch gradient descent)."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    batch_size: int | None
+
+
 class StackedModel(Protocol):
     """What the trainer trains: the runs' networks stacked, with parameters ``[runs, ...]``.
 
@@ -203,8 +215,7 @@ class StackedTrainer:
         runs: the runs (resolved schemes and seeds).
         dataset: the data; its task decides the output size and the loss.
         model: the runs' stacked networks, already drawn (:class:`StackedMLP` or a module stack).
-        optimizer: "sgd" (with ``momentum``) or "adam"; ``weight_decay`` is the L2 coefficient.
-        batch_size: minibatch size, or None for full-batch gradient descent.
+        optimizer: the optimizer, its settings and the minibatch size.
         input_shape: the shape one example has for the model (images: ``(1, 8, 8)``); None: flat.
     """
 
@@ -215,21 +226,18 @@ class StackedTrainer:
         model: StackedModel,
         device: torch.device,
         dtype: torch.dtype,
-        optimizer: str,
-        lr: float,
-        momentum: float,
-        weight_decay: float,
-        batch_size: int | None,
+        optimizer: OptimizerSettings,
         input_shape: tuple[int, ...] | None = None,
     ) -> None:
         self.runs, self.dataset, self.device = runs, dataset, device
         self.model = model
         # foreach: one multi-tensor op per update rather than a loop over the parameters, which is
         # the CPU default (Adam's step: 245 µs against 325 µs for the circles net).
-        if optimizer == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=lr, weight_decay=weight_decay, foreach=True)
+        settings = optimizer
+        if settings.optimizer == "adam":
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay, foreach=True)
         else:
-            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay, foreach=True)
+            self.optimizer = torch.optim.SGD(self.model.parameters(), lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay, foreach=True)
         target_dtype = dtype if dataset.task == "regression" else torch.long
         # Images arrive flat ([n, C·H·W]); a conv net sees them as [n, C, H, W].
         shape = (-1, *input_shape) if input_shape is not None else (-1, dataset.input_dim)
@@ -237,7 +245,7 @@ class StackedTrainer:
         self.y_train = torch.as_tensor(dataset.y_train, device=device, dtype=target_dtype)
         self.x_test = torch.as_tensor(dataset.x_test, device=device, dtype=dtype).reshape(shape)
         self.y_test = torch.as_tensor(dataset.y_test, device=device, dtype=target_dtype)
-        self.batch_size = batch_size
+        self.batch_size = settings.batch_size
         self.batch_streams = [torch.Generator().manual_seed(derive_seed(run.seed, "batches")) for run in runs]
         self.orders: list[torch.Tensor] = []
         self.position = 0
@@ -352,13 +360,9 @@ def mlp_trainer(
     use_bias: bool,
     device: torch.device,
     dtype: torch.dtype,
-    optimizer: str,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    batch_size: int | None,
+    optimizer: OptimizerSettings,
 ) -> StackedTrainer:
     """A trainer of plain MLPs (the fast path): ``hidden`` widths between the dataset's input and output."""
     sizes = [dataset.input_dim, *hidden, dataset.output_dim]
     model = StackedMLP(runs, sizes, activation, use_bias, device, dtype)
-    return StackedTrainer(runs, dataset, model, device, dtype, optimizer, lr, momentum, weight_decay, batch_size)
+    return StackedTrainer(runs, dataset, model, device, dtype, optimizer)

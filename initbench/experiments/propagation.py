@@ -20,43 +20,30 @@ from rich.text import Text
 from initbench import theory
 from initbench.config.run import Config
 from initbench.core.interfaces import Table
-from initbench.core.registry import build_from_spec
 from initbench.core.runtime import check_memory, resolve_dtype
-from initbench.core.stats import (
-    FORWARD_COLUMNS,
-    first_nonfinite_layer,
-    gradient_verdict,
-    layer_statistics,
-    median_layer,
-    row_histograms,
-    std_mean_float64,
-    verdict,
-)
+from initbench.core.stats import FORWARD_COLUMNS, first_nonfinite_layer, gradient_verdict, median_layer, verdict
 from initbench.engines.base import Run
-from initbench.engines.lsuv_fit import Fits, fit_lsuv_runs, subset_fits
-from initbench.engines.modules import build_stack, check_initialization, loss_directions, model_failed, module_inputs, observe
-from initbench.engines.stacked import StackedForward, propagation_memory_estimate
+from initbench.engines.choice import STACKED, EngineChoice, select
+from initbench.engines.lsuv_fit import Fits, subset_fits
+from initbench.engines.module_net import ModuleNet
+from initbench.engines.modules import RowStatistics, build_stack, check_initialization, model_failed, module_inputs
+from initbench.engines.observe import StackedNet
+from initbench.engines.stacked import StackedMLPNet, propagation_memory_estimate
 from initbench.experiments.assemble import init_rules_summary, ruled_modules
 from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext, build_runs
-from initbench.nets.activations import ACTIVATIONS, Activation
-from initbench.nets.architectures import ActivationModule, Block, ResidualBlock, fans
+from initbench.nets.activations import Activation
 from initbench.render.figures import histograms_figure, std_by_layer_figure
 from initbench.render.formatting import display_layers, format_number, markdown_table, rich_table
 from initbench.render.lsuv_fits import report_fits
 
-HISTOGRAM_BINS = 50
-#: Histograms use the first rows of the batch: 128 × width values draw the same shape as the whole
-#: batch, at a fraction of the cost (a full-batch histogram per run and layer cost as much as the
-#: layer's matmul).
-HISTOGRAM_ROWS = 128
 GRADIENT_COLUMNS = ("grad_std", "weight_grad_std")
 WEIGHT_COLUMNS = ("weight_mean", "weight_std")
 THEORY_COLUMNS = ("theory_std", "theory_pre_std", "chi1")
 
 
 @dataclass(frozen=True)
-class Point:
-    """What one row of the statistics observes: a layer of the MLP, a built-in block, or a module.
+class ObservedRow:
+    """What one row of the statistics observed: a layer of the MLP, a built-in block, or a module's call.
 
     ``fan_in`` is that of the weight the row reports (None for modules without one).
     """
@@ -78,7 +65,9 @@ class Measurement:
     stats: dict[str, np.ndarray]
     finite: np.ndarray
     histograms: list[list[tuple[np.ndarray, np.ndarray]]]  # [run][row] -> (edges, counts)
-    points: list[Point]
+    points: list[ObservedRow]
+    #: Which backend measured the runs, and why (summary.json's ``engine``).
+    engine: EngineChoice
     #: Why the module backend ran the runs one at a time instead of together (None: together, or the fast engine).
     one_at_a_time: str | None = None
     #: How each LSUV run's layers were fitted (:mod:`initbench.engines.lsuv_fit`); empty without LSUV runs.
@@ -122,6 +111,7 @@ class Measurement:
             finite=self.finite[indices],
             histograms=[self.histograms[index] for index in indices],
             points=self.points,
+            engine=self.engine,
             one_at_a_time=self.one_at_a_time,
             fits=subset_fits(self.fits, labels),
             init_rules=self.init_rules,
@@ -129,112 +119,45 @@ class Measurement:
         )
 
 
-def global_std(tensor: torch.Tensor) -> torch.Tensor:
-    """Population std over everything but the run axis, in float64: ``[runs, ...]`` → ``[runs]``."""
-    return torch.std(tensor.flatten(1).to(torch.float64), dim=1, correction=0)
-
-
-def measure_runs(runs: list[Run], config: Config, activation: Activation, context: RunContext, backward: bool) -> Measurement:
-    """Run every run through the net together; with ``backward``, also backpropagate the loss."""
-    depth, width = config.model.depth, config.model.width
-    engine = StackedForward(runs, activation, context.device, context.dtype)
-    columns: dict[str, list[torch.Tensor]] = {name: [] for name in (*FORWARD_COLUMNS, *WEIGHT_COLUMNS, "finite")}
-    histograms: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in runs]
-    pres: list[torch.Tensor] = []  # kept only for the backward pass: memory grows with depth there
-    context.progress.start(f"{'forward + backward' if backward else 'forward'}, {len(runs)} runs", total=depth * (2 if backward else 1))
-    with torch.no_grad():
-        x = engine.inputs(config.input.batch, width)
-        for output in engine.layers(x, [width] * depth, use_bias=config.model.bias, keep_states=backward):
-            stats = layer_statistics(output.pre, output.post, activation.saturated(output.post))
-            stats["weight_std"], stats["weight_mean"] = std_mean_float64(output.weight.flatten(1))
-            for name, values in stats.items():
-                columns[name].append(values)
-            layer_histograms = row_histograms(output.post[:, :HISTOGRAM_ROWS].flatten(1), HISTOGRAM_BINS, stats["finite"].tolist())
-            for index, edges_counts in enumerate(layer_histograms):
-                histograms[index].append(edges_counts)
-            if backward:
-                pres.append(output.pre)
-            context.progress.advance()
-        arrays = {name: torch.stack(values, dim=1).cpu().numpy() for name, values in columns.items()}
-        if backward:
-            gradients: dict[str, list[torch.Tensor]] = {name: [] for name in GRADIENT_COLUMNS}
-            for gradient in engine.backward(x, pres):
-                gradients["grad_std"].append(global_std(gradient.grad))
-                gradients["weight_grad_std"].append(global_std(gradient.weight_grad))
-                context.progress.advance()
-            # The backward pass yields the last layer first.
-            arrays.update({name: torch.stack(values[::-1], dim=1).cpu().numpy() for name, values in gradients.items()})
-    finite_array = arrays.pop("finite").astype(bool)
-    points = [Point(f"layers.{layer}", "Linear", width) for layer in range(depth)]
-    return Measurement(runs=runs, stats=arrays, finite=finite_array, histograms=histograms, points=points)
-
-
-def saturation_rule(module: torch.nn.Module, activation: Activation) -> Activation | None:
-    """The activation whose saturation rule applies to ``module``'s outputs, if any."""
-    if isinstance(module, (ActivationModule, Block, ResidualBlock)):
-        return module.activation if isinstance(module, ActivationModule) else activation
-    for torch_type, name in ((torch.nn.Tanh, "tanh"), (torch.nn.Sigmoid, "sigmoid")):
-        if isinstance(module, torch_type):
-            return build_from_spec(ACTIVATIONS, name)
-    return None
-
-
-def measure_modules(runs: list[Run], config: Config, context: RunContext, backward: bool) -> Measurement:
-    """Run every run's module (built-in net or user factory) and record each observed call.
-
-    All runs go through :mod:`initbench.engines.modules` together (vmap) where the model allows it;
-    the statistics are the same functions the fast engine uses, one row per observed call.
-    """
+def build_net(config: Config, runs: list[Run], context: RunContext, engine: EngineChoice) -> StackedNet:
+    """``runs`` of ``config``'s network on ``engine``'s backend: the plain MLP's layers, or every run's module stacked."""
     activation = config.model.build_activation()
-    context.progress.start(f"{'forward + backward' if backward else 'forward'}, {len(runs)} runs of {config.model.arch}", total=2 if backward else 1)
+    if engine.backend == STACKED:
+        model = config.model
+        return StackedMLPNet(runs, activation, context.device, context.dtype, config.input.batch, model.width, model.depth, model.bias)
     stack = build_stack(config, runs, context.device)
     x = module_inputs(config, runs, context.device)
+    statistics = RowStatistics(activation, image_centre=config.model.arch == "cnn")
+    failed = (lambda error: model_failed(config, x, error)) if config.model.arch == "module" else None
+    return ModuleNet(stack, x, statistics, config.model.arch, ruled_modules(config, stack.base), init_rules_summary(config, stack.base), failed)
+
+
+def measure_net(net: StackedNet, context: RunContext, backward: bool, engine: EngineChoice) -> Measurement:
+    """Observe every row of ``net`` (and with ``backward`` backpropagate its loss): the one measurement
+    loop of both engines, one ``[runs]`` observation per row into ``[runs, rows]`` arrays."""
+    description, steps = net.task(backward)
+    context.progress.start(description, total=steps)
+    columns: dict[str, list[torch.Tensor]] = {}
+    histograms: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in net.runs]
+    points: list[ObservedRow] = []
     # torch.func.grad differentiates inside no_grad too: nothing here builds an autograd graph.
     with torch.no_grad():
-        try:
-            fits = fit_lsuv_runs(stack, x, ruled_modules(config, stack.base))  # LSUV rescales on the batch it is then measured on
-            observed = observe(stack, x)
-        except Exception as error:  # a user's model that can't take the inputs asked for: say so in one line
-            if config.model.arch != "module":
-                raise
-            raise model_failed(config, x, error) from None
-        context.progress.advance()
+        for observation in net.forward(backward, context.progress.advance):
+            for name, values in observation.stats.items():
+                columns.setdefault(name, []).append(values)
+            for run_histograms, edges_counts in zip(histograms, observation.histograms, strict=True):
+                run_histograms.append(edges_counts)
+            points.append(ObservedRow(observation.label, observation.module_type, observation.fan_in))
         if backward:
-            observed = observe(stack, x, loss_directions(runs, observed.output))
-            context.progress.advance()
-    columns: dict[str, list[torch.Tensor]] = {}
-    histograms: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in runs]
-    points = []
-    for index, (module, pre, post) in enumerate(zip(observed.modules, observed.pres, observed.posts, strict=True)):
-        rule = saturation_rule(module.module, activation)
-        stats = layer_statistics(pre.detach(), post.detach(), None if rule is None else rule.saturated(post.detach()))
-        if not observed.has_pre[index]:
-            stats["pre_std"] = torch.full_like(stats["std"], math.nan)
-        weight = None if module.weight is None else stack.params[module.weight].detach()
-        if weight is None:
-            stats["weight_std"] = stats["weight_mean"] = torch.full_like(stats["std"], math.nan)
-        else:
-            stats["weight_std"], stats["weight_mean"] = std_mean_float64(weight.flatten(1))
-        if config.model.arch == "cnn":
-            size = post.shape[-1]
-            stats["centre_std"], _ = std_mean_float64(post.detach()[..., size // 2, size // 2].flatten(1))
-        if backward:
-            assert observed.grads is not None and observed.weight_grads is not None
-            stats["grad_std"] = global_std(observed.grads[index])
-            stats["weight_grad_std"] = (
-                torch.full_like(stats["std"], math.nan) if weight is None else global_std(observed.weight_grads[module.weight])  # type: ignore[index]
-            )
-        for name, values in stats.items():
-            columns.setdefault(name, []).append(values.cpu())
-        first_rows = post.detach()[:, :HISTOGRAM_ROWS].flatten(1)
-        for run_index, edges_counts in enumerate(row_histograms(first_rows, HISTOGRAM_BINS, stats["finite"].tolist())):
-            histograms[run_index].append(edges_counts)
-        fan_in = None if weight is None else fans(tuple(weight.shape[1:]))[0]
-        points.append(Point(observed.labels[index], type(module.module).__name__, fan_in))
-    arrays = {name: torch.stack(values, dim=1).numpy() for name, values in columns.items()}
+            gradients: dict[str, list[torch.Tensor | None]] = {name: [None] * len(points) for name in GRADIENT_COLUMNS}
+            for gradient in net.backward(context.progress.advance):
+                gradients["grad_std"][gradient.row] = gradient.grad_std
+                gradients["weight_grad_std"][gradient.row] = gradient.weight_grad_std
+            columns.update(gradients)  # type: ignore[arg-type]
+    arrays = {name: torch.stack(values, dim=1).cpu().numpy() for name, values in columns.items()}
     finite_array = arrays.pop("finite").astype(bool)
-    output_finite = torch.isfinite(observed.output.flatten(1)).all(dim=1).cpu().numpy()
-    return Measurement(runs, arrays, finite_array, histograms, points, stack.one_at_a_time, fits, init_rules_summary(config, stack.base), output_finite)
+    notes = net.notes()
+    return Measurement(net.runs, arrays, finite_array, histograms, points, engine, notes.one_at_a_time, notes.fits, notes.init_rules, notes.output_finite)
 
 
 @dataclass(frozen=True)
@@ -257,16 +180,17 @@ def module_memory_estimate(config: Config, runs: int, backward: bool) -> int:
     """Peak bytes of a module-backend pass over a built-in net (0 for a user's module, whose size is unknown
     until it is built).
 
-    Every block's output and pre-activation are kept for every run (they are returned from the
-    vmapped call), about three tensors of ``runs·batch·features`` a block with the block's own
-    temporaries, twice that with the gradient pass; plus the stacked parameters.
+    The forward pass reduces each call in its hook, so it holds a block's input, output and
+    temporaries, about three tensors of ``runs·batch·features``, whatever the depth; the gradient
+    pass keeps what autograd needs of every block, about six such tensors a block. Plus the
+    stacked parameters (twice with the gradient pass: their gradients).
     """
     model = config.model
     if model.arch == "module":
         return 0
     element = torch.finfo(resolve_dtype(config.dtype)).bits // 8
     pixels = config.input.image_size**2 if model.arch == "cnn" else 1
-    activations = runs * config.input.batch_size() * model.width * pixels * model.depth * (6 if backward else 3)
+    activations = runs * config.input.batch_size() * model.width * pixels * (6 * model.depth if backward else 3)
     kernel = 9 if model.arch == "cnn" else 1
     parameters = runs * model.depth * model.width * model.width * kernel * (2 if model.arch == "resmlp" else 1) * (2 if backward else 1)
     return (activations + parameters) * element
@@ -502,7 +426,7 @@ class Propagation:
     def check(self, config: Config, device: torch.device) -> None:
         runs = len(config.init.build_schemes()) * config.seeds
         dtype = resolve_dtype(config.dtype)
-        if config.uses_fast_engine():
+        if select(config).backend == STACKED:
             estimate = propagation_memory_estimate(runs, config.input.batch, config.model.width, config.model.depth, self.backward, dtype)
         else:
             estimate = module_memory_estimate(config, runs, self.backward)
@@ -523,13 +447,11 @@ class Propagation:
         config = context.config
         return self.analyse(config, self.measure(context, build_runs(config)))
 
-    def measure(self, context: RunContext, runs: list[Run]) -> Measurement:
-        """Measure ``runs`` (of one or several configs that differ only in ``init``) in one stacked pass:
-        the fast engine for the plain MLP, the module backend for every other network."""
-        config = context.config
-        if config.uses_fast_engine():
-            return measure_runs(runs, config, config.model.build_activation(), context, self.backward)
-        return measure_modules(runs, config, context, self.backward)
+    def measure(self, context: RunContext, runs: list[Run], engine: EngineChoice | None = None) -> Measurement:
+        """Measure ``runs`` (of one or several configs that differ only in ``init``) in one stacked pass,
+        on ``engine`` (None: the one :func:`~initbench.engines.choice.select` picks for the config)."""
+        engine = select(context.config) if engine is None else engine
+        return measure_net(build_net(context.config, runs, context, engine), context, self.backward, engine)
 
     def analyse(self, config: Config, measurement: Measurement) -> ExperimentResult:
         """Theory, summary, tables and figures of a measurement of ``config``'s runs.
@@ -628,8 +550,8 @@ class Propagation:
         tables += fitted.warnings
         if measurement.init_rules is not None and measurement.init_rules["default_unused"]:
             tables.append(Text("init.rules set every weight layer: init.scheme draws no weight here, so runs that differ only in it measure the same net (summary.json: init_rules).", style="yellow"))
-        summary: dict[str, Any] = {"experiment": config.experiment, "schemes": schemes}
-        if not config.uses_fast_engine():
+        summary: dict[str, Any] = {"experiment": config.experiment, "schemes": schemes, "engine": measurement.engine.as_json()}
+        if measurement.engine.backend != STACKED:
             module_columns, module_rows = module_table(measurement, schemes)
             how = "together under torch.func.vmap" if measurement.one_at_a_time is None else f"one at a time: {measurement.one_at_a_time}"
             summary["backend"] = {"runs": how, "mode": "eval" if config.model.eval else "train"}

@@ -25,9 +25,10 @@ from initbench.core.runtime import check_memory, resolve_dtype
 from initbench.core.stats import median_layer
 from initbench.data.base import Dataset
 from initbench.data.loading import load_dataset
+from initbench.engines.choice import STACKED, EngineChoice, select
 from initbench.engines.lsuv_fit import Fits, fit_lsuv_runs, subset_fits
 from initbench.engines.modules import build_stack, check_initialization
-from initbench.engines.training import Evaluation, StackedTrainer, mlp_trainer, training_memory_estimate
+from initbench.engines.training import Evaluation, OptimizerSettings, StackedTrainer, mlp_trainer, training_memory_estimate
 from initbench.experiments.assemble import init_rules_summary, ruled_modules
 from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext, build_runs
 from initbench.render.figures import decision_boundary_figure, training_curves_figure
@@ -112,6 +113,7 @@ class TrainingRecord:
     evaluations: list[Evaluation]  # at evaluation_steps(), final state last
     diverged_at: list[int | None]
     boundary: Boundary | None  # 2-D classification only
+    engine: EngineChoice  # which backend trained the runs, and why (summary.json's engine)
     model_states: list[dict[str, torch.Tensor]] | None = None  # each run's final state_dict (train.save_models)
     fits: Fits = field(default_factory=dict)  # how each LSUV run's layers were fitted (initbench.engines.lsuv_fit)
     init_rules: dict[str, Any] | None = None  # which init.rules set each module (summary.json); None without rules
@@ -127,6 +129,7 @@ class TrainingRecord:
             evaluations=[evaluation.subset(indices) for evaluation in self.evaluations],
             diverged_at=[self.diverged_at[index] for index in indices],
             boundary=boundary,
+            engine=self.engine,
             model_states=None if self.model_states is None else [self.model_states[index] for index in indices],
             fits=subset_fits(self.fits, labels),
             init_rules=self.init_rules,
@@ -213,8 +216,9 @@ class TrainExperiment:
         shape = image_shape(config, dataset)
         return shape[0] if shape is not None else dataset.input_dim
 
-    def measure(self, context: RunContext, runs: list[Run]) -> TrainingRecord:
-        """Train ``runs`` together with ``context.config``'s settings and record what happened.
+    def measure(self, context: RunContext, runs: list[Run], engine: EngineChoice | None = None) -> TrainingRecord:
+        """Train ``runs`` together with ``context.config``'s settings on ``engine`` (None: the one
+        :func:`~initbench.engines.choice.select` picks) and record what happened.
 
         The runs may come from several sweep points whose configs differ only in ``init``: each
         trains exactly as it would alone, and :meth:`TrainingRecord.subset` splits the record.
@@ -224,15 +228,18 @@ class TrainExperiment:
         dataset = self.load(config)
         dtype = resolve_dtype(config.dtype)
         input_shape = image_shape(config, dataset)
-        optimizer = (settings.optimizer, settings.lr, settings.momentum, settings.weight_decay, settings.batch_size)
+        optimizer = OptimizerSettings(
+            optimizer=settings.optimizer, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay, batch_size=settings.batch_size
+        )
+        engine = select(config) if engine is None else engine
         fits: Fits = {}
         init_rules = None
-        if config.uses_fast_engine():
-            trainer = mlp_trainer(runs, dataset, config.model.hidden_widths(), config.model.build_activation(), config.model.bias, context.device, dtype, *optimizer)
+        if engine.backend == STACKED:
+            trainer = mlp_trainer(runs, dataset, config.model.hidden_widths(), config.model.build_activation(), config.model.bias, context.device, dtype, optimizer)
         else:
             model = build_stack(config, runs, context.device, outputs=dataset.output_dim, inputs=self.model_inputs(config, dataset))
             init_rules = init_rules_summary(config, model.base)
-            trainer = StackedTrainer(runs, dataset, model, context.device, dtype, *optimizer, input_shape)
+            trainer = StackedTrainer(runs, dataset, model, context.device, dtype, optimizer, input_shape)
             fits = fit_lsuv_runs(model, trainer.stacked(trainer.x_train[: lsuv_batch_size(settings, dataset)]), ruled_modules(config, model.base))
         checkpoints = evaluation_steps(settings.steps, settings.eval_every)
         evaluations, start = resume_training(context, trainer)
@@ -252,9 +259,12 @@ class TrainExperiment:
             grid_x, grid_y = boundary_grid(dataset)
             predictions = trainer.predict_grid(torch.as_tensor(np.stack([grid_x.ravel(), grid_y.ravel()], axis=1))).cpu().numpy()
             boundary = Boundary(grid_x, grid_y, predictions)
-        # save_models keeps these runs on the module backend (Config.uses_fast_engine), whose stack names each run's tensors.
+        # save_models keeps these runs on the module backend (engines.select), whose stack names each run's tensors.
         states = [trainer.model.run_state_dict(index) for index in range(len(runs))] if settings.save_models else None  # type: ignore[attr-defined]
-        return TrainingRecord(runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary, model_states=states, fits=fits, init_rules=init_rules)
+        return TrainingRecord(
+            runs=runs, dataset=dataset, evaluations=evaluations, diverged_at=list(trainer.diverged_at), boundary=boundary, engine=engine,
+            model_states=states, fits=fits, init_rules=init_rules,
+        )
 
     def analyse(self, config: Config, record: TrainingRecord) -> ExperimentResult:
         """Curves, summary, tables and figures of ``config``'s runs in ``record``."""
@@ -355,7 +365,8 @@ class TrainExperiment:
         return ExperimentResult(
             tables={"train_metrics.csv": Table(columns=("scheme", "seed", "step", "loss", "train_acc", "test_acc"), rows=rows)},
             summary={"experiment": "train", "dataset": dataset.name, "task": dataset.task, "schemes": schemes}
-            | ({} if record.init_rules is None else {"init_rules": record.init_rules}),
+            | ({} if record.init_rules is None else {"init_rules": record.init_rules})
+            | {"engine": record.engine.as_json()},
             figures=figures,
             report=report,
             console_tables=[rich_table(f"After {settings.steps} steps ({seeds})", columns, table_rows), *fitted.warnings],

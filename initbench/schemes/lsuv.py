@@ -2,7 +2,7 @@
 
 A data-dependent scheme: it draws an orthonormal start like any scheme, then needs a batch to
 rescale each layer, so its runs go through the module backend, where the stacked models and the
-batch both exist (:meth:`~initbench.config.run.Config.uses_fast_engine` is False for it).
+batch both exist (:func:`initbench.engines.choice.select` picks the module backend for it).
 
 1. **Start.** Every weight of two or more dimensions is ``torch.nn.init.orthogonal_`` from the run's
    generator (a conv weight ``[out, in, k, k]`` is orthonormal as ``[out, in·k²]``); biases follow

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from initbench.config.run import Config
 from initbench.core.errors import InitbenchError
+from initbench.engines.choice import select
 from initbench.runs.sweeps.grid import canonical
 
 
@@ -53,8 +54,8 @@ def stack_key(config: Config) -> str | None:
     data = config.model_dump(mode="json")
     data["init"] = {"bias": config.init.bias, "rules": data["init"].get("rules")}
     data["experiment"] = EXPERIMENTS.canonical(config.experiment)
-    # A scheme can move its runs off the fast engine (constructor, lsuv): the stack runs on one engine.
-    data["fast_engine"] = config.uses_fast_engine()
+    # A scheme can move its runs off the stacked engine (constructor, lsuv): the stack runs on one engine.
+    data["backend"] = select(config).backend
     return canonical(data)
 
 
