@@ -210,8 +210,8 @@ def run_shard(
     command: list[str] | None = None,
     points: Progress | None = None,
 ) -> ShardOutcome:
-    """Run shard ``shard`` of the sweep in directory ``path``: the one function every launcher calls.
-``render`` writes each point's figures and summary.md (:data:`initbench.runs.runner.Renderer`).
+    """Run shard ``shard`` of the sweep in directory ``path``: the one function every launcher calls;
+    ``render`` writes each point's figures and summary.md (:data:`initbench.runs.runner.Renderer`).
 
     Everything is read from the directory's ``sweep.json``, so a job on another machine needs only
     the path. Every point of the shard is checked (device, memory, dataset) before any runs. Points
@@ -288,7 +288,7 @@ def submit(
     """Submit the sweep in ``path`` as one job array of ``jobs`` shards through submitit.
 
     Each array task runs :func:`shard_job` (shard i of ``jobs``, ``threads`` torch threads), the
-    same code as ``--shard``.
+    same code as ``--shard``, with ``render`` (a module-level function: submitit pickles it by name).
     ``cluster`` picks submitit's executor: None detects SLURM (and falls back to local processes
     where there is none), ``"local"`` always runs local processes. Logs go to ``path/submitit``.
     Returns the submitit jobs.
