@@ -99,7 +99,7 @@ def sweep_report(merged: SweepReport) -> Report:
     report = Report(
         title=f"initbench sweep report: {sweep.name}",
         subtitle=f"Directory {merged.path}: {merged.complete} of {len(sweep.points)} points complete; axes: {axes}.",
-        config_text=(merged.path / SweepDirectory.BASE).read_text() if (merged.path / SweepDirectory.BASE).is_file() else "",
+        config_text=(merged.path / SweepDirectory.BASE).read_text(encoding="utf-8") if (merged.path / SweepDirectory.BASE).is_file() else "",
         environment=sweep_environment(merged),
     )
     report.tables["Results"] = ("sweep_results.csv", merged.columns, [[row.get(column) for column in merged.columns] for row in merged.rows], (

@@ -50,7 +50,7 @@ def run_report(result: RunResult) -> Report:
     report = Report(
         title=f"initbench {experiment}: {result.config.get('name', result.path.name)}",
         subtitle=f"Directory {result.path} (status {status}); rebuilt from its files by initbench report.",
-        config_text=(result.path / RunDirectory.CONFIG).read_text() if (result.path / RunDirectory.CONFIG).is_file() else "",
+        config_text=(result.path / RunDirectory.CONFIG).read_text(encoding="utf-8") if (result.path / RunDirectory.CONFIG).is_file() else "",
         environment=result.meta,
     )
     if status != "complete":

@@ -54,7 +54,7 @@ def parse_cell(text: str) -> int | float | str | None:
 
 def read_table(path: Path) -> list[dict[str, Any]]:
     """A CSV file's rows as dicts (:func:`parse_table`)."""
-    with path.open(newline="") as stream:
+    with path.open(newline="", encoding="utf-8") as stream:  # as RunDirectory writes it, whatever the locale
         return parse_table(stream)
 
 
@@ -107,7 +107,7 @@ class RunResult:
         if not (path / RunDirectory.META).is_file() or not (path / RunDirectory.CONFIG).is_file():
             raise InitbenchError(f"{path} is not a run directory: it has no {RunDirectory.META} and {RunDirectory.CONFIG}.")
         try:
-            config = yaml.safe_load((path / RunDirectory.CONFIG).read_text()) or {}
+            config = yaml.safe_load((path / RunDirectory.CONFIG).read_text(encoding="utf-8")) or {}
             meta = read_json(path / RunDirectory.META)
             summary = read_json(path / SUMMARY) if (path / SUMMARY).is_file() else None
             tables = {table.name: read_table(table) for table in sorted(path.glob("*.csv"))}

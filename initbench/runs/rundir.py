@@ -204,7 +204,7 @@ class RunDirectory:
         """
         meta_path = path / cls.META
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
             status = meta["status"]
         except FileNotFoundError:
             raise InitbenchError(f"{path} has no {cls.META}: it is not a run directory, or another process is resuming it.") from None
@@ -220,7 +220,7 @@ class RunDirectory:
         except FileNotFoundError:
             raise InitbenchError(f"Another process is resuming {path}.") from None
         try:
-            config_text = (path / cls.CONFIG).read_text()
+            config_text = (path / cls.CONFIG).read_text(encoding="utf-8")
             attempts = [*meta.get("attempts", []), {key: meta.get(key) for key in ("status", "started", "ended", "error", "host", "pid")}]
             meta.update(command=command, host=socket.gethostname(), pid=os.getpid(), status="running", ended=None, wall_seconds=None)
             meta.pop("error", None)

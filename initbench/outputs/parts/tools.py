@@ -121,7 +121,7 @@ def training_check(saved: Saved, report: Report) -> list[str]:
     training = (result.summary or {}).get("training") or {}
     if not training or not (result.path / TRAIN_CONFIG).is_file():
         return []
-    settings = yaml.safe_load((result.path / TRAIN_CONFIG).read_text())["train"]
+    settings = yaml.safe_load((result.path / TRAIN_CONFIG).read_text(encoding="utf-8"))["train"]
     train_columns = ("init", "loss", "test acc", "steps to target")
     train_rows = [
         (label, entry["loss"]["median"], entry.get("test_acc", {}).get("median"), reached_text(entry["steps_to_target_per_seed"]) if "steps_to_target_per_seed" in entry else None)
