@@ -191,16 +191,17 @@ def config_mapping(config: str | Path | Mapping[str, Any]) -> tuple[dict[str, An
 def execute_config(config: Config, out: str | Path | None, quiet: bool) -> RunResult:
     """Run ``config`` into its run directory (as the CLI does), then read the directory back."""
     from initbench.core.interfaces import SilentProgress
+    from initbench.outputs.run_report import render_into
     from initbench.runs.runner import execute
 
     target = None if out is None else Path(out)
     if quiet:
-        directory, _ = execute(config, target, SilentProgress())
+        directory, _ = execute(config, target, SilentProgress(), render_into)
     else:
         from initbench.outputs.console import RichProgress, stdout
 
         with RichProgress() as progress:
-            directory, result = execute(config, target, progress)
-        for table in result.console_tables:
+            directory, shown = execute(config, target, progress, render_into)
+        for table in shown:
             stdout.print(table)
     return RunResult.load(directory.path)

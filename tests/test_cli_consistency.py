@@ -305,12 +305,13 @@ def test_gain_and_phase_report_progress_to_the_end() -> None:
 
 
 def test_a_sweep_counts_its_points_stack_by_stack(tiny: Path, tmp_path: Path) -> None:
+    from initbench.outputs.run_report import render_into
     from initbench.runs.sweeps import Sweep, open_sweep_directory, run_shard
 
     sweep = Sweep.from_config(tiny, ["model.depth=1,2", "model.width=4,8"])
     directory = open_sweep_directory(sweep, tmp_path / "sweep")
     points, lines = Recorder(), []
-    outcome = run_shard(directory.path, log=lines.append, points=points)
+    outcome = run_shard(directory.path, render_into, log=lines.append, points=points)
     assert len(outcome.ran) == 4
     assert points.tasks == [["4 points", 4, 4]]
     stacks = [line for line in lines if line.startswith("[stack ")]

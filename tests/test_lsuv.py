@@ -24,7 +24,7 @@ from initbench.engines.modules import StackedModules, build_stack, initialize, m
 from initbench.experiments.base import RunContext, build_runs
 from initbench.experiments.train import TrainExperiment
 from initbench.nets.architectures import weight_layers
-from initbench.render.lsuv_fits import report_fits
+from initbench.render.lsuv_fits import fit_entries, fit_warnings
 from initbench.runs.sweeps.plan import stack_key
 from initbench.schemes.base import SCHEMES
 from initbench.schemes.lsuv import LSUV
@@ -201,8 +201,8 @@ def test_a_weight_layer_never_called_keeps_its_start_and_is_reported_as_such() -
     assert used.called and used.converged and used.iterations == 1
     assert not spare.called and spare.iterations == 0 and math.isnan(spare.variance)
     assert torch.equal(stack.params["spare.weight"][0], start)
-    report = report_fits(fits, runs, "a batch")
-    assert report.entries["lsuv"]["not_called"] == ["spare"] and report.entries["lsuv"]["not_converged"] == [] and not report.warnings
+    entries = fit_entries(fits, runs, "a batch")
+    assert entries["lsuv"]["not_called"] == ["spare"] and entries["lsuv"]["not_converged"] == [] and not fit_warnings({"lsuv": {"lsuv": entries["lsuv"]}})
 
 
 def peer_lsuv(model: nn.Module, x: torch.Tensor, **options: object) -> nn.Module:

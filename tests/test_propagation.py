@@ -26,15 +26,8 @@ from initbench.config.run import Config
 from initbench.core.interfaces import SilentProgress
 from initbench.core.runtime import derive_seed, resolve_dtype
 from initbench.experiments.base import RunContext
-from initbench.experiments.propagation import (
-    ForwardExperiment,
-    GradientsExperiment,
-    Measurement,
-    SchemeTheory,
-    build_runs,
-    scheme_theory,
-    summarize,
-)
+from initbench.experiments.propagation import ForwardExperiment, GradientsExperiment, Measurement, build_runs, summarize
+from initbench.experiments.propagation_theory import SchemeTheory, scheme_theory
 from initbench.nets.architectures import linear_context
 
 Simulation = tuple[Measurement, dict[str, SchemeTheory | str]]

@@ -27,6 +27,7 @@ from initbench.config.loading import validate_config
 from initbench.core import signals
 from initbench.core.errors import InitbenchError
 from initbench.core.interfaces import SilentProgress
+from initbench.outputs.run_report import render_into
 from initbench.runs import rundir
 from initbench.runs.rundir import RunDirectory
 from initbench.runs.runner import CHECKPOINT, execute, resume
@@ -129,7 +130,7 @@ def sweep_racer(path: str, barrier: Any, results: Any) -> None:
     from initbench.runs.sweeps import run_shard
 
     barrier.wait()
-    outcome = run_shard(Path(path), log=lambda message: None)
+    outcome = run_shard(Path(path), render_into, log=lambda message: None)
     results.put((outcome.ran, outcome.busy, outcome.failed))
 
 
@@ -264,7 +265,7 @@ def inject(monkeypatch: pytest.MonkeyPatch, at: int, fault: str) -> list[int]:
 def writes_of(config: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> int:
     with monkeypatch.context() as patch:
         count = inject(patch, -1, "none")
-        execute(validate_config(config, "test"), tmp_path / "count", SilentProgress())
+        execute(validate_config(config, "test"), tmp_path / "count", SilentProgress(), render_into)
     return count[0]
 
 
@@ -291,7 +292,7 @@ def test_a_fault_at_any_write_never_leaves_running_nor_a_broken_file(
                 with monkeypatch.context() as patch:
                     inject(patch, at, fault)
                     try:
-                        execute(validate_config(config, "test"), out, SilentProgress())
+                        execute(validate_config(config, "test"), out, SilentProgress(), render_into)
                         raised = None
                     except (OSError, KeyboardInterrupt, InitbenchError) as error:  # a full disk at the claim is the user's to fix
                         raised = error
@@ -364,18 +365,18 @@ def test_an_interrupted_training_run_resumes_to_the_uninterrupted_numbers(tmp_pa
     resumed: train_metrics.csv, summary.json, summary.md and the figures equal an uninterrupted run's
     byte for byte."""
     config = validate_config({**TRAIN, "dtype": dtype}, "test")
-    reference, _ = execute(config, tmp_path / "reference", SilentProgress())
+    reference, _ = execute(config, tmp_path / "reference", SilentProgress(), render_into)
     expected = outputs(reference.path)
     schedules = [(3,), (10,), (39,), (12, 25)]
     for schedule in schedules:
         out = tmp_path / "-".join(map(str, schedule))
         with pytest.raises(signals.Interrupted):
-            execute(config, out, InterruptAt(schedule[0]))
+            execute(config, out, InterruptAt(schedule[0]), render_into)
         for at in schedule[1:]:
             with pytest.raises(signals.Interrupted):
-                resume(out, InterruptAt(at))
+                resume(out, InterruptAt(at), render_into)
         assert status(out) == "interrupted" and (out / CHECKPOINT).exists()
-        directory, _ = resume(out, SilentProgress())
+        directory, _ = resume(out, SilentProgress(), render_into)
         assert status(out) == "complete"
         assert outputs(directory.path) == expected, schedule
         assert len(json.loads((out / "meta.json").read_text())["attempts"]) == len(schedule)

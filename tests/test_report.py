@@ -9,7 +9,7 @@ import re
 import pytest
 from rich.console import Console
 
-from initbench.experiments.propagation import terminal_rows
+from initbench.outputs.parts.propagation import terminal_rows
 from initbench.render.formatting import format_number, reached_text, rich_table
 
 

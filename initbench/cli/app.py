@@ -175,19 +175,20 @@ def progress_shown(quiet: bool) -> Iterator[Progress]:
 def execute_and_report(config: Config | None, out: Path | None, quiet: bool, resume: Path | None = None) -> None:
     """Run ``config`` (or resume the run in ``resume``) with a progress bar when on a terminal,
     then print the table and the path."""
+    from initbench.outputs.run_report import render_into
     from initbench.runs.runner import execute
     from initbench.runs.runner import resume as resume_run
 
     def start(progress: Progress) -> Any:
         if resume is not None:
-            return resume_run(resume, progress)
+            return resume_run(resume, progress, render_into)
         assert config is not None
-        return execute(config, out, progress)
+        return execute(config, out, progress, render_into)
 
     with progress_shown(quiet) as progress:
-        directory, result = start(progress)
+        directory, shown = start(progress)
     if not quiet:
-        for table in result.console_tables:
+        for table in shown:
             stdout.print(table)
     say(stdout, f"Results: {directory.path}")
 

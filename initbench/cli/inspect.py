@@ -120,9 +120,15 @@ def gain(
         elif out is not None:
             execute_and_report(config, out, quiet)
         else:
+            import yaml
+
+            from initbench.outputs.run_report import console_of
+            from initbench.runs.results import RunResult
+
             with progress_shown(quiet) as progress:
                 result = run_detached(GainExperiment(), config, progress)
-            print_tables(result.console_tables)
+            # No directory: the reporter reads the data as its files would hold it.
+            print_tables(console_of(RunResult.of(Path("."), yaml.safe_load(config.to_yaml()), {}, result)))
 
 
 def print_tables(tables: list[Any]) -> None:

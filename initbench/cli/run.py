@@ -210,6 +210,7 @@ def recommend(
     """
     with reported_errors():
         from initbench.config.loading import option_overrides, validate_config
+        from initbench.outputs.run_report import render_into
         from initbench.runs.recommend import base_config, recommend_for, result_of, save, training_section
 
         flags, names = option_overrides({
@@ -227,10 +228,9 @@ def recommend(
             say(stderr, "No training check: a factory's model trains only on a --dataset you name (its input and output sizes are yours).")
         with progress_shown(quiet) as progress:
             found = recommend_for(raw, train, progress, data_driven)
-        result = result_of(found)
-        directory = save(found, result, out, found.forward.device)
+        directory, shown = save(found, result_of(found), out, found.forward.device, render_into)
         if not quiet:
-            for table in result.console_tables:
+            for table in shown:
                 stdout.print(table)
         say(stdout, f"Rules: {directory.path / 'config.yaml'} (initbench run it to measure them again)")
 

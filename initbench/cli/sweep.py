@@ -138,11 +138,12 @@ def submit_jobs(
 ) -> None:
     """Submit the sweep in ``path`` as a job array through submitit (``jobs`` shards; default one per
     stack), say where its logs go, and with ``wait`` wait for the jobs."""
+    from initbench.outputs.run_report import render_into
     from initbench.runs import sweeps
 
     count = min(jobs or len(sweeps.stacks(configs, range(len(configs)))), len(configs))
     cluster = "local" if launcher == "submitit-local" else None
-    submitted = sweeps.submit(path, count, cluster, partition, timeout_min, gpus, threads=threads)
+    submitted = sweeps.submit(path, count, render_into, cluster, partition, timeout_min, gpus, threads=threads)
     ids = ", ".join(job.job_id for job in submitted[:3]) + (", ..." if count > 3 else "")
     say(stdout, f"Submitted {count} jobs ({ids}); logs in {path / 'submitit'}.")
     if wait:
@@ -151,6 +152,7 @@ def submit_jobs(
 
 def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
     """Run ``shard`` of the sweep in this process, with a progress bar on a terminal; exit 1 if a point failed."""
+    from initbench.outputs.run_report import render_into
     from initbench.runs.sweeps import run_shard
 
     def log(message: str) -> None:
@@ -159,7 +161,7 @@ def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
 
     with progress_shown(quiet) as progress:
         points = progress.bar() if isinstance(progress, RichProgress) else progress  # a second bar: the shard's points
-        outcome = run_shard(path, shard, progress, log, points=points)
+        outcome = run_shard(path, render_into, shard, progress, log, points=points)
     counts = f"{len(outcome.ran)} ran, {len(outcome.skipped)} already complete, {len(outcome.busy)} busy elsewhere, {len(outcome.failed)} failed"
     say(stdout, f"Shard {shard}: {counts}." if shard.count > 1 else f"Points: {counts}.")
     if outcome.failed:

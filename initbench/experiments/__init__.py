@@ -4,8 +4,9 @@
 timm's pattern: :mod:`~initbench.experiments.base` holds the registry and the contract types; each
 experiment module imports only the leaf (and never another experiment); this ``__init__`` imports
 them all. An experiment takes a validated config and returns an
-:class:`~initbench.experiments.base.ExperimentResult`; it never writes files itself
-(:mod:`initbench.runs.rundir` does).
+:class:`~initbench.experiments.base.ExperimentResult`, data only (tables, summary, data files); it
+never writes files itself (:mod:`initbench.runs.rundir` does), and draws no figure
+(:mod:`initbench.outputs.run_report` draws them from the saved files).
 
 May import everything from core to render.
 """

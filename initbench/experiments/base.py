@@ -2,8 +2,10 @@
 (:class:`ExperimentResult`) and what it runs with (:class:`RunContext`).
 
 An experiment takes a validated :class:`~initbench.config.run.Config` and returns an
-:class:`ExperimentResult`: tables, a JSON summary, figures and a Markdown report. It never writes
-files itself; :mod:`initbench.runs.rundir` does.
+:class:`ExperimentResult`: data only, its tables, a JSON summary and the other data files. It
+never writes files itself (:mod:`initbench.runs.rundir` does), and it draws no figure and writes
+no prose: :mod:`initbench.outputs.run_report` builds every figure, summary.md and terminal table
+from the files a run saved, so a run and ``initbench report`` cannot disagree.
 """
 
 from __future__ import annotations
@@ -16,8 +18,6 @@ from initbench.core.registry import Registry
 
 if TYPE_CHECKING:
     import torch
-    from matplotlib.figure import Figure
-    from rich.console import RenderableType
 
     from initbench.config.run import Config
     from initbench.engines.base import Run
@@ -25,13 +25,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class ExperimentResult:
-    """Everything a run produced, in memory, for the run directory to write."""
+    """The data a run produced, in memory, for the run directory to write."""
 
     tables: dict[str, Table]  # file name -> table, e.g. "layer_stats.csv"
     summary: dict[str, Any] | None  # summary.json (None: the experiment writes none)
-    figures: dict[str, Figure] = field(default_factory=dict)  # file name -> figure
-    report: str | None = ""  # the Markdown body of summary.md (None: no summary.md)
-    console_tables: list[RenderableType] = field(default_factory=list)  # shown at the end of the run
+    json_files: dict[str, Any] = field(default_factory=dict)  # other JSON files by name, e.g. "training.json"
     files: dict[str, bytes] = field(default_factory=dict)  # other files by relative path, e.g. "models/he-seed0.pt"
 
 

@@ -2,19 +2,16 @@
 
 The variance-preserving, critical and PyTorch gains of ``model.activation`` from
 :mod:`initbench.experiments.gain`, each checked in a ``model.depth`` × ``model.width`` net fed ``input.batch``
-rows (the median over ``seeds``). Writes ``gains.csv`` (``gain,sigma_w,std_first,std_last``), ``summary.json`` (the keys of
-``initbench gain --json``) and ``summary.md``.
+rows (the median over ``seeds``). Writes ``gains.csv`` (``gain,sigma_w,std_first,std_last``) and ``summary.json`` (the keys of
+``initbench gain --json``); the reporter writes ``summary.md`` from them.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
-
 from initbench.core.interfaces import Table
 from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext
-from initbench.render.formatting import markdown_table, rich_table
 from initbench.theory.gains import Gains, compute_gains
 
 if TYPE_CHECKING:
@@ -72,21 +69,8 @@ class GainExperiment:
         gains = gains_of(config)
         depth, width, batch = config.model.depth, config.model.width, config.input.batch
         measured = measure_gains(config.model.build_activation(), gains.named(), sb2, context.device, depth, width, batch, context.progress, config.seed_list())
-        rows = [(LABELS[name], value, *measured[name]) for name, value in gains.named().items()]
-        rows += [(LABELS[name], None, None, None) for name in LABELS if name not in gains.named()]
-        columns = ("gain", "σ_w", "std L1", f"std L{depth}")
-        note = (
-            f"Measured: a {depth}-layer, {width}-unit net with weights N(0, σ_w²/{width}), batch {batch}, {seed_range_text(config.seed_list())}."
-            " – means no such gain exists."
-        )
-        title = f"Gains for {gains.activation}, σ_b² = {sb2:g}"
         csv_rows = [(name, gains.named()[name], *measured[name]) for name in gains.named()]
-        return ExperimentResult(
-            tables={"gains.csv": Table(("gain", "sigma_w", "std_first", "std_last"), csv_rows)},
-            summary=gains.as_json(),
-            report=f"## {title}\n\n{markdown_table(columns, rows)}\n\n{note}",
-            console_tables=[rich_table(title, columns, rows, compact=False), Text(note)],
-        )
+        return ExperimentResult(tables={"gains.csv": Table(("gain", "sigma_w", "std_first", "std_last"), csv_rows)}, summary=gains.as_json())
 
 
 def measure_gains(

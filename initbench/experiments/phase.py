@@ -2,20 +2,17 @@
 
 Theory from :mod:`initbench.experiments.phase` over the ``phase.sw2`` × ``phase.sb2`` grid for
 ``model.activation``, and with ``phase.measure`` the measured convergence depth in nets of
-``model.depth`` × ``model.width``, their correlations averaged over ``seeds`` nets a point. Writes ``phase.csv`` and ``phase.png``.
+``model.depth`` × ``model.width``, their correlations averaged over ``seeds`` nets a point. Writes ``phase.csv``; the reporter
+draws ``phase.png`` from it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.text import Text
-
 from initbench.config.grids import MAX_GRID_POINTS, parse_grid
 from initbench.core.interfaces import Table
 from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext
-from initbench.render.figures import phase_figure
-from initbench.render.formatting import rich_table
 from initbench.theory.phase_diagram import CONVERGED, PAIRS, START_CORRELATION, PhaseDiagram, compute_phase_diagram
 
 if TYPE_CHECKING:
@@ -65,30 +62,13 @@ class PhaseExperiment:
         diagram = compute_phase_diagram(function, sw2_values, sb2_values, context.progress)
         if settings.measure:
             diagram.measured_depth = measure_convergence_depth(diagram, function, depth, width, context.device, context.progress, config.seed_list())
-        positions = scheme_positions(function)
         rows = [
             (float(diagram.sw2[column]), float(diagram.sb2[row]), float(diagram.q_star[row, column]), float(diagram.chi1[row, column]),
              diagram.phase[row, column], float(diagram.xi_c[row, column]), float(diagram.c_star[row, column]), float(diagram.predicted_depth[row, column]),
              float(diagram.measured_depth[row, column]) if diagram.measured_depth is not None else "")
             for row in range(len(diagram.sb2)) for column in range(len(diagram.sw2))
         ]  # fmt: skip
-        summary_rows = []
-        for label, value in positions.items():
-            at_scheme = compute_phase_diagram(function, [value], [0.0])
-            summary_rows.append((label, value, float(at_scheme.q_star[0, 0]), float(at_scheme.chi1[0, 0]), at_scheme.phase[0, 0], float(at_scheme.xi_c[0, 0])))
-        counts = {name: int((diagram.phase == name).sum()) for name in ("ordered", "critical", "chaotic", "unbounded")}
-        return ExperimentResult(
-            tables={"phase.csv": Table(COLUMNS, rows)},
-            summary=None,
-            figures={"phase.png": phase_figure(diagram, positions, depth if settings.measure else None)},
-            report=None,
-            console_tables=[
-                rich_table(
-                    f"Where the common schemes sit ({function.spec()}, σ_b² = 0)", ("scheme", "σ_w²", "q*", "χ₁", "phase", "ξ_c"), summary_rows
-                ),
-                Text(f"Grid: {len(sw2_values)} × {len(sb2_values)} points, " + ", ".join(f"{count} {name}" for name, count in counts.items()) + "."),
-            ],
-        )
+        return ExperimentResult(tables={"phase.csv": Table(COLUMNS, rows)}, summary=None)
 
 
 def check_grid(sw2: np.ndarray, sb2: np.ndarray, measure_depth: int | None, width: int, device: torch.device, seeds: int = 1) -> None:

@@ -15,9 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.text import Text
 
-from initbench import theory
 from initbench.config.run import Config
 from initbench.core.interfaces import Table
 from initbench.core.runtime import check_memory, resolve_dtype
@@ -31,10 +29,8 @@ from initbench.engines.observe import StackedNet
 from initbench.engines.stacked import StackedMLPNet, propagation_memory_estimate
 from initbench.experiments.assemble import init_rules_summary, ruled_modules
 from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext, build_runs
-from initbench.nets.activations import Activation
-from initbench.render.figures import histograms_figure, std_by_layer_figure
-from initbench.render.formatting import display_layers, format_number, markdown_table, rich_table
-from initbench.render.lsuv_fits import report_fits
+from initbench.experiments.propagation_theory import SchemeTheory, hidden_fans, scheme_theory
+from initbench.render.lsuv_fits import fit_entries
 
 GRADIENT_COLUMNS = ("grad_std", "weight_grad_std")
 WEIGHT_COLUMNS = ("weight_mean", "weight_std")
@@ -160,22 +156,6 @@ def measure_net(net: StackedNet, context: RunContext, backward: bool, engine: En
     return Measurement(net.runs, arrays, finite_array, histograms, points, engine, notes.one_at_a_time, notes.fits, notes.init_rules, notes.output_finite)
 
 
-@dataclass(frozen=True)
-class SchemeTheory:
-    """Mean-field predictions for one scheme's network (see :mod:`initbench.theory.propagate`)."""
-
-    sigma_w2: float
-    sigma_b2: float
-    prediction: theory.ForwardPrediction
-    grad_std: np.ndarray  # predicted std of dLoss/dh per layer
-    q_star: float
-    chi1: float  # at q*, or at the last layer when q* is unbounded
-    chi1_at: str  # "fixed point" or "last layer"
-    xi_q: float
-    xi_c: float
-    phase: str  # ordered, critical or chaotic at q*; unbounded when q* = inf
-
-
 def module_memory_estimate(config: Config, runs: int, backward: bool) -> int:
     """Peak bytes of a module-backend pass over a built-in net (0 for a user's module, whose size is unknown
     until it is built).
@@ -194,74 +174,6 @@ def module_memory_estimate(config: Config, runs: int, backward: bool) -> int:
     kernel = 9 if model.arch == "cnn" else 1
     parameters = runs * model.depth * model.width * model.width * kernel * (2 if model.arch == "resmlp" else 1) * (2 if backward else 1)
     return (activations + parameters) * element
-
-
-def hidden_fans(config: Config) -> tuple[int, int] | None:
-    """(fan_in, fan_out) of the repeated hidden layer, whose σ_w² the summary reports; None for a module."""
-    width = config.model.width
-    return {"mlp": (width, width), "resmlp": (width, width), "cnn": (9 * width, 9 * width)}.get(config.model.arch)
-
-
-def scheme_theory(run: Run, activation: Activation, config: Config, depth: int | None = None) -> SchemeTheory | str:
-    """The predictions for ``run``'s network, or the reason there are none.
-
-    Mean-field theory needs zero-mean i.i.d. weights (and biases): σ_w² = fan_in·Var(W_ij) and
-    σ_b² = Var(b_i). The loss L = Σ x^L ⊙ r / √batch with r ~ N(0, 1) starts the backward recursion
-    at Var(dL/dh^L) = E[φ'(h^L)²] / batch.
-
-    - mlp: the length map qˡ = σ_w²·E[φ(z)²] + σ_b², z ~ N(0, qˡ⁻¹).
-    - cnn: the same map with each layer's own σ_w² = C_in·9·Var(W). It holds at the image's centre,
-      where every 3×3 window sees real pixels, until the zero padding's loss of variance reaches
-      the centre (one pixel a layer).
-    - resmlp: the block output's variance grows as v ← v + σ₂²·E[φ(z)²] + σ_b², z ~ N(0, σ₁²·v + σ_b²).
-    - normalized nets and user modules: none (normalization makes every layer's scale depend on
-      the batch, which this mean field does not model).
-    """
-    model = config.model
-    if model.norm != "none":
-        return f"normalized nets ({model.norm}) have no mean-field prediction here"
-    fans_hidden = hidden_fans(config)
-    if fans_hidden is None:
-        return "a user's module has no mean-field prediction"
-    depth = config.model.depth if depth is None else depth  # the rows measured: the layers or blocks
-    variance = run.scheme.weight_variance(*fans_hidden)
-    if variance is None:
-        return f"'{run.label}' has no i.i.d. weight variance"
-    if run.scheme.weight_mean() != 0:
-        return f"'{run.label}' has non-zero-mean weights"
-    sigma_b2 = 0.0
-    if run.bias is not None:
-        bias_variance = run.bias.weight_variance(*fans_hidden)
-        if bias_variance is None or run.bias.weight_mean() != 0:
-            return "the bias init is not zero-mean i.i.d."
-        sigma_b2 = bias_variance
-    sigma_w2 = variance * fans_hidden[0]
-    if model.arch == "resmlp":
-        prediction = theory.propagate_residual(activation, sigma_w2, sigma_w2, sigma_b2, depth)
-        q_star = math.inf if sigma_w2 > 0 else 1.0
-        grad_std = np.full(depth, math.nan)  # no backward recursion for residual nets here
-        chi1 = float(prediction.chi1[-1])
-        return SchemeTheory(sigma_w2, sigma_b2, prediction, grad_std, q_star, chi1, "last layer", math.nan, math.nan, theory.fixed_point_phase(q_star, chi1))
-    if model.arch == "cnn":
-        # Layer 1 sees input.channels; its σ_w² differs when the scheme's fan mode is not fan_in.
-        first = 9 * config.input.channels
-        sw2 = [variance_first * first if (variance_first := run.scheme.weight_variance(first, fans_hidden[1])) is not None else math.nan] + [sigma_w2] * (depth - 1)
-    else:
-        sw2 = [sigma_w2] * depth
-    input_second_moment = 1.0  # E[(x⁰)²] of the N(0, 1) inputs: q¹ = σ_w² + σ_b²
-    prediction = theory.propagate_forward(activation, sw2, sigma_b2, depth, input_second_moment)
-    with np.errstate(all="ignore"):
-        last_q = float(prediction.q[-1])
-        last_grad_var = theory.gaussian_moments(activation, last_q).derivative_sq / config.input.batch_size() if math.isfinite(last_q) else math.nan
-        grad_std = np.sqrt(theory.propagate_backward(activation, sw2, prediction.q, last_grad_var))
-    q_star = theory.fixed_point(activation, sigma_w2, sigma_b2, input_second_moment)
-    if math.isfinite(q_star):
-        chi1, chi1_at = theory.chi1(activation, sigma_w2, q_star), "fixed point"
-    else:
-        chi1, chi1_at = float(prediction.chi1[-1]), "last layer"
-    xi_q, xi_c, _ = theory.depth_scales(activation, sigma_w2, sigma_b2, input_second_moment)
-    phase = "undefined" if math.isnan(chi1) and math.isfinite(q_star) else theory.fixed_point_phase(q_star, chi1)
-    return SchemeTheory(sigma_w2, sigma_b2, prediction, grad_std, q_star, chi1, chi1_at, xi_q, xi_c, phase)
 
 
 def nan_median(values: np.ndarray) -> float:
@@ -370,52 +282,20 @@ def histograms_table(measurement: Measurement) -> Table:
     return Table(columns=("scheme", "seed", "layer", "bin", "left", "right", "count"), rows=rows)
 
 
-def describe(config: Config) -> str:
-    """One line naming the network, for titles."""
-    model = config.model
-    if model.arch == "module":
-        inputs = f"tokens < {config.input.tokens}" if config.input.tokens else "N(0, 1) inputs"
-        return f"{model.factory}, input {config.input.shape} ({inputs}), {'eval' if model.eval else 'train'} mode"
-    bias = f", bias {config.init.bias}" if model.bias else ""
-    norm = "" if model.norm == "none" else f", {model.norm}"
-    shape = {
-        "mlp": f"{model.depth} layers × {model.width} units",
-        "resmlp": f"{model.depth} residual blocks × {model.width} units",
-        "cnn": f"{model.depth} 3×3 conv layers × {model.width} channels, {config.input.image_size}² images",
-    }[model.arch]
-    return f"{shape}, {model.activation}{norm}{bias}, batch {config.input.batch_size()}"
-
-
-def terminal_rows(schemes: dict[str, dict[str, Any]], depth: int, gradients: bool = False) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-    """A narrow table for the terminal: std at the first, middle and last layer, the theory (its
-    prediction, χ₁ and phase at the fixed point, the depth scales) and the verdict."""
-    layers = sorted({1, max(1, depth // 2), depth})
-    key = "grad_std_median_by_layer" if gradients else "std_median_by_layer"
-    columns = ("scheme", *(f"L{layer}" for layer in layers), "theory" + (" L1" if gradients else f" L{depth}"), "χ₁", "ξ_q / ξ_c", "verdict")
-    rows = []
-    for label, entry in schemes.items():
-        prediction = entry["theory"]
-        if gradients:
-            expected = entry["theory_grad_std_first"]
-            judged = entry["grad_verdict"]
-        else:
-            expected = None if prediction is None else prediction["theory_std_last"]
-            first = entry["first_nonfinite_layer"]
-            judged = entry["verdict"] + (f": non-finite at {first}" if first is not None else ": non-finite output" if entry.get("output_nonfinite_seeds") else "")
-        chi = "–" if prediction is None else f"{format_number(prediction['chi1'], compact=True)} {prediction['phase']}"
-        scales = "–" if prediction is None else f"{format_number(prediction['xi_q'], compact=True)} / {format_number(prediction['xi_c'], compact=True)}"
-        rows.append((label, *(entry[key][layer - 1] for layer in layers), expected, chi, scales, judged))
-    return columns, rows
-
-
-def module_table(measurement: Measurement, schemes: dict[str, dict[str, Any]]) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
-    """One row per observed point: its module path and type, and each scheme's median output std."""
-    columns = ("row", "module", "type", *schemes)
-    rows = [
-        (row, point.module, point.module_type, *(entry["std_median_by_layer"][row - 1] for entry in schemes.values()))
-        for row, point in enumerate(measurement.points, start=1)
-    ]
-    return columns, rows
+def propagation_summary(config: Config, measurement: Measurement, schemes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """summary.json: the per-scheme entries with each LSUV scheme's fits, the engine, and for the
+    module backend how the runs went, the rows it observed and which ``init.rules`` set each module."""
+    fitted = fit_entries(measurement.fits, measurement.runs, f"each run's input batch ({config.input.batch_size()} examples, the batch measured here)")
+    for label, entry in fitted.items():
+        schemes[label]["lsuv"] = entry
+    summary: dict[str, Any] = {"experiment": config.experiment, "schemes": schemes, "engine": measurement.engine.as_json()}
+    if measurement.engine.backend != STACKED:
+        how = "together under torch.func.vmap" if measurement.one_at_a_time is None else f"one at a time: {measurement.one_at_a_time}"
+        summary["backend"] = {"runs": how, "mode": "eval" if config.model.eval else "train"}
+        summary["modules"] = [{"row": row, "module": point.module, "module_type": point.module_type, "fan_in": point.fan_in} for row, point in enumerate(measurement.points, start=1)]
+        if measurement.init_rules is not None:
+            summary["init_rules"] = measurement.init_rules
+    return summary
 
 
 class Propagation:
@@ -454,7 +334,8 @@ class Propagation:
         return measure_net(build_net(context.config, runs, context, engine), context, self.backward, engine)
 
     def analyse(self, config: Config, measurement: Measurement) -> ExperimentResult:
-        """Theory, summary, tables and figures of a measurement of ``config``'s runs.
+        """Theory, summary and tables of a measurement of ``config``'s runs: the data that the
+        reporter (:mod:`initbench.outputs.run_report`) draws the figures and summary.md from.
 
         Split from :meth:`measure` so that a sweep can measure many points in one stacked pass and
         then analyse each point's :meth:`Measurement.subset` exactly as its own run would.
@@ -463,111 +344,9 @@ class Propagation:
         theories = {
             label: scheme_theory(measurement.runs[measurement.run_indices(label)[0]], activation, config, len(measurement.points)) for label in measurement.labels()
         }
-        schemes = summarize(measurement, theories, config)
-        return self.result(config, measurement, theories, schemes)
-
-    def result(self, config: Config, measurement: Measurement, theories: dict[str, SchemeTheory | str], schemes: dict[str, dict[str, Any]]) -> ExperimentResult:
-        depth = len(measurement.points)
-        shown = display_layers(depth)
-        title = describe(config)
-        seeds = f"median over {config.seeds} seeds" if config.seeds > 1 else f"seed {config.seed}"
-        predicted = {label: value for label, value in theories.items() if not isinstance(value, str)}
-
-        first_seed_histograms = {
-            label: {layer: measurement.histograms[measurement.run_indices(label)[0]][layer - 1] for layer in shown} for label in measurement.labels()
-        }
-        # The cnn's theory holds at the image's centre, so that is what its figure compares.
-        centre = "centre_std" in measurement.stats
-        row_names = [point.module for point in measurement.points] if config.model.arch == "module" else None
-        figures = {
-            "std_by_layer.png": std_by_layer_figure(
-                measurement.by_label("centre_std" if centre else "std"),
-                "std of φ(h) at the image centre" if centre else "std of each module's output" if row_names else "std of activations φ(h)",
-                f"Activation std by layer: {title}",
-                theory={label: value.prediction.post_std for label, value in predicted.items()},
-                row_names=row_names,
-            ),
-            "histograms.png": histograms_figure(first_seed_histograms, f"Activations φ(h) at init, seed {config.seed}: {title}"),
-        }
-        if self.backward:
-            figures["grad_std_by_layer.png"] = std_by_layer_figure(
-                measurement.by_label("grad_std"), "std of dLoss/dh", f"Gradient std by layer: {title}",
-                theory={label: value.grad_std for label, value in predicted.items()}, row_names=row_names,
-            )
-
-        def cell(label: str, key: str) -> Any:
-            entry = schemes[label]["theory"]
-            return None if entry is None else entry[key]
-
-        columns = ("scheme", *(f"L{layer}" for layer in shown), f"theory L{depth}", "χ₁", "phase", "non-finite at", "verdict")
-        rows = [
-            (
-                label,
-                *(entry["std_median_by_layer"][layer - 1] for layer in shown),
-                cell(label, "theory_std_last"),
-                cell(label, "chi1"),
-                cell(label, "phase"),
-                entry["first_nonfinite_layer"],
-                entry["verdict"],
-            )
-            for label, entry in schemes.items()
-        ]
-        sections = [
-            f"Forward pass of {title}; inputs x ~ N(0, 1). Std of φ(h) per layer ({seeds}), with the mean-field "
-            f"prediction at the last layer and χ₁ = σ_w²·E[φ'(z)²] at the fixed point q*.",
-            markdown_table(columns, rows),
-            "Verdicts compare the last layer with the input's std of 1: exploding above 10 or non-finite, "
-            "dead at exactly 0, saturated when over half the units are saturated, vanishing below 0.1. "
-            "Phase: ordered (χ₁ < 1, gradients vanish toward the input), critical (χ₁ = 1), chaotic (χ₁ > 1, they grow).",
-            "![Activation std by layer](std_by_layer.png)",
-            "![Activation histograms](histograms.png)",
-        ]
-        tables = [rich_table(f"Activation std by layer ({seeds})", *terminal_rows(schemes, depth))]
-        if self.backward:
-            grad_columns = ("scheme", *(f"L{layer}" for layer in shown), "theory L1", "L1 / last", "gradient verdict")
-            grad_rows = [
-                (
-                    label,
-                    *(entry["grad_std_median_by_layer"][layer - 1] for layer in shown),
-                    entry["theory_grad_std_first"],
-                    entry["grad_ratio"],
-                    entry["grad_verdict"],
-                )
-                for label, entry in schemes.items()
-            ]
-            sections += [
-                "Backward pass: the loss L = Σ x^L ⊙ r / √batch with a fixed r ~ N(0, 1) is backpropagated; "
-                f"std of dL/dh per layer ({seeds}). The gradient verdict compares layer 1 with the last layer: "
-                "exploding toward the input above ×10, vanishing below ×0.1.",
-                markdown_table(grad_columns, grad_rows),
-                "![Gradient std by layer](grad_std_by_layer.png)",
-            ]
-            tables.append(rich_table(f"Gradient std by layer ({seeds})", *terminal_rows(schemes, depth, gradients=True)))
-        fitted = report_fits(measurement.fits, measurement.runs, f"each run's input batch ({config.input.batch_size()} examples, the batch measured here)")
-        for label, entry in fitted.entries.items():
-            schemes[label]["lsuv"] = entry
-        sections[2:2] = fitted.paragraphs
-        tables += fitted.warnings
-        if measurement.init_rules is not None and measurement.init_rules["default_unused"]:
-            tables.append(Text("init.rules set every weight layer: init.scheme draws no weight here, so runs that differ only in it measure the same net (summary.json: init_rules).", style="yellow"))
-        summary: dict[str, Any] = {"experiment": config.experiment, "schemes": schemes, "engine": measurement.engine.as_json()}
-        if measurement.engine.backend != STACKED:
-            module_columns, module_rows = module_table(measurement, schemes)
-            how = "together under torch.func.vmap" if measurement.one_at_a_time is None else f"one at a time: {measurement.one_at_a_time}"
-            summary["backend"] = {"runs": how, "mode": "eval" if config.model.eval else "train"}
-            summary["modules"] = [{"row": row, "module": point.module, "module_type": point.module_type, "fan_in": point.fan_in} for row, point in enumerate(measurement.points, start=1)]
-            if measurement.init_rules is not None:
-                summary["init_rules"] = measurement.init_rules
-            sections.insert(2, f"Every row observed, in execution order (median std of its output; runs went {how}):\n\n" + markdown_table(module_columns, module_rows))
-            if config.model.arch == "module":
-                tables.insert(0, rich_table(f"Output std of each module ({seeds})", module_columns, module_rows))
-        tables_out = {"layer_stats.csv": layer_stats_table(measurement, theories, config.model.activation), "histograms.csv": histograms_table(measurement)}
         return ExperimentResult(
-            tables=tables_out,
-            summary=summary,
-            figures=figures,
-            report="\n\n".join(sections),
-            console_tables=tables,
+            tables={"layer_stats.csv": layer_stats_table(measurement, theories, config.model.activation), "histograms.csv": histograms_table(measurement)},
+            summary=propagation_summary(config, measurement, summarize(measurement, theories, config)),
         )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import zipfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -31,16 +32,16 @@ from initbench.engines.modules import build_stack, check_initialization
 from initbench.engines.training import Evaluation, OptimizerSettings, StackedTrainer, mlp_trainer, training_memory_estimate
 from initbench.experiments.assemble import init_rules_summary, ruled_modules
 from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext, build_runs
-from initbench.render.figures import decision_boundary_figure, training_curves_figure
-from initbench.render.formatting import format_number, markdown_table, reached_text, rich_table
-from initbench.render.lsuv_fits import report_fits
+from initbench.render.lsuv_fits import fit_entries
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from initbench.engines.base import Run
 
 BOUNDARY_RESOLUTION = 200
+#: Every run's predicted class on the decision-boundary grid (2-D classification only).
+BOUNDARY_FILE = "decision_boundary.npz"
+#: The dataset's sizes and chance level, and the steps evaluated.
+TRAINING_FILE = "training.json"
 
 
 def image_shape(config: Config, dataset: Dataset) -> tuple[int, ...] | None:
@@ -63,14 +64,6 @@ def lsuv_batch_size(settings: TrainConfig, dataset: Dataset) -> int:
     return settings.batch_size or len(dataset.x_train)
 
 
-
-def widths_text(widths: list[int]) -> str:
-    """Hidden widths short enough for a title: ``[10, 5]``, ``30 × 64``, or ``40 layers of 16–128 units``."""
-    if len(widths) > 1 and len(set(widths)) == 1:
-        return f"{len(widths)} × {widths[0]}"
-    if len(widths) <= 6:
-        return str(widths)
-    return f"{len(widths)} layers of {min(widths)}–{max(widths)} units"
 
 def evaluation_steps(steps: int, every: int) -> list[int]:
     """Steps at which metrics are recorded: 0, every ``every`` steps, and the last."""
@@ -267,128 +260,133 @@ class TrainExperiment:
         )
 
     def analyse(self, config: Config, record: TrainingRecord) -> ExperimentResult:
-        """Curves, summary, tables and figures of ``config``'s runs in ``record``."""
-        dataset, evaluations = record.dataset, record.evaluations
+        """The data of ``config``'s runs in ``record``: train_metrics.csv, summary.json, training.json
+        (what the figures need of the dataset and the steps) and, for 2-D classification, every
+        run's predictions on the decision-boundary grid (:data:`BOUNDARY_FILE`). The reporter
+        (:mod:`initbench.outputs.run_report`) draws the figures and writes summary.md from them."""
         settings = self.settings(config)
-        runs = record.runs
-        labels = list(dict.fromkeys(run.label for run in runs))
-        classify = dataset.task != "regression"
-
-        def value(evaluation: Evaluation, metric: str, index: int) -> float:
-            tensor = getattr(evaluation, metric)
-            return math.nan if tensor is None else float(tensor[index])
-
-        def final_value(metric: str, index: int) -> float:
-            """The final metric of a run that finished; NaN for a diverged one (its parameters
-            are those it diverged with, so its predictions mean nothing): the summary's medians
-            are over the runs that finished, and ``diverged`` counts the others."""
-            return math.nan if record.diverged_at[index] is not None else value(evaluations[-1], metric, index)
-
-        def recorded(index: int, evaluation: Evaluation) -> bool:
-            """A diverged run's curve ends at the first evaluation after it diverged."""
-            diverged = record.diverged_at[index]
-            previous = max((e.step for e in evaluations if e.step < evaluation.step), default=-1)
-            return diverged is None or diverged > previous
-
-        rows = [
-            (run.label, run.seed, evaluation.step, value(evaluation, "loss", index),
-             *((value(evaluation, "train_acc", index), value(evaluation, "test_acc", index)) if classify else ("", "")))
-            for evaluation in evaluations
-            for index, run in enumerate(runs)
-            if recorded(index, evaluation)
-        ]
-        steps = np.array([evaluation.step for evaluation in evaluations])
-        schemes: dict[str, dict[str, Any]] = {}
-        curves: dict[str, dict[str, np.ndarray]] = {}
-        for label in labels:
-            indices = [index for index, run in enumerate(runs) if run.label == label]
-            entry: dict[str, Any] = {
-                "loss": nan_stats([final_value("loss", index) for index in indices]),
-                "diverged": sum(record.diverged_at[index] is not None for index in indices),
-                "diverged_at_step": [record.diverged_at[index] for index in indices],
-                "resolved_scheme": runs[indices[0]].scheme.spec(),
-                **runs[indices[0]].scheme.notes(),
-            }
-            if record.model_states is not None:
-                entry["model_files"] = [model_file(runs[index]) for index in indices]
-            curve = {"loss": np.array([[value(e, "loss", i) if recorded(i, e) else math.nan for e in evaluations] for i in indices])}
-            if classify:
-                entry["train_acc"] = nan_stats([final_value("train_acc", index) for index in indices])
-                entry["test_acc"] = nan_stats([final_value("test_acc", index) for index in indices])
-                curve["test_acc"] = np.array([[value(e, "test_acc", i) if recorded(i, e) else math.nan for e in evaluations] for i in indices])
-                if settings.target_accuracy is not None:
-                    reached = [
-                        next((e.step for e in evaluations if recorded(i, e) and value(e, "test_acc", i) >= settings.target_accuracy), None)
-                        for i in indices
-                    ]
-                    entry["target_accuracy"] = settings.target_accuracy
-                    entry["steps_to_target"] = median_layer([step for step in reached if step is not None] or [None])  # of the seeds that reached it
-                    entry["steps_to_target_reached"] = sum(step is not None for step in reached)
-                    entry["steps_to_target_per_seed"] = reached
-            schemes[label] = entry
-            curves[label] = curve
-
-        network = {
-            "mlp": f"hidden {widths_text(config.model.hidden_widths())}", "resmlp": f"{config.model.depth} residual blocks × {config.model.width}",
-            "cnn": f"{config.model.depth} conv layers × {config.model.width} channels", "module": str(config.model.factory),
-        }[config.model.arch]
-        norm = "" if config.model.norm == "none" else f", {config.model.norm}"
-        fitted = report_fits(record.fits, runs, f"the training set's first {lsuv_batch_size(settings, dataset)} examples")
-        for label, lsuv_entry in fitted.entries.items():
+        classify = record.dataset.task != "regression"
+        labels = list(dict.fromkeys(run.label for run in record.runs))
+        schemes = {label: scheme_entry(record, label, classify, settings.target_accuracy) for label in labels}
+        for label, lsuv_entry in fit_entries(record.fits, record.runs, f"the training set's first {lsuv_batch_size(settings, record.dataset)} examples").items():
             schemes[label]["lsuv"] = lsuv_entry
-        title = f"{dataset.name}: {network}, {config.model.activation}{norm}, {settings.optimizer} lr {settings.lr}, {settings.steps} steps"
-        chance = float(np.bincount(dataset.y_test).max() / len(dataset.y_test)) if classify else None  # always the most frequent class
-        figures = {"training_curves.png": training_curves_figure(steps, curves, title, schemes, chance)}
+        files = {} if record.model_states is None else {model_file(run): state_bytes(state) for run, state in zip(record.runs, record.model_states, strict=True)}
         if record.boundary is not None:
-            figures["decision_boundary.png"] = self.boundary_figure(record, labels, title, schemes)
-
-        columns = ("scheme", "train acc", "test acc", "loss", "steps to target", "diverged") if classify else ("scheme", "loss", "diverged")
-        table_rows = [
-            (label, entry["train_acc"]["median"], entry["test_acc"]["median"], entry["loss"]["median"],
-             reached_text(entry["steps_to_target_per_seed"]) if "steps_to_target_per_seed" in entry else None, f"{entry['diverged']}/{config.seeds}")
-            if classify
-            else (label, entry["loss"]["median"], f"{entry['diverged']}/{config.seeds}")
-            for label, entry in schemes.items()
-        ]
-        seeds = f"median over {config.seeds} seeds" if config.seeds > 1 else f"seed {config.seed}"
-        target = f" (test accuracy ≥ {settings.target_accuracy})" if classify and settings.target_accuracy is not None else ""
-        report = "\n\n".join(
-            [
-                f"Training on {dataset.name} ({len(dataset.x_train)} train, {len(dataset.x_test)} test, {dataset.task}); "
-                f"final metrics at step {settings.steps} ({seeds}); steps to target{target}.",
-                markdown_table(columns, table_rows),
-                *fitted.paragraphs,
-                "![Training curves](training_curves.png)",
-                *(["![Decision boundaries](decision_boundary.png)"] if "decision_boundary.png" in figures else []),
-            ]
-        )
+            files[BOUNDARY_FILE] = boundary_bytes(record)
         return ExperimentResult(
-            tables={"train_metrics.csv": Table(columns=("scheme", "seed", "step", "loss", "train_acc", "test_acc"), rows=rows)},
-            summary={"experiment": "train", "dataset": dataset.name, "task": dataset.task, "schemes": schemes}
+            tables={"train_metrics.csv": metrics_table(record, classify)},
+            summary={"experiment": "train", "dataset": record.dataset.name, "task": record.dataset.task, "schemes": schemes}
             | ({} if record.init_rules is None else {"init_rules": record.init_rules})
             | {"engine": record.engine.as_json()},
-            figures=figures,
-            report=report,
-            console_tables=[rich_table(f"After {settings.steps} steps ({seeds})", columns, table_rows), *fitted.warnings],
-            files={} if record.model_states is None else {model_file(run): state_bytes(state) for run, state in zip(runs, record.model_states, strict=True)},
+            json_files={TRAINING_FILE: training_facts(record)},
+            files=files,
         )
 
-    def boundary_figure(self, record: TrainingRecord, labels: list[str], title: str, schemes: dict[str, dict[str, Any]]) -> Figure:
-        """Decision regions of each scheme's median seed (by final test accuracy, among the seeds
-        that did not diverge, as the table's median) over the data; its title names the seed."""
-        assert record.boundary is not None
-        final_accuracy = record.evaluations[-1].test_acc
-        assert final_accuracy is not None
-        regions = {}
-        for label in labels:
-            indices = [index for index, run in enumerate(record.runs) if run.label == label]
-            finished = [index for index in indices if record.diverged_at[index] is None] or indices
-            ranked = sorted(finished, key=lambda index: float(final_accuracy[index]))
-            median_run = ranked[(len(ranked) - 1) // 2]
-            shown, median = float(final_accuracy[median_run]), schemes[label]["test_acc"]["median"]
-            name = f"{label}\nseed {record.runs[median_run].seed}: test acc {format_number(shown)}" + (
-                "" if shown == median else f" (median {format_number(median)})"
-            )
-            regions[name] = record.boundary.predictions[median_run].reshape(record.boundary.grid_x.shape)
-        grid_x, grid_y = record.boundary.grid_x, record.boundary.grid_y
-        return decision_boundary_figure(record.dataset.x_train, record.dataset.y_train, grid_x, grid_y, regions, title)
+    def from_checkpoint(self, config: Config, state: dict[str, Any]) -> ExperimentResult:
+        """The data of an unfinished run from the evaluations its checkpoint saved, as :meth:`analyse`
+        gives for a finished one (final metrics: those of the last evaluation; no LSUV record, model
+        files or decision boundaries, which only the end of a run writes). For ``initbench report``."""
+        runs = build_runs(config)
+        evaluations = [Evaluation(**fields) for fields in state["evaluations"]]
+        record = TrainingRecord(
+            runs=runs, dataset=self.load(config), evaluations=evaluations, diverged_at=list(state["trainer"]["diverged_at"]), boundary=None, engine=select(config)
+        )
+        return self.analyse(config, record)
+
+
+def metric(evaluation: Evaluation, name: str, index: int) -> float:
+    """Run ``index``'s ``name`` (loss, train_acc, test_acc) at ``evaluation``; NaN where there is none."""
+    tensor = getattr(evaluation, name)
+    return math.nan if tensor is None else float(tensor[index])
+
+
+def recorded(record: TrainingRecord, index: int, evaluation: Evaluation) -> bool:
+    """Whether run ``index`` has a row at ``evaluation``: a diverged run's curve ends at the first
+    evaluation after it diverged."""
+    diverged = record.diverged_at[index]
+    previous = max((e.step for e in record.evaluations if e.step < evaluation.step), default=-1)
+    return diverged is None or diverged > previous
+
+
+def metrics_table(record: TrainingRecord, classify: bool) -> Table:
+    """``train_metrics.csv``: one row per (evaluation, run) while the run is recorded; accuracies empty for regression."""
+    rows = [
+        (run.label, run.seed, evaluation.step, metric(evaluation, "loss", index),
+         *((metric(evaluation, "train_acc", index), metric(evaluation, "test_acc", index)) if classify else ("", "")))
+        for evaluation in record.evaluations
+        for index, run in enumerate(record.runs)
+        if recorded(record, index, evaluation)
+    ]  # fmt: skip
+    return Table(columns=("scheme", "seed", "step", "loss", "train_acc", "test_acc"), rows=rows)
+
+
+def scheme_entry(record: TrainingRecord, label: str, classify: bool, target_accuracy: float | None) -> dict[str, Any]:
+    """summary.json's entry of scheme ``label``: final metrics over its seeds, divergences, steps to target."""
+    runs, evaluations = record.runs, record.evaluations
+    indices = [index for index, run in enumerate(runs) if run.label == label]
+
+    def final(name: str) -> dict[str, float]:
+        """The final metric over the runs that finished; a diverged run's parameters are those it
+        diverged with, so its predictions mean nothing (``diverged`` counts them)."""
+        return nan_stats([math.nan if record.diverged_at[index] is not None else metric(evaluations[-1], name, index) for index in indices])
+
+    entry: dict[str, Any] = {
+        "loss": final("loss"),
+        "diverged": sum(record.diverged_at[index] is not None for index in indices),
+        "diverged_at_step": [record.diverged_at[index] for index in indices],
+        "resolved_scheme": runs[indices[0]].scheme.spec(),
+        **runs[indices[0]].scheme.notes(),
+    }
+    if record.model_states is not None:
+        entry["model_files"] = [model_file(runs[index]) for index in indices]
+    if classify:
+        entry["train_acc"] = final("train_acc")
+        entry["test_acc"] = final("test_acc")
+        if target_accuracy is not None:
+            reached = [
+                next((e.step for e in evaluations if recorded(record, i, e) and metric(e, "test_acc", i) >= target_accuracy), None) for i in indices
+            ]
+            entry["target_accuracy"] = target_accuracy
+            entry["steps_to_target"] = median_layer([step for step in reached if step is not None] or [None])  # of the seeds that reached it
+            entry["steps_to_target_reached"] = sum(step is not None for step in reached)
+            entry["steps_to_target_per_seed"] = reached
+    return entry
+
+
+def training_facts(record: TrainingRecord) -> dict[str, Any]:
+    """``training.json``: what the figures and summary.md need beyond the metrics, the dataset's
+    sizes and chance level (the share of its most frequent test class) and the steps evaluated."""
+    dataset = record.dataset
+    classify = dataset.task != "regression"
+    return {
+        "dataset": dataset.name,
+        "task": dataset.task,
+        "train_examples": len(dataset.x_train),
+        "test_examples": len(dataset.x_test),
+        "chance": float(np.bincount(dataset.y_test).max() / len(dataset.y_test)) if classify else None,
+        "evaluated_steps": [evaluation.step for evaluation in record.evaluations],
+    }
+
+
+def boundary_bytes(record: TrainingRecord) -> bytes:
+    """:data:`BOUNDARY_FILE`'s bytes: the grid's axes, every run's predicted class at its points
+    ``[runs, points]`` with the run's scheme, seed and final test accuracy, and the training data."""
+    assert record.boundary is not None
+    final_accuracy = record.evaluations[-1].test_acc
+    assert final_accuracy is not None
+    return npz_bytes({
+        "grid_x": record.boundary.grid_x[0], "grid_y": record.boundary.grid_y[:, 0], "predictions": record.boundary.predictions,
+        "scheme": np.array([run.label for run in record.runs]), "seed": np.array([run.seed for run in record.runs]),
+        "final_test_acc": final_accuracy.cpu().numpy(), "x_train": record.dataset.x_train, "y_train": record.dataset.y_train,
+    })  # fmt: skip
+
+
+def npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """``np.savez_compressed``'s format, with every member dated 1980-01-01: the same arrays give
+    the same bytes (numpy's own writer stamps the time of writing)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, array in arrays.items():
+            with archive.open(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), "w") as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+    return buffer.getvalue()

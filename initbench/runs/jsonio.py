@@ -74,4 +74,4 @@ def flagged(value: Any, flag: Any) -> Any:
 
 def read_json(path: Path) -> Any:
     """A JSON file initbench wrote, with its non-finite numbers restored (:func:`json_restored`)."""
-    return json_restored(json.loads(path.read_text()))
+    return json_restored(json.loads(path.read_text(encoding="utf-8")))

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -50,11 +50,15 @@ from initbench.engines.base import Run
 from initbench.engines.modules import StackedModules, build_model, initialize, module_inputs, observed_modules
 from initbench.experiments.base import ExperimentResult
 from initbench.nets.architectures import fans, weight_layers
-from initbench.render.formatting import markdown_table, reached_text, rich_table
 from initbench.runs.rundir import RESULTS_ROOT, RunDirectory
+
+if TYPE_CHECKING:
+    from initbench.runs.runner import Renderer
 
 #: The scheme every rule uses, with its σ_w² in place of {scale}.
 RULE_SCHEME = "variance_scaling:scale={scale},mode=fan_in,distribution=normal"
+#: The training check's config, beside the forward run's config.yaml.
+TRAIN_CONFIG = "train.yaml"
 #: Baselines: PyTorch's defaults and He.
 BASELINES = ("constructor", "he")
 ARCHS = ("mlp", "resmlp", "cnn")
@@ -280,40 +284,13 @@ def training_section(dataset: str, steps: int, lr: float) -> dict[str, Any]:
     return {"dataset": dataset, "steps": steps, "lr": lr, "optimizer": "sgd", "momentum": 0.9, "batch_size": 64, "eval_every": max(1, steps // 10), "target_accuracy": 0.9}
 
 
+#: What summary.json keeps of each training check's entry (``steps_to_target_per_seed``: for the report's "k of n reached").
+TRAINING_KEYS = ("loss", "test_acc", "steps_to_target", "steps_to_target_reached", "steps_to_target_per_seed", "diverged")
+
+
 def result_of(found: Recommendation) -> ExperimentResult:
-    """The tables, summary and report of a recommendation, for the run directory and the terminal."""
-    seeds = f"median over {found.forward.seeds} seeds" if found.forward.seeds > 1 else f"seed {found.forward.seed}"
-    source = "mean-field theory" if found.source == "theory" else f"a data-driven (LSUV) pass ({found.reason})"
-    columns = ("module", "fan_in", "σ_w² default", "σ_w² rules", "χ₁", "std default", "std he", "std rules")
-    rows = [
-        (row["module"], row["fan_in"], row["sigma_w2_constructor"], row["sigma_w2"], row["chi1"], row["std_constructor"], row["std_he"], row["std_rules"])
-        for row in found.layers
-    ]
-    layers_title = f"Per layer: σ_w² = fan_in·Var(W), and the std of its output ({seeds})"
-    tables = [rich_table(layers_title, columns, rows)]
-    explanation = (
-        f"Scales from {source}. Each weight layer gets `{RULE_SCHEME}`: σ_w² = scale. "
-        f"The std is that of the layer's output (`{output_column(found.forward)}` in layer_stats.csv: h, after the norm in a normalized "
-        "built-in net; a block reports its first weight layer), measured with the rules (`config.yaml`), PyTorch's defaults "
-        "(`constructor`) and He (`kaiming_normal`)."
-    )
-    sections = [explanation, markdown_table(columns, rows)]
-    training = {}
-    if found.train is not None:
-        settings = found.train.train
-        assert settings is not None
-        train_columns = ("init", "loss", "test acc", "steps to target")
-        train_rows = [
-            (label, entry["loss"]["median"], entry.get("test_acc", {}).get("median"), reached_text(entry["steps_to_target_per_seed"]) if "steps_to_target_per_seed" in entry else None)
-            for label, entry in found.training.items()
-        ]
-        title = f"Training check: {settings.dataset}, {settings.steps} steps of sgd lr {settings.lr} ({seeds})"
-        tables.append(rich_table(title, train_columns, train_rows))
-        sections += [f"{title}; target: test accuracy ≥ {settings.target_accuracy} (`train.yaml` trains the rules).", markdown_table(train_columns, train_rows)]
-        training = {
-            label: {key: entry[key] for key in ("loss", "test_acc", "steps_to_target", "steps_to_target_reached", "diverged") if key in entry}
-            for label, entry in found.training.items()
-        }
+    """The data of a recommendation: layers.csv and summary.json (the reporter writes summary.md and the terminal tables from them)."""
+    training = {label: {key: entry[key] for key in TRAINING_KEYS if key in entry} for label, entry in found.training.items()} if found.train is not None else {}
     summary = {
         "experiment": "recommend",
         "source": found.source,
@@ -324,21 +301,21 @@ def result_of(found: Recommendation) -> ExperimentResult:
         "training": training,
     }
     table = Table(columns=tuple(found.layers[0]), rows=[tuple(row.values()) for row in found.layers])
-    return ExperimentResult(tables={"layers.csv": table}, summary=summary, report="\n\n".join(sections), console_tables=tables)
+    return ExperimentResult(tables={"layers.csv": table}, summary=summary)
 
 
-def save(found: Recommendation, result: ExperimentResult, out: Path | None, device: str, root: Path = RESULTS_ROOT) -> RunDirectory:
+def save(found: Recommendation, result: ExperimentResult, out: Path | None, device: str, render: Renderer, root: Path = RESULTS_ROOT) -> tuple[RunDirectory, list[Any]]:
     """Write the run directory: ``config.yaml`` (the forward run of the rules), ``train.yaml`` (the
-    training run of the rules), ``layers.csv``, ``summary.json`` and ``summary.md``."""
+    training run of the rules), ``layers.csv`` and ``summary.json``, then ``render`` its summary.md;
+    returns it and what the terminal shows."""
     from initbench.runs.runner import begin, run_and_save
 
     directory = begin(found.forward, out, device, root)
 
     def write(result: ExperimentResult) -> None:
-        directory.save(result, title=f"initbench recommend: {found.forward.name}")
+        directory.save(result)
         if found.train is not None:
-            directory.write_text("train.yaml", found.train.to_yaml())
+            directory.write_text(TRAIN_CONFIG, found.train.to_yaml())
 
-    run_and_save(directory, lambda: result, write)
-    return directory
+    return directory, run_and_save(directory, lambda: result, write, render)
 

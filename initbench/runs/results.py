@@ -17,7 +17,10 @@ empty CSV cells as None. pandas is optional: the ``*_frame`` methods import it w
 from __future__ import annotations
 
 import csv
+import io
+import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from initbench.core.errors import InitbenchError
-from initbench.runs.jsonio import read_json
-from initbench.runs.rundir import RunDirectory
+from initbench.runs.jsonio import json_restored, read_json
+from initbench.runs.rundir import RunDirectory, csv_text, json_text
 
 if TYPE_CHECKING:
     import pandas
+
+    from initbench.experiments.base import ExperimentResult
 
 SUMMARY = "summary.json"
 
@@ -48,10 +53,15 @@ def parse_cell(text: str) -> int | float | str | None:
 
 
 def read_table(path: Path) -> list[dict[str, Any]]:
-    """A CSV file's rows as dicts. A column whose every filled cell is a number holds numbers; any
+    """A CSV file's rows as dicts (:func:`parse_table`)."""
+    with path.open(newline="", encoding="utf-8") as stream:  # as RunDirectory writes it, whatever the locale
+        return parse_table(stream)
+
+
+def parse_table(lines: Iterable[str]) -> list[dict[str, Any]]:
+    """CSV text's rows as dicts. A column whose every filled cell is a number holds numbers; any
     other column (scheme labels such as ``1e3`` among ``he``) keeps its text."""
-    with path.open(newline="") as stream:
-        rows = list(csv.DictReader(stream))
+    rows = list(csv.DictReader(lines))
     if not rows:
         return []
     parsed = {column: [parse_cell(row[column] or "") for row in rows] for column in rows[0]}
@@ -80,6 +90,7 @@ class RunResult:
         meta: ``meta.json``: versions, device, command, git commit, status, times.
         summary: ``summary.json`` (None for experiments that write none, such as ``phase``).
         tables: CSV file name → its rows as dicts, e.g. ``tables["layer_stats.csv"]``.
+        json_files: the other JSON files by name (``training.json``), as data.
     """
 
     path: Path
@@ -87,6 +98,7 @@ class RunResult:
     meta: dict[str, Any]
     summary: dict[str, Any] | None
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    json_files: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> RunResult:
@@ -95,15 +107,29 @@ class RunResult:
         if not (path / RunDirectory.META).is_file() or not (path / RunDirectory.CONFIG).is_file():
             raise InitbenchError(f"{path} is not a run directory: it has no {RunDirectory.META} and {RunDirectory.CONFIG}.")
         try:
-            config = yaml.safe_load((path / RunDirectory.CONFIG).read_text()) or {}
+            config = yaml.safe_load((path / RunDirectory.CONFIG).read_text(encoding="utf-8")) or {}
             meta = read_json(path / RunDirectory.META)
             summary = read_json(path / SUMMARY) if (path / SUMMARY).is_file() else None
             tables = {table.name: read_table(table) for table in sorted(path.glob("*.csv"))}
+            others = {file.name: read_json(file) for file in sorted(path.glob("*.json")) if file.name not in (RunDirectory.META, SUMMARY)}
         except (OSError, ValueError, yaml.YAMLError) as error:
             raise InitbenchError(f"Cannot read the run directory {path}: {error}.") from None
         if not isinstance(config, dict) or not isinstance(meta, dict):
             raise InitbenchError(f"Cannot read the run directory {path}: its config.yaml or meta.json is not a mapping.")
-        return cls(path=path, config=config, meta=meta, summary=summary, tables=tables)
+        return cls(path=path, config=config, meta=meta, summary=summary, tables=tables, json_files=others)
+
+    @classmethod
+    def of(cls, path: Path, config: dict[str, Any], meta: dict[str, Any], result: ExperimentResult) -> RunResult:
+        """An experiment's data as :meth:`load` reads it once written: each table and JSON file
+        passes through its file's text, so what is built from it equals what is built from the files."""
+        return cls(
+            path=path,
+            config=config,
+            meta=meta,
+            summary=None if result.summary is None else json_restored(json.loads(json_text(result.summary))),
+            tables={name: parse_table(io.StringIO(csv_text(table))) for name, table in result.tables.items()},
+            json_files={name: json_restored(json.loads(json_text(value))) for name, value in result.json_files.items()},
+        )
 
     @property
     def experiment(self) -> str:

@@ -35,8 +35,6 @@ from initbench.core.errors import InitbenchError
 from initbench.runs.jsonio import json_safe
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from initbench.core.interfaces import Table
     from initbench.experiments.base import ExperimentResult
 
@@ -206,7 +204,7 @@ class RunDirectory:
         """
         meta_path = path / cls.META
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
             status = meta["status"]
         except FileNotFoundError:
             raise InitbenchError(f"{path} has no {cls.META}: it is not a run directory, or another process is resuming it.") from None
@@ -222,7 +220,7 @@ class RunDirectory:
         except FileNotFoundError:
             raise InitbenchError(f"Another process is resuming {path}.") from None
         try:
-            config_text = (path / cls.CONFIG).read_text()
+            config_text = (path / cls.CONFIG).read_text(encoding="utf-8")
             attempts = [*meta.get("attempts", []), {key: meta.get(key) for key in ("status", "started", "ended", "error", "host", "pid")}]
             meta.update(command=command, host=socket.gethostname(), pid=os.getpid(), status="running", ended=None, wall_seconds=None)
             meta.pop("error", None)
@@ -259,19 +257,10 @@ class RunDirectory:
         return self.write_bytes(name, text.encode())
 
     def write_json(self, name: str, value: Any) -> Path:
-        return self.write_text(name, json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n")
+        return self.write_text(name, json_text(value))
 
     def write_csv(self, name: str, table: Table) -> Path:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(table.columns)
-        writer.writerows(table.rows)
-        return self.write_text(name, buffer.getvalue())
-
-    def write_figure(self, name: str, figure: Figure) -> Path:
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=120)
-        return self.write_bytes(name, buffer.getvalue())
+        return self.write_text(name, csv_text(table))
 
     def read_bytes(self, name: str) -> bytes | None:
         """``name``'s bytes, or None if there is no such file."""
@@ -284,18 +273,19 @@ class RunDirectory:
         """Delete ``name`` (a checkpoint, once the run it served is complete)."""
         (self.path / name).unlink(missing_ok=True)
 
-    def save(self, result: ExperimentResult, title: str) -> None:
-        """Write the experiment's tables, summary, figures, other files and the Markdown report."""
+    def save(self, result: ExperimentResult) -> None:
+        """Write the experiment's data: its tables, summary, other JSON files and other files.
+
+        Figures and summary.md come after, from these files (:mod:`initbench.outputs.run_report`).
+        """
         for name, table in result.tables.items():
             self.write_csv(name, table)
         if result.summary is not None:
             self.write_json("summary.json", result.summary)
-        for name, figure in result.figures.items():
-            self.write_figure(name, figure)
+        for name, value in result.json_files.items():
+            self.write_json(name, value)
         for name, data in result.files.items():
             self.write_bytes(name, data)
-        if result.report is not None:
-            self.write_text("summary.md", f"# {title}\n\n{result.report}\n")
 
     def finish(self, status: str, error: str | None = None) -> None:
         """Record how the run ended: ``complete``, ``interrupted`` or ``failed`` (with the error).
@@ -328,13 +318,27 @@ class RunDirectory:
             self.write_json(self.META, self.meta)
         except OSError as failure:
             self.meta["recorded_in_place"] = f"{type(failure).__name__}: {failure}"
-            data = (json.dumps(json_safe(self.meta), indent=2, allow_nan=False) + "\n").encode()
+            data = json_text(self.meta).encode()
             try:
                 _overwrite_in_place(self.path / self.META, data)
             except OSError:
                 (self.path / self.META).unlink(missing_ok=True)
                 if must:
                     raise failure from None
+
+
+def csv_text(table: Table) -> str:
+    """A table as its CSV file's text (floats in full: ``repr`` reads back to the same number)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(table.columns)
+    writer.writerows(table.rows)
+    return buffer.getvalue()
+
+
+def json_text(value: Any) -> str:
+    """A value as a strict JSON file's text (:func:`json_safe`)."""
+    return json.dumps(json_safe(value), indent=2, allow_nan=False) + "\n"
 
 
 def command_line() -> list[str]:

@@ -10,6 +10,15 @@
 point (:mod:`initbench.runs.sweeps.launch`) and ``initbench report`` go through it. Training runs keep
 a checkpoint in their directory while they run (:class:`DirectoryResumeStore`), which is how a
 resumed run continues where it stopped.
+
+Saving is two steps: the experiment's data (tables, summary.json, data files), then a
+:data:`Renderer` that reads the directory back and writes its figures and summary.md into it.
+The renderer is :func:`initbench.outputs.run_report.render_into`, handed in by the command (the
+CLI or the API) because the outputs sit above the runs. It is called here, inside the lifecycle,
+not by the command after the run returns, for two reasons: a directory is ``complete`` only once
+its figures are there too (a sweep skips complete points, so a point left without figures would
+stay so), and a sweep's points are run here, on a cluster's machines too, where no command
+waits for them.
 """
 
 from __future__ import annotations
@@ -26,11 +35,16 @@ from initbench.core.errors import InitbenchError
 from initbench.core.interfaces import Progress
 from initbench.core.runtime import resolve_device, resolve_dtype
 from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext
+from initbench.runs.results import RunResult
 from initbench.runs.rundir import RESULTS_ROOT, RunDirectory, command_line, opening_meta
 
 T = TypeVar("T")
 
 CHECKPOINT = "checkpoint.pt"
+
+#: Writes a saved run directory's figures and summary.md from its files, and returns what the
+#: terminal shows for it (rich renderables).
+Renderer = Callable[[RunDirectory], list[Any]]
 
 
 class DirectoryResumeStore:
@@ -52,10 +66,6 @@ class DirectoryResumeStore:
 
         data = self.directory.read_bytes(CHECKPOINT)
         return None if data is None else torch.load(io.BytesIO(data), weights_only=True)
-
-
-def title(config: Config) -> str:
-    return f"initbench {config.experiment}: {config.name}"
 
 
 @contextmanager
@@ -83,13 +93,14 @@ def recorded(directories: Sequence[RunDirectory]) -> Iterator[None]:
             directory.finish("complete")
 
 
-def run_and_save(directory: RunDirectory, work: Callable[[], T], save: Callable[[T], None]) -> T:
-    """Steps 2 and 3 for one claimed directory: ``save(work())``, then finish with the status."""
+def run_and_save(directory: RunDirectory, work: Callable[[], T], save: Callable[[T], None], render: Renderer) -> list[Any]:
+    """Steps 2 and 3 for one claimed directory: ``save(work())``, ``render`` the saved files, then
+    finish with the status. Returns what the terminal shows for the run."""
     with recorded([directory]):
-        result = work()
-        save(result)
+        save(work())
+        shown = render(directory)
         directory.remove(CHECKPOINT)
-    return result
+    return shown
 
 
 def begin(config: Config, out: Path | None, device: str, root: Path = RESULTS_ROOT) -> RunDirectory:
@@ -113,11 +124,26 @@ def prepare(config: Config) -> tuple[Any, Any]:
     return experiment, device
 
 
-def run_in(directory: RunDirectory, config: Config, experiment: Any, device: Any, progress: Progress) -> ExperimentResult:
+def run_in(directory: RunDirectory, config: Config, experiment: Any, device: Any, progress: Progress, render: Renderer) -> list[Any]:
     context = RunContext(
         config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress, checkpoint=DirectoryResumeStore(directory)
     )
-    return run_and_save(directory, lambda: experiment.run(context), lambda result: directory.save(result, title=title(config)))
+    return run_and_save(directory, lambda: experiment.run(context), directory.save, render)
+
+
+def checkpointed(path: Path) -> RunResult | None:
+    """An unfinished run's data rebuilt from the checkpoint it left (the evaluations a training run
+    saved), read as its files would be; None when it left none, or its experiment keeps no checkpoint."""
+    directory = RunDirectory(path)
+    state = DirectoryResumeStore(directory).load()
+    if state is None:
+        return None
+    result = RunResult.load(path)
+    config = validate_config(result.config, str(path / RunDirectory.CONFIG))
+    experiment = EXPERIMENTS.get(config.experiment)()
+    if not hasattr(experiment, "from_checkpoint"):
+        return None
+    return RunResult.of(path, result.config, result.meta, experiment.from_checkpoint(config, state))
 
 
 def run_detached(experiment: Any, config: Config, progress: Progress) -> ExperimentResult:
@@ -127,18 +153,18 @@ def run_detached(experiment: Any, config: Config, progress: Progress) -> Experim
     return experiment.run(RunContext(config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress))
 
 
-def execute(config: Config, out: Path | None, progress: Progress, root: Path = RESULTS_ROOT) -> tuple[RunDirectory, ExperimentResult]:
-    """Run ``config``'s experiment and write its run directory.
+def execute(config: Config, out: Path | None, progress: Progress, render: Renderer, root: Path = RESULTS_ROOT) -> tuple[RunDirectory, list[Any]]:
+    """Run ``config``'s experiment and write its run directory; returns it and what the terminal shows.
 
     Everything that can be checked is checked before the directory is claimed (the experiment's
     name, the device, the memory estimate), so a refused run leaves nothing behind.
     """
     experiment, device = prepare(config)
     directory = begin(config, out, str(device), root)
-    return directory, run_in(directory, config, experiment, device, progress)
+    return directory, run_in(directory, config, experiment, device, progress, render)
 
 
-def resume(path: Path, progress: Progress) -> tuple[RunDirectory, ExperimentResult]:
+def resume(path: Path, progress: Progress, render: Renderer) -> tuple[RunDirectory, list[Any]]:
     """Run an interrupted or failed run again in its own directory, from its checkpoint if it left one.
 
     The config is the one the directory recorded; a training run continues from its last
@@ -160,4 +186,4 @@ def resume(path: Path, progress: Progress) -> tuple[RunDirectory, ExperimentResu
             status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         directory.finish(status, error=f"{type(error).__name__}: {error}")
         raise
-    return directory, run_in(directory, config, experiment, device, progress)
+    return directory, run_in(directory, config, experiment, device, progress, render)

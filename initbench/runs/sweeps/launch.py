@@ -16,7 +16,7 @@ from initbench.core.errors import InitbenchError
 from initbench.core.interfaces import Progress
 from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext, build_runs
 from initbench.runs.rundir import RESULTS_ROOT, RunDirectory, command_line, is_live_here, opening_meta
-from initbench.runs.runner import prepare, recorded, run_and_save, run_mode, title
+from initbench.runs.runner import Renderer, prepare, recorded, run_and_save, run_mode
 from initbench.runs.sweepdir import SweepDirectory
 from initbench.runs.sweeps.grid import Sweep
 from initbench.runs.sweeps.plan import Shard, fits_in_memory, labels, stacks
@@ -108,6 +108,7 @@ def run_stack(
     progress: Progress,
     log: Callable[[str], None],
     outcome: ShardOutcome,
+    render: Renderer,
     command: list[str],
     label: str = "",
 ) -> None:
@@ -156,7 +157,7 @@ def run_stack(
         log(f"{label}Running {', '.join(names)}" + (f" (stacked: {len(names)} points in one pass)" if len(names) > 1 else "") + ".")
         with recorded([run_directory for _, run_directory in claimed]):
             run_claimed(experiment, [(sweep.points[index].name, configs[index], run_directory) for index, run_directory in claimed],
-                        device, progress, log, outcome)
+                        device, progress, log, outcome, render)
     finally:
         for name, handle in locks:
             directory.unlock_point(name, handle)
@@ -169,8 +170,9 @@ def run_claimed(
     progress: Progress,
     log: Callable[[str], None],
     outcome: ShardOutcome,
+    render: Renderer,
 ) -> None:
-    """Run and save claimed points: stacked in one pass when there are several, else alone."""
+    """Run, save and render claimed points: stacked in one pass when there are several, else alone."""
     from initbench.core.runtime import resolve_dtype
 
     def context(config: Config) -> RunContext:
@@ -178,7 +180,7 @@ def run_claimed(
 
     def finish_point(name: str, config: Config, run_directory: RunDirectory, work: Callable[[], ExperimentResult]) -> None:
         try:
-            run_and_save(run_directory, work, lambda result: run_directory.save(result, title=title(config)))
+            run_and_save(run_directory, work, run_directory.save, render)
         except Exception as error:  # recorded in its meta.json; the other points go on
             outcome.failed.append(name)
             log(f"Failed {name}: {type(error).__name__}: {error}")
@@ -201,13 +203,15 @@ def run_claimed(
 
 def run_shard(
     path: Path,
+    render: Renderer,
     shard: Shard = Shard(),
     progress: Progress | None = None,
     log: Callable[[str], None] = print,
     command: list[str] | None = None,
     points: Progress | None = None,
 ) -> ShardOutcome:
-    """Run shard ``shard`` of the sweep in directory ``path``: the one function every launcher calls.
+    """Run shard ``shard`` of the sweep in directory ``path``: the one function every launcher calls;
+    ``render`` writes each point's figures and summary.md (:data:`initbench.runs.runner.Renderer`).
 
     Everything is read from the directory's ``sweep.json``, so a job on another machine needs only
     the path. Every point of the shard is checked (device, memory, dataset) before any runs. Points
@@ -242,18 +246,18 @@ def run_shard(
     points.start(f"{len(todo)} points", total=len(todo))
     for number, part in enumerate(parts, start=1):
         label = f"[stack {number} of {len(parts)}] " if len(parts) > 1 else ""
-        run_stack(directory, sweep, configs, part, progress or SilentProgress(), log, outcome, command or command_line(), label)
+        run_stack(directory, sweep, configs, part, progress or SilentProgress(), log, outcome, render, command or command_line(), label)
         points.advance(len(part))
     return outcome
 
 
-def shard_job(path: str, index: int, count: int, command: list[str], threads: int | None = None) -> dict[str, list[str]]:
+def shard_job(path: str, index: int, count: int, command: list[str], render: Renderer, threads: int | None = None) -> dict[str, list[str]]:
     """One array job of ``--launcher submitit``: :func:`run_shard` with ``threads`` torch threads
     (None: the default on the job's machine), failing the job if a point failed."""
     from initbench.core.threads import use_threads
 
     use_threads(threads)
-    outcome = run_shard(Path(path), Shard(index, count), command=command)
+    outcome = run_shard(Path(path), render, Shard(index, count), command=command)
     if outcome.failed:
         raise RuntimeError(f"{len(outcome.failed)} points failed: {', '.join(outcome.failed)}; their meta.json has the error.")
     return {"ran": outcome.ran, "skipped": outcome.skipped, "busy": outcome.busy}
@@ -273,6 +277,7 @@ def require_submitit() -> Any:
 def submit(
     path: Path,
     jobs: int,
+    render: Renderer,
     cluster: str | None = None,
     partition: str | None = None,
     timeout_min: int | None = None,
@@ -283,7 +288,7 @@ def submit(
     """Submit the sweep in ``path`` as one job array of ``jobs`` shards through submitit.
 
     Each array task runs :func:`shard_job` (shard i of ``jobs``, ``threads`` torch threads), the
-    same code as ``--shard``.
+    same code as ``--shard``, with ``render`` (a module-level function: submitit pickles it by name).
     ``cluster`` picks submitit's executor: None detects SLURM (and falls back to local processes
     where there is none), ``"local"`` always runs local processes. Logs go to ``path/submitit``.
     Returns the submitit jobs.
@@ -299,4 +304,4 @@ def submit(
     }
     executor.update_parameters(**{key: value for key, value in parameters.items() if value is not None})
     every = command or command_line()
-    return executor.map_array(shard_job, [str(path)] * jobs, range(jobs), [jobs] * jobs, [every] * jobs, [threads] * jobs)
+    return executor.map_array(shard_job, [str(path)] * jobs, range(jobs), [jobs] * jobs, [every] * jobs, [render] * jobs, [threads] * jobs)
