@@ -23,6 +23,7 @@ API = ("RunResult", "compare", "load", "probe", "run")
 
 def __getattr__(name: str) -> object:
     if name in API:
+        # Deferred for start-up time: `import initbench` loads no dependency until the API is used.
         from initbench import api
 
         return getattr(api, name)

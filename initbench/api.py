@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from initbench.core.errors import InitbenchError
+from initbench.core.interfaces import SilentProgress
 from initbench.runs.results import RunResult
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def run(
         seeds, device, eval_mode: as ``--seeds``, ``--device`` and ``--eval``.
         quiet: False shows the progress bar and the result tables.
     """
+    # Deferred for start-up time: loads pydantic, rich and torch.
     from initbench.config.loading import build_config
     from initbench.runs.sweeps import check_no_sweep_section
 
@@ -90,6 +92,7 @@ def compare(
         dataset, steps, lr: ``experiment="train"`` only.
         out, device, eval_mode, quiet: as in :func:`run`.
     """
+    # Deferred for start-up time: loads pydantic, rich and torch.
     from initbench.config.loading import compare_config
     from initbench.runs.sweeps import check_no_sweep_section
 
@@ -137,6 +140,7 @@ def probe(
         experiment: ``"forward"`` or ``"gradients"``.
         seeds, device, eval_mode, out, quiet: as in :func:`run`.
     """
+    # Deferred for start-up time: loads pydantic and torch.
     from initbench.config.loading import probe_config
 
     if experiment not in ("forward", "gradients"):
@@ -153,6 +157,7 @@ def probe(
 
 def load(path: str | Path) -> RunResult:
     """A run directory already written (by the CLI or by this API), read back."""
+    # Deferred for start-up time: loads matplotlib, pydantic, rich and torch.
     from initbench.outputs.reporter import REPORT_OF
 
     result = RunResult.load(path)
@@ -163,6 +168,7 @@ def load(path: str | Path) -> RunResult:
 
 def report(path: str | Path, out: str | Path | None = None) -> Path:
     """``initbench report DIR``: rebuild a run or sweep directory's report; returns the report folder."""
+    # Deferred for start-up time: loads matplotlib, pydantic, rich and torch.
     from initbench.outputs.reporter import report_directory
 
     return report_directory(Path(path), None if out is None else Path(out)).directory.path
@@ -179,6 +185,7 @@ def as_list(values: str | Sequence[str], name: str) -> list[str]:
 
 def config_mapping(config: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     """The raw config (read from a file, or a copy of the mapping) and the name errors give it."""
+    # Deferred for start-up time: loads pydantic and torch.
     from initbench.config.loading import read_yaml
 
     if isinstance(config, Mapping):
@@ -190,7 +197,7 @@ def config_mapping(config: str | Path | Mapping[str, Any]) -> tuple[dict[str, An
 
 def execute_config(config: Config, out: str | Path | None, quiet: bool) -> RunResult:
     """Run ``config`` into its run directory (as the CLI does), then read the directory back."""
-    from initbench.core.interfaces import SilentProgress
+    # Deferred for start-up time: loads matplotlib, pydantic, rich and torch.
     from initbench.outputs.run_report import render_into
     from initbench.runs.runner import execute
 
@@ -198,6 +205,7 @@ def execute_config(config: Config, out: str | Path | None, quiet: bool) -> RunRe
     if quiet:
         directory, _ = execute(config, target, SilentProgress(), render_into)
     else:
+        # Deferred for start-up time: loads rich.
         from initbench.outputs.console import RichProgress, stdout
 
         with RichProgress() as progress:

@@ -6,6 +6,7 @@ under ``TYPE_CHECKING``, so a cycle hidden inside a function is found too.
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
@@ -97,3 +98,41 @@ def test_registries_list_in_the_order_the_plugins_register() -> None:
     schemes = [name for name, _ in SCHEMES]
     assert schemes[:3] == ["zeros", "constant", "ones"]
     assert schemes.index("kaiming_normal") < schemes.index("orthogonal") < schemes.index("delta_orthogonal") < schemes.index("lsuv") < schemes.index("fixup") < schemes.index("checkpoint")
+
+
+def unexplained_local_imports(source: str) -> list[int]:
+    """Line numbers of function-local imports with no comment saying why: a comment on the line,
+    or on the line above the contiguous run of imports it belongs to."""
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    local = sorted(
+        node.lineno
+        for function in ast.walk(tree)
+        if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef))
+        for node in ast.walk(function)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+    )
+    def continues_imports(text: str) -> bool:  # an import, or a line of a parenthesised one
+        stripped = text.strip()
+        return stripped.startswith(("from ", "import ", ")")) or (stripped.endswith(",") and not stripped.startswith("#"))
+
+    explained = []
+    for number in local:
+        above = number - 1
+        while above >= 1 and continues_imports(lines[above - 1]):
+            above -= 1
+        if "#" in lines[number - 1] or (above >= 1 and lines[above - 1].lstrip().startswith("#")):
+            explained.append(number)
+    return [number for number in local if number not in explained]
+
+
+def test_the_unexplained_local_import_finder_finds_one() -> None:
+    source = "def f():\n    # deferred for start-up time: loads torch\n    import torch\n    import numpy\n\ndef g():\n    import json\n"
+    assert unexplained_local_imports(source) == [7]
+
+
+def test_every_function_local_import_says_why() -> None:
+    """A function-local import is for start-up time only, and says so (issue: no import hides a cycle)."""
+    package = Path(__file__).resolve().parents[1] / "initbench"
+    unexplained = [f"{path.relative_to(package.parent)}:{line}" for path in sorted(package.rglob("*.py")) for line in unexplained_local_imports(path.read_text(encoding="utf-8"))]
+    assert not unexplained, "function-local imports without a comment saying why:\n" + "\n".join(unexplained)

@@ -175,6 +175,7 @@ def progress_shown(quiet: bool) -> Iterator[Progress]:
 def execute_and_report(config: Config | None, out: Path | None, quiet: bool, resume: Path | None = None) -> None:
     """Run ``config`` (or resume the run in ``resume``) with a progress bar when on a terminal,
     then print the table and the path."""
+    # Deferred for start-up time: loads matplotlib, pydantic, rich and torch.
     from initbench.outputs.run_report import render_into
     from initbench.runs.runner import execute
     from initbench.runs.runner import resume as resume_run

@@ -28,6 +28,7 @@ def main() -> None:
             with deferred():
                 import numpy  # noqa: F401
                 import torch  # noqa: F401
+        # Imported after install(), so an interrupt while the CLI's modules load is handled too.
         from initbench.cli.app import app, usable_terminal
 
         usable_terminal()  # here too: --help never reaches a command

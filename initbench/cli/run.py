@@ -66,6 +66,7 @@ def run(
             return
         if config is None:
             raise InitbenchError("Give a config to run, or --resume DIR.", hint="For example: initbench run configs/relu_kaiming.yaml")
+        # Deferred for start-up time: loads pydantic and torch.
         from initbench.config.loading import build_config, read_yaml
         from initbench.runs.sweeps import check_no_sweep_section
 
@@ -115,6 +116,7 @@ def compare(
       initbench compare zeros he --experiment train --dataset moons --steps 2000 train.optimizer=adam
     """
     with reported_errors():
+        # Deferred for start-up time: loads pydantic and torch.
         from initbench.config.loading import compare_config, read_yaml
 
         overrides = [argument for argument in schemes if is_override(argument)]
@@ -123,6 +125,7 @@ def compare(
             raise InitbenchError("Give at least one scheme to compare.", hint="For example: initbench compare xavier he")
         raw = None  # None: compare's default net
         if config is not None:
+            # Deferred for start-up time: loads pydantic and torch.
             from initbench.runs.sweeps import check_no_sweep_section
 
             raw = read_yaml(config)
@@ -167,6 +170,7 @@ def probe(
       initbench probe torch.nn:Embedding model.kwargs.num_embeddings=100 model.kwargs.embedding_dim=32 --input-shape 8,16 --tokens 100
     """
     with reported_errors():
+        # Deferred for start-up time: loads pydantic and torch.
         from initbench.config.loading import probe_config
 
         if experiment not in ("forward", "gradients"):
@@ -209,6 +213,7 @@ def recommend(
       initbench recommend --factory tests.probe_models:small_mlp --input-shape 64,5
     """
     with reported_errors():
+        # Deferred for start-up time: loads matplotlib, pydantic, rich and torch.
         from initbench.config.loading import option_overrides, validate_config
         from initbench.outputs.run_report import render_into
         from initbench.runs.recommend import base_config, recommend_for, result_of, save, training_section

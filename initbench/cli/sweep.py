@@ -64,6 +64,7 @@ def sweep(
       initbench sweep results/depth        [dim]# resume: run the points not complete yet[/dim]
     """
     with reported_errors():
+        # Deferred for start-up time: loads pydantic and torch.
         from initbench.runs import sweeps
 
         selected = launched_shard(launcher, shard)
@@ -78,6 +79,7 @@ def sweep(
             show_points(definition, configs, out, selected)
             return
         if launcher == "local":  # every point checked before the sweep directory exists (a cluster's jobs check on their own machines)
+            # Deferred for start-up time: loads pydantic and torch.
             from initbench.runs.runner import prepare
 
             for point in configs:
@@ -94,6 +96,7 @@ def sweep(
 def launched_shard(launcher: str, shard: str | None) -> Shard:
     """The shard that ``--shard`` names (default: the whole sweep), once ``--launcher`` is known and
     can launch it: a submitit launcher makes its own shards, and needs submitit installed."""
+    # Deferred for start-up time: loads pydantic and torch.
     from initbench.runs import sweeps
 
     if launcher not in sweeps.LAUNCHERS:
@@ -109,6 +112,7 @@ def launched_shard(launcher: str, shard: str | None) -> Shard:
 def sweep_definition(config: Path, axes: list[str], out: Path | None, device: str | None, seeds: int | None) -> tuple[Sweep, Path | None]:
     """The sweep ``config`` describes with ``axes``, and the directory it goes to: a new sweep from
     a config file, or the sweep directory ``config`` itself, resumed in place with its fixed grid."""
+    # Deferred for start-up time: loads pydantic and torch.
     from initbench.config.loading import option_overrides
     from initbench.runs.sweeps import Sweep
 
@@ -138,6 +142,7 @@ def submit_jobs(
 ) -> None:
     """Submit the sweep in ``path`` as a job array through submitit (``jobs`` shards; default one per
     stack), say where its logs go, and with ``wait`` wait for the jobs."""
+    # Deferred for start-up time: loads matplotlib, pydantic, rich and torch.
     from initbench.outputs.run_report import render_into
     from initbench.runs import sweeps
 
@@ -152,6 +157,7 @@ def submit_jobs(
 
 def run_sweep_here(path: Path, shard: Shard, quiet: bool) -> None:
     """Run ``shard`` of the sweep in this process, with a progress bar on a terminal; exit 1 if a point failed."""
+    # Deferred for start-up time: loads matplotlib, pydantic, rich and torch.
     from initbench.outputs.run_report import render_into
     from initbench.runs.sweeps import run_shard
 
@@ -185,6 +191,7 @@ def wait_for_jobs(jobs: list[Any]) -> None:
 
 def show_points(definition: Sweep, configs: list[Config], out: Path | None, shard: Shard) -> None:
     """The ``--dry-run`` table: every point of the shard, its stack, status and overrides."""
+    # Deferred for start-up time: loads pydantic, rich and torch.
     from initbench.render.formatting import rich_table
     from initbench.runs.sweepdir import SweepDirectory
     from initbench.runs.sweeps import point_status, stacks

@@ -182,6 +182,7 @@ def check_host_memory(size: int, what: str, hint: str) -> None:
     # Deferred for start-up time: torch, which core.runtime imports too, takes seconds to load.
     import torch
 
+    # Deferred for start-up time: loads torch.
     from initbench.core.runtime import available_memory, format_bytes
 
     free = available_memory(torch.device("cpu"))

@@ -61,6 +61,7 @@ class Digits(DatasetSource):
         return DIGITS_SAMPLES * 65 * 8 * BUILD_COPIES
 
     def load(self, seed: int) -> Dataset:
+        # Deferred for start-up time: loads pandas, rich, scipy and sklearn.
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
         from sklearn.preprocessing import StandardScaler

@@ -28,6 +28,7 @@ class Circles(Synthetic):
     factor: float = Field(default=0.8, ge=0.0, lt=1.0)
 
     def sample(self, n: int, random_state: int, shared_state: int) -> tuple[np.ndarray, np.ndarray]:
+        # Deferred for start-up time: loads pandas, rich, scipy and sklearn.
         from sklearn.datasets import make_circles
 
         return make_circles(n, noise=self.noise, factor=self.factor, random_state=random_state)
@@ -46,6 +47,7 @@ class Moons(Synthetic):
     noise: float = Field(default=0.1, ge=0.0)
 
     def sample(self, n: int, random_state: int, shared_state: int) -> tuple[np.ndarray, np.ndarray]:
+        # Deferred for start-up time: loads pandas, rich, scipy and sklearn.
         from sklearn.datasets import make_moons
 
         return make_moons(n, noise=self.noise, random_state=random_state)
@@ -110,6 +112,7 @@ class Blobs(Synthetic):
         return self.centers
 
     def sample(self, n: int, random_state: int, shared_state: int) -> tuple[np.ndarray, np.ndarray]:
+        # Deferred for start-up time: loads pandas, rich, scipy and sklearn.
         from sklearn.datasets import make_blobs
 
         centers = np.random.default_rng(shared_state).uniform(-10.0, 10.0, (self.centers, 2))

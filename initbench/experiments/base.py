@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from initbench.core.interfaces import Progress, Table
 from initbench.core.registry import Registry
+from initbench.engines.base import Run
 
 if TYPE_CHECKING:
     import torch
 
     from initbench.config.run import Config
-    from initbench.engines.base import Run
 
 
 @dataclass
@@ -88,8 +88,6 @@ EXPERIMENTS: Registry[type[Experiment]] = Registry("experiment")
 
 def build_runs(config: Config) -> list[Run]:
     """One run per (scheme, seed), schemes first, with options like ``gain: auto`` resolved (once, by the config)."""
-    from initbench.engines.base import Run
-
     schemes, bias = config.resolved_init()
     return [
         Run(label=label, seed=seed, scheme=scheme, bias=bias if config.model.bias else None)

@@ -25,8 +25,9 @@ from collections.abc import Sequence
 import torch
 
 from initbench.core.interfaces import Progress, SilentProgress
+from initbench.core.runtime import MemoryEstimate, check_memory
 from initbench.engines.base import Run
-from initbench.engines.stacked import StackedForward
+from initbench.engines.stacked import StackedForward, propagation_memory_estimate
 from initbench.nets.activations import Activation
 from initbench.schemes.classic import Normal
 from initbench.schemes.scaling import KaimingNormal
@@ -55,10 +56,6 @@ class GainExperiment:
 
     def check(self, config: Config, device: torch.device) -> None:
         """The measured nets' memory: three gains × ``seeds`` nets, stacked."""
-        import torch
-
-        from initbench.core.runtime import MemoryEstimate, check_memory
-        from initbench.engines.stacked import propagation_memory_estimate
 
         nets = propagation_memory_estimate(3 * config.seeds, config.input.batch, config.model.width, config.model.depth, False, torch.float32)
         check_memory(MemoryEstimate(nets.device, 0), device, hint="Use fewer --seeds.")

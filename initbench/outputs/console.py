@@ -4,6 +4,7 @@ or when stdout is not a terminal).
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from rich.console import Console
@@ -32,6 +33,7 @@ class ProgressBar:
         self._progress.advance(self._task, steps)
 
     def update(self, **fields: float) -> None:
+        # Deferred for start-up time: loads rich.
         from initbench.render.formatting import format_number
 
         latest = ", ".join(f"{name} {format_number(value, compact=True)}" for name, value in fields.items())
@@ -49,8 +51,7 @@ class RichProgress(ProgressBar):
     """
 
     def __init__(self, console: Console | None = None) -> None:
-        import datetime
-
+        # Deferred for start-up time: loads rich.
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
         from rich.text import Text
 

@@ -19,11 +19,18 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from initbench.core.errors import InitbenchError
+from initbench.core.interfaces import Table
 from initbench.outputs.document import Report
 from initbench.outputs.run_report import directory_report
+from initbench.outputs.sweep_figures import by_depth_figure, heatmap_figure
+from initbench.runs.jsonio import read_json
 from initbench.runs.results import RunResult
 from initbench.runs.rundir import RunDirectory, command_line, opening_meta
+from initbench.runs.runner import recorded
 from initbench.runs.sweepdir import SweepDirectory
+from initbench.runs.sweeps import collect
+from initbench.runs.sweeps.collect import varying
+from initbench.runs.sweeps.grid import value_text
 
 if TYPE_CHECKING:
     from initbench.runs.sweeps.collect import SweepReport
@@ -35,8 +42,6 @@ REPORT_OF = "report_of"
 
 def write(report: Report, of: Path, out: Path | None, extra_meta: dict[str, Any] | None = None) -> RunDirectory:
     """Claim the report folder (``out``, or a new ``report-<time>`` inside ``of``) and write ``report`` there."""
-    from initbench.core.interfaces import Table
-    from initbench.runs.runner import recorded
 
     meta = opening_meta("cpu", "-", command_line(), extra_meta)
     directory = RunDirectory.create(out, REPORT, yaml.safe_dump({REPORT_OF: str(of)}), meta, of)
@@ -68,8 +73,6 @@ def report_directory(path: Path, out: Path | None) -> Written:
     if not path.is_dir():
         raise InitbenchError(f"{path} is a file, not a run or sweep directory.", hint="Give the directory a run, compare, probe or sweep wrote (its --out, or results/<name>-<time>).")
     if SweepDirectory.is_sweep(path):
-        from initbench.runs.sweeps import collect
-
         merged = collect(path)
         report = sweep_report(merged)
         return Written(write(report, path, out, {"complete": merged.complete, "missing": len(merged.missing)}), report, merged)
@@ -90,9 +93,6 @@ def report_directory(path: Path, out: Path | None) -> Written:
 
 def sweep_report(merged: SweepReport) -> Report:
     """The sweep's merged table, its figures, the points still missing, and the points' environments."""
-    from initbench.outputs.sweep_figures import by_depth_figure, heatmap_figure
-    from initbench.runs.sweeps.collect import varying
-    from initbench.runs.sweeps.grid import value_text
 
     sweep = merged.sweep
     axes = "; ".join(f"{axis.key} = {', '.join(value_text(value) for value in axis.values)}" for axis in sweep.axes)
@@ -128,8 +128,6 @@ def sweep_report(merged: SweepReport) -> Report:
 
 def sweep_environment(merged: SweepReport) -> dict[str, Any]:
     """Each environment key of the complete points' meta.json, with every value it takes (usually one)."""
-    from initbench.runs.jsonio import read_json
-
     keys = ("initbench", "torch", "python", "platform", "device", "dtype", "git_commit", "host")
     seen: dict[str, dict[str, None]] = {key: {} for key in keys}
     for point in merged.sweep.points:

@@ -41,16 +41,22 @@ import torch
 from torch import nn
 
 from initbench import theory
-from initbench.config.loading import validate_config
+from initbench.config.loading import apply_overrides, read_yaml, validate_config
 from initbench.config.run import Config
 from initbench.core.errors import InitbenchError
 from initbench.core.interfaces import Progress, Table
 from initbench.core.registry import unknown_name_error
+from initbench.data.loading import load_dataset
 from initbench.engines.base import Run
+from initbench.engines.lsuv_fit import fit_stack, rescaled_weight
 from initbench.engines.modules import StackedModules, build_model, initialize, module_inputs, observed_modules
 from initbench.experiments.base import ExperimentResult
+from initbench.experiments.propagation import ForwardExperiment
+from initbench.experiments.train import TrainExperiment, image_shape
 from initbench.nets.architectures import fans, weight_layers
 from initbench.runs.rundir import RESULTS_ROOT, RunDirectory
+from initbench.runs.runner import begin, run_and_save, run_detached
+from initbench.schemes.lsuv import LSUV
 
 if TYPE_CHECKING:
     from initbench.runs.runner import Renderer
@@ -73,8 +79,6 @@ def rule_scheme(scale: float) -> str:
 def base_config(arch: str | None, factory: str | None, config: Path | None, overrides: list[str], seeds: int, device: str | None) -> dict[str, Any]:
     """The raw forward config of the net to recommend for: a built-in ``arch``, a ``factory``, or a
     config file (its model and input sections), with ``overrides`` applied."""
-    from initbench.config.loading import apply_overrides, read_yaml
-
     if sum(source is not None for source in (arch, factory, config)) != 1:
         raise InitbenchError("recommend: give exactly one of --arch, --factory or --config.", hint="For example: initbench recommend --arch cnn --depth 20 --activation tanh")
     if arch is not None and arch not in ARCHS:
@@ -119,8 +123,6 @@ def data_driven_scales(model: nn.Module, x: torch.Tensor, paths: list[str], tol:
     layers are left as they are. The weights are rescaled in place; the returned factor per layer
     is Var(W) after over Var(W) before, the product of the factors 1/Var.
     """
-    from initbench.engines.lsuv_fit import fit_stack, rescaled_weight
-    from initbench.schemes.lsuv import LSUV
 
     layers = dict(weight_layers(model))
     keys = {path: rescaled_weight(path, layers[path]) for path in paths}
@@ -206,8 +208,6 @@ def median_by_module(result: ExperimentResult, config: Config) -> dict[str, dict
 def training_inputs(config: Config) -> tuple[torch.Tensor, int, int | None]:
     """A batch of the training set shaped for ``config``'s model, its outputs, and its input
     features (channels for the cnn; None for a module)."""
-    from initbench.data.loading import load_dataset
-    from initbench.experiments.train import image_shape
 
     assert config.train is not None
     dataset = load_dataset(config.train.dataset, config.train.data_seed)
@@ -223,9 +223,6 @@ def recommend_for(raw: dict[str, Any], train: dict[str, Any] | None, progress: P
     """Find the scales for the forward config ``raw``, and check them: forward, and trained with
     the ``train`` section (None: no training check). ``data_driven``: the data pass even where
     theory applies (it sees what theory leaves out, such as the cnn's zero padding)."""
-    from initbench.experiments.propagation import ForwardExperiment
-    from initbench.experiments.train import TrainExperiment
-    from initbench.runs.runner import run_detached
 
     config = validate_config(raw, "recommend")
     probe = drawn_model(lecun(raw), None, None)
@@ -308,8 +305,6 @@ def save(found: Recommendation, result: ExperimentResult, out: Path | None, devi
     """Write the run directory: ``config.yaml`` (the forward run of the rules), ``train.yaml`` (the
     training run of the rules), ``layers.csv`` and ``summary.json``, then ``render`` its summary.md;
     returns it and what the terminal shows."""
-    from initbench.runs.runner import begin, run_and_save
-
     directory = begin(found.forward, out, device, root)
 
     def write(result: ExperimentResult) -> None:

@@ -74,6 +74,7 @@ def parse_table(lines: Iterable[str]) -> list[dict[str, Any]]:
 
 def require_pandas(method: str) -> Any:
     try:
+        # Deferred for start-up time: loads pandas.
         import pandas
     except ImportError:
         raise InitbenchError(f"{method}() needs pandas, which initbench does not install.", hint="Run `pip install pandas`.") from None

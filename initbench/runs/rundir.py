@@ -86,6 +86,7 @@ def opening_meta(device: str, dtype: str, command: list[str], extra: dict[str, A
 
     ``extra`` adds keys (a sweep records the point's name and sweep there).
     """
+    # Deferred for start-up time: loads torch.
     import torch
 
     return {

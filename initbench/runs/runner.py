@@ -29,6 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import torch
+import yaml
+
 from initbench.config.loading import validate_config
 from initbench.config.run import Config
 from initbench.core.errors import InitbenchError
@@ -54,16 +57,12 @@ class DirectoryResumeStore:
         self.directory = directory
 
     def save(self, state: dict[str, Any]) -> None:
-        import torch
-
         buffer = io.BytesIO()
         torch.save(state, buffer)
         self.directory.write_bytes(CHECKPOINT, buffer.getvalue())
 
     def load(self) -> dict[str, Any] | None:
         """The last saved state, or None if the run saved none."""
-        import torch
-
         data = self.directory.read_bytes(CHECKPOINT)
         return None if data is None else torch.load(io.BytesIO(data), weights_only=True)
 
@@ -172,7 +171,6 @@ def resume(path: Path, progress: Progress, render: Renderer) -> tuple[RunDirecto
     """
     if not path.is_dir():
         raise InitbenchError(f"--resume {path}: the run directory does not exist.")
-    import yaml
 
     directory, config_text = RunDirectory.reopen(path, command_line())
     try:

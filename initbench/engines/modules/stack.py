@@ -66,7 +66,9 @@ class StackedModules:
         for index, model in enumerate(models):
             model = model.to(device)
             if index == 0:
-                self.base = copy.deepcopy(model)
+                # The called model needs structure, not values (functional_call swaps in every
+                # parameter and buffer), so its tensors go to the meta device: no third copy.
+                self.base = copy.deepcopy(model).to("meta")
             self._take(index, model, requires_grad)
         if len(self.run_names) != len(runs):
             raise ValueError(f"{len(self.run_names)} models for {len(runs)} runs")
@@ -117,7 +119,7 @@ class StackedModules:
 
     def run_model(self, index: int) -> nn.Module:
         """A model of its own holding run ``index``'s current tensors (a copy of the called model), to run it alone."""
-        model = copy.deepcopy(self.base)
+        model = copy.deepcopy(self.base).to_empty(device=self.device)
         stacked = {**self.params, **self.buffers}
         with torch.no_grad():
             for name, tensor in (*model.named_parameters(), *model.named_buffers()):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -151,8 +152,6 @@ def decision_boundary_figure(
         grid_x, grid_y: the mesh (``numpy.meshgrid`` output).
         regions: panel title → predicted class per mesh point, shaped like ``grid_x``.
     """
-    from matplotlib import colormaps
-
     figure = Figure(figsize=(4.2 * len(regions), 4.8), layout="constrained")
     grid = figure.subplots(1, len(regions), squeeze=False)[0]
     classes = int(max(labels.max(), max(int(region.max()) for region in regions.values()))) + 1

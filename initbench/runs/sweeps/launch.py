@@ -13,7 +13,9 @@ import yaml
 
 from initbench.config.run import Config
 from initbench.core.errors import InitbenchError
-from initbench.core.interfaces import Progress
+from initbench.core.interfaces import Progress, SilentProgress
+from initbench.core.runtime import resolve_device, resolve_dtype
+from initbench.core.threads import use_threads
 from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext, build_runs
 from initbench.runs.rundir import RESULTS_ROOT, RunDirectory, command_line, is_live_here, opening_meta
 from initbench.runs.runner import Renderer, prepare, recorded, run_and_save, run_mode
@@ -120,8 +122,6 @@ def run_stack(
     point: if the shared pass fails, the points run again one at a time, so only the point that
     fails is recorded ``failed`` and its healthy stack-mates complete. An interrupt stops the shard.
     """
-    from initbench.core.runtime import resolve_device
-
     experiment = EXPERIMENTS.get(configs[group[0]].experiment)()
     device = resolve_device(configs[group[0]].device)
     locks: list[tuple[str, int]] = []
@@ -173,8 +173,6 @@ def run_claimed(
     render: Renderer,
 ) -> None:
     """Run, save and render claimed points: stacked in one pass when there are several, else alone."""
-    from initbench.core.runtime import resolve_dtype
-
     def context(config: Config) -> RunContext:
         return RunContext(config=config, device=device, dtype=resolve_dtype(config.dtype), progress=progress)
 
@@ -219,8 +217,6 @@ def run_shard(
     meta.json says ``failed``) and the shard goes on; an interrupt stops it. ``progress`` follows
     each stack's experiment, ``points`` the shard's points, stack by stack.
     """
-    from initbench.core.interfaces import SilentProgress
-
     directory = SweepDirectory(path)
     sweep = Sweep.load(path)
     configs = sweep.configs()
@@ -254,8 +250,6 @@ def run_shard(
 def shard_job(path: str, index: int, count: int, command: list[str], render: Renderer, threads: int | None = None) -> dict[str, list[str]]:
     """One array job of ``--launcher submitit``: :func:`run_shard` with ``threads`` torch threads
     (None: the default on the job's machine), failing the job if a point failed."""
-    from initbench.core.threads import use_threads
-
     use_threads(threads)
     outcome = run_shard(Path(path), render, Shard(index, count), command=command)
     if outcome.failed:
@@ -266,6 +260,7 @@ def shard_job(path: str, index: int, count: int, command: list[str], render: Ren
 def require_submitit() -> Any:
     """The submitit module, imported only when a sweep is submitted; its absence is a user error."""
     try:
+        # Deferred for start-up time: loads submitit.
         import submitit
     except ImportError:
         raise InitbenchError(

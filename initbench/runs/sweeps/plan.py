@@ -8,7 +8,11 @@ from dataclasses import dataclass
 
 from initbench.config.run import Config
 from initbench.core.errors import InitbenchError
+from initbench.core.runtime import check_memory, resolve_device, resolve_dtype
 from initbench.engines.choice import select
+from initbench.engines.stacked import propagation_memory_estimate
+from initbench.experiments.base import EXPERIMENTS, StackableExperiment
+from initbench.experiments.propagation import Propagation
 from initbench.runs.sweeps.grid import canonical
 
 
@@ -47,8 +51,6 @@ def stack_key(config: Config) -> str | None:
     whose bias init and rules stay in. Every experiment that can measure and analyse separately
     (:class:`~initbench.experiments.base.StackableExperiment`) stacks.
     """
-    from initbench.experiments.base import EXPERIMENTS, StackableExperiment
-
     if not issubclass(EXPERIMENTS.get(config.experiment), StackableExperiment):
         return None
     data = config.model_dump(mode="json")
@@ -89,10 +91,6 @@ def fits_in_memory(configs: Sequence[Config], group: list[int]) -> bool:
 
     Only signal propagation has activations of width × batch per run; training nets are small.
     """
-    from initbench.core.runtime import check_memory, resolve_device, resolve_dtype
-    from initbench.engines.stacked import propagation_memory_estimate
-    from initbench.experiments.base import EXPERIMENTS
-    from initbench.experiments.propagation import Propagation
 
     config = configs[group[0]]
     if not issubclass(EXPERIMENTS.get(config.experiment), Propagation):
