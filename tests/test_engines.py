@@ -4,6 +4,7 @@ trainer takes its optimizer settings by name."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import gc
 import json
@@ -19,13 +20,14 @@ from torch import nn
 
 from initbench.config.loading import validate_config
 from initbench.config.run import Config
+from initbench.core.errors import InitbenchError
 from initbench.core.interfaces import SilentProgress
 from initbench.core.registry import build_from_spec
 from initbench.data.loading import load_dataset
 from initbench.engines import select
 from initbench.engines.base import Run
 from initbench.engines.choice import MODULE, STACKED
-from initbench.engines.modules import RowStatistics, StackedModules, initialize, observe, observed_modules
+from initbench.engines.modules import RowStatistics, StackedModules, initialize, observe, observe_gradients, observed_modules
 from initbench.engines.training import OptimizerSettings, StackedMLP, StackedTrainer
 from initbench.experiments.base import RunContext, build_runs
 from initbench.experiments.propagation import ForwardExperiment
@@ -188,3 +190,57 @@ def test_a_forced_backend_measures_the_same_mlp_and_says_so() -> None:
     on_stacked = ForwardExperiment().measure(context, build_runs(config))
     assert on_modules.engine == forced and on_stacked.engine == select(config)
     torch.testing.assert_close(torch.as_tensor(on_modules.stats["std"]), torch.as_tensor(on_stacked.stats["std"]), rtol=1e-5, atol=0)
+
+
+class InnerVmap(nn.Module):
+    """A model that calls vmap itself: a Linear + tanh applied to each of a sample's tokens."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 8)
+        self.act = nn.Tanh()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.func.vmap(lambda token: self.act(self.linear(token)), in_dims=1, out_dims=1)(x)
+
+
+@pytest.mark.parametrize("together", [True, False], ids=["vmap", "one at a time"])
+def test_a_model_that_calls_vmap_itself_gets_each_runs_own_statistics(together: bool) -> None:
+    """The hooks see the model's own vmap level wrapped around the runs' one: each run's row
+    statistics equal those of that run's model called alone on its inputs, hooked by plain torch."""
+    tanh = build_from_spec(ACTIVATIONS, "tanh")
+    runs = [Run("he", seed, build_from_spec(SCHEMES, "he").resolve(tanh), None) for seed in range(3)]
+    models = []
+    for run in runs:
+        model = InnerVmap()
+        initialize(model, run, build_from_spec(SCHEMES, "zeros"), torch.Generator().manual_seed(run.seed))
+        models.append(model)
+    alone = [copy.deepcopy(model) for model in models]
+    stack = StackedModules(models, runs, CPU)
+    if not together:
+        stack.one_at_a_time = "forced by the test"
+    x = torch.randn(3, 16, 5, 8, generator=torch.Generator().manual_seed(1))  # [runs, batch, tokens, features]
+    with torch.no_grad():
+        observed = observe(stack, x, RowStatistics(tanh))
+    labels = [call.label for call in observed.calls]
+    for run, model in enumerate(alone):
+        # The reference without any vmap: a Linear acts on the last axis, token by token anyway.
+        with torch.no_grad():
+            linear = model.linear(x[run])
+            outputs = {"linear": linear, "act": torch.tanh(linear)}
+        for name, output in outputs.items():
+            expected = output.double().std(correction=0).item()  # the population std, as layer_stats.csv
+            assert observed.stats[labels.index(name)]["std"][run].item() == pytest.approx(expected, rel=1e-6), (name, run)
+
+
+def test_gradients_through_a_models_own_vmap_are_refused_with_a_reason() -> None:
+    """dL/dh read off a call inside the model's own vmap would be summed over its batch dimension."""
+    tanh = build_from_spec(ACTIVATIONS, "tanh")
+    runs = [Run("he", seed, build_from_spec(SCHEMES, "he").resolve(tanh), None) for seed in range(2)]
+    stack = StackedModules([InnerVmap() for _ in runs], runs, CPU)
+    x = torch.randn(2, 4, 5, 8)
+    with torch.no_grad():
+        observed = observe(stack, x, RowStatistics(tanh))
+    assert all(call.inside_model_vmap for call in observed.calls)
+    with pytest.raises(InitbenchError, match="calls vmap itself"):
+        observe_gradients(stack, x, observed.calls, torch.ones_like(observed.output))

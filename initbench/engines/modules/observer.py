@@ -83,15 +83,26 @@ def first_floating(value: Any) -> torch.Tensor | None:
     return None
 
 
-def stacked_view(tensor: torch.Tensor) -> torch.Tensor:
-    """Every run's values ``[runs, ...]`` behind a hook's tensor: the batched tensor under vmap
-    (its batch dimension moved first), or ``[1, ...]`` for a run called alone.
+def vmap_level(tensor: torch.Tensor) -> int | None:
+    """The vmap level ``tensor`` is batched at (its outermost wrapper), or None outside vmap."""
+    return _functorch.maybe_get_level(tensor) if _functorch.is_batchedtensor(tensor) else None
 
-    Ops on the plain tensor behind a vmapped one run eagerly, outside vmap's batching, which is
-    what lets a hook reduce with numpy (:func:`~initbench.core.stats.std_mean_float64`).
+
+def stacked_view(tensor: torch.Tensor, runs_level: int | None) -> torch.Tensor:
+    """Every run's values ``[runs, ...]`` behind a hook's tensor: the tensor batched at the runs'
+    vmap level ``runs_level``, its batch dimension moved first, or ``[1, ...]`` for a run called
+    alone (``runs_level`` None).
+
+    A model may call vmap itself: its levels wrap the runs' one, and their batch dimensions are
+    the model's data, kept where they are. Ops on the plain tensor behind a vmapped one run
+    eagerly, outside vmap's batching, which is what lets a hook reduce with numpy
+    (:func:`~initbench.core.stats.std_mean_float64`).
     """
-    if _functorch.is_batchedtensor(tensor):
-        return _functorch.get_unwrapped(tensor).movedim(_functorch.maybe_get_bdim(tensor), 0)
+    while _functorch.is_batchedtensor(tensor):
+        level, dimension = _functorch.maybe_get_level(tensor), _functorch.maybe_get_bdim(tensor)
+        tensor = _functorch.get_unwrapped(tensor)
+        if level == runs_level:
+            return tensor.movedim(dimension, 0)
     return tensor.unsqueeze(0)
 
 
@@ -138,6 +149,8 @@ class Call:
     dtype: torch.dtype
     stats: dict[str, torch.Tensor] | None = None
     histograms: Histograms | None = None
+    #: Whether the call ran inside a vmap of the model's own (its tensor batched at another level than the runs').
+    inside_model_vmap: bool = False
 
 
 class Observer(HookSet):
@@ -155,6 +168,8 @@ class Observer(HookSet):
         self.statistics = statistics
         self.calls: list[Call] = []
         self.perturbations: list[torch.Tensor] | None = None
+        #: The vmap level the runs are batched at in the current pass (None: one run at a time).
+        self.runs_level: int | None = None
         self._pre: dict[int, torch.Tensor] = {}  # a block's φ input, from its pre-hook until the block returns
         super().__init__()
 
@@ -195,14 +210,14 @@ class Observer(HookSet):
             repeat = sum(call.observed is item for call in self.calls)
             label = item.path if repeat == 0 else f"{item.path}#{repeat + 1}"
             at = pre if item.gradient_at_pre and pre is not None else post
-            call = Call(label, item, tuple(at.shape), at.dtype)
+            call = Call(label, item, tuple(at.shape), at.dtype, inside_model_vmap=vmap_level(post) not in (None, self.runs_level))
             replaced = None
             if self.perturbations is not None:
                 if not item.gradient_at_pre:
                     post = post + self.perturbations[len(self.calls)]
                     replaced = post if isinstance(output, torch.Tensor) else (post, *output[1:])
             elif self.statistics is not None:
-                call.stats, call.histograms = self.statistics(item, None if pre is None else stacked_view(pre), stacked_view(post))
+                call.stats, call.histograms = self.statistics(item, None if pre is None else stacked_view(pre, self.runs_level), stacked_view(post, self.runs_level))
             self.calls.append(call)
             return replaced
 

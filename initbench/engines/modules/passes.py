@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from initbench.engines.modules.observer import Call, Observer, RowStatistics, observed_modules
+from initbench.core.errors import InitbenchError
+from initbench.engines.modules.observer import Call, Observer, RowStatistics, observed_modules, vmap_level
 from initbench.engines.modules.stack import StackedModules, run_each
 from initbench.engines.observe import Histograms
 
@@ -53,6 +54,7 @@ def observe(stack: StackedModules, x: torch.Tensor, statistics: RowStatistics) -
 
         def traced(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
             observer.reset()
+            observer.runs_level = vmap_level(inputs)
             output = stack.single(params, buffers, inputs)
             passes.append(observer.calls)
             return output
@@ -72,6 +74,14 @@ def observe_gradients(stack: StackedModules, x: torch.Tensor, calls: list[Call],
     Returns dL/d(output) of each of ``calls`` (those :func:`observe` recorded; dL/dh for built-in
     blocks), ``[runs, ...]``, and dL/dθ of every parameter by name.
     """
+    inside = [call.label for call in calls if call.inside_model_vmap]
+    if inside:
+        # The perturbation that reads dL/dh off a call is drawn outside the model, without the
+        # batch dimension of the model's own vmap: it would sum the gradient over that dimension.
+        raise InitbenchError(
+            f"The model calls vmap itself ({', '.join(inside[:3])}{', ...' if len(inside) > 3 else ''} run inside it): its per-module gradients cannot be measured.",
+            hint="Use --experiment forward, which measures these modules' activations.",
+        )
     batch = x.shape[1]
     with observing(stack) as observer:
 
