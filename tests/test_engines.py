@@ -244,3 +244,14 @@ def test_gradients_through_a_models_own_vmap_are_refused_with_a_reason() -> None
     assert all(call.inside_model_vmap for call in observed.calls)
     with pytest.raises(InitbenchError, match="calls vmap itself"):
         observe_gradients(stack, x, observed.calls, torch.ones_like(observed.output))
+
+
+def test_a_module_stack_fixes_glibcs_mmap_threshold() -> None:
+    """Building a stack fixes the threshold (once per process), where the C library is glibc."""
+    import platform
+
+    from initbench.core.runtime import unmap_large_blocks_on_free
+
+    tanh_stack(depth=1)
+    assert unmap_large_blocks_on_free.cache_info().currsize == 1
+    assert unmap_large_blocks_on_free() == (platform.libc_ver()[0] == "glibc")

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from initbench.core.runtime import derive_seed
+from initbench.core.runtime import derive_seed, unmap_large_blocks_on_free
 from initbench.engines.base import Run
 from initbench.engines.modules.observer import first_floating
 from initbench.engines.training import per_run_loss
@@ -57,6 +57,9 @@ class StackedModules:
     """
 
     def __init__(self, models: Iterable[nn.Module], runs: list[Run], device: torch.device) -> None:
+        # Before the models are built (``models`` may be a generator): the blocks that building,
+        # stacking and every observed call free go back to the system, not to a heap that only grows.
+        unmap_large_blocks_on_free()
         self.runs, self.device = runs, device
         self.params: dict[str, torch.Tensor] = {}
         self.buffers: dict[str, torch.Tensor] = {}
