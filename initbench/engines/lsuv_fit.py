@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from initbench.core.hooks import HookSet
+from initbench.engines.modules import StackedModules, first_floating, run_each
 from initbench.nets.architectures import weight_layers
 from initbench.schemes.lsuv import LSUV
-
-if TYPE_CHECKING:
-    from initbench.engines.modules import StackedModules
 
 
 @dataclass(frozen=True)
@@ -74,8 +72,6 @@ class OutputVariances(HookSet):
             self.keep(module.register_forward_hook(self._hook(index)))
 
     def _hook(self, index: int) -> Any:
-        from initbench.engines.modules import first_floating  # deferred: the backend imports the schemes
-
         def hook(module: nn.Module, inputs: Any, output: Any) -> None:
             if index not in self.wanted or index in self._found:
                 return
@@ -93,9 +89,6 @@ class OutputVariances(HookSet):
 
         :data:`NOT_CALLED` for a layer the forward pass never called.
         """
-        # Deferred for start-up time: ~114 ms of imports only this path needs.
-        from initbench.engines.modules import run_each
-
         self.wanted = layers
 
         def variances(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
