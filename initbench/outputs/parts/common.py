@@ -12,10 +12,12 @@ import numpy as np
 
 from initbench.config.loading import validate_config
 from initbench.core.errors import InitbenchError
+from initbench.runs.results import SUMMARY, damaged, rerun_hint
 from initbench.runs.rundir import RunDirectory
 
 if TYPE_CHECKING:
     from initbench.config.run import Config
+    from initbench.outputs.document import Report
     from initbench.runs.results import RunResult
 
 
@@ -38,6 +40,35 @@ class Saved:
     @property
     def name(self) -> str:
         return str(self.result.config.get("name", self.result.path.name))
+
+    def has_files(self, names: Sequence[str], report: Report) -> bool:
+        """Whether the directory holds each file ``names`` (a table with rows, a summary with
+        schemes). Where not, a complete run is damaged (:class:`InitbenchError` naming what is
+        missing); an unfinished one may not have written them yet, and the report says which."""
+        missing = [self.missing_text(name) for name in names if self.missing_text(name)]
+        if not missing:
+            return True
+        what = "; ".join(missing)
+        if self.result.status == "complete":
+            raise InitbenchError(f"{self.result.path} is marked complete, but {what}.", hint=rerun_hint(self.result.path))
+        report.notes.append(f"Nothing to report yet: {what}.")
+        return False
+
+    def schemes(self) -> dict[str, dict[str, Any]]:
+        """summary.json's entry per scheme, for the experiments that have schemes (none: damaged)."""
+        if not self.result.schemes:
+            raise damaged(self.result.path / SUMMARY, "it has no schemes")
+        return self.result.schemes
+
+    def missing_text(self, name: str) -> str | None:
+        """What is missing of the file ``name``, in words, or None where it is there whole."""
+        result = self.result
+        present = result.summary is not None if name == SUMMARY else name in result.tables or name in result.json_files
+        if not present:
+            return f"it has no {name}"
+        if name.endswith(".csv") and not result.tables[name]:
+            return f"its {name} has no rows"
+        return None
 
     def seeds_text(self) -> str:
         """``median over 3 seeds``, or ``seed 0``: what the run's tables are over."""

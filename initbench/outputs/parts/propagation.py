@@ -14,6 +14,7 @@ from initbench.outputs.parts.common import Saved, by_scheme_and_seed, nan_median
 from initbench.render.figures import histograms_figure, std_by_layer_figure
 from initbench.render.formatting import display_layers, format_number, markdown_table, rich_table
 from initbench.render.lsuv_fits import fit_paragraphs, fit_warnings
+from initbench.runs.results import SUMMARY
 
 if TYPE_CHECKING:
     from initbench.config.run import Config
@@ -223,10 +224,9 @@ def theory_rows(rows: list[dict[str, Any]], layers: Sequence[int], backward: boo
 def propagation_part(saved: Saved, report: Report) -> None:
     """The forward (and gradients) report: summary.md and the terminal tables, the report's tables
     (the summary, measured against theory) and the figures."""
-    rows, schemes = saved.result.layer_stats, saved.result.schemes
-    if not rows or not schemes:
-        report.notes.append("No layer_stats.csv or summary.json: nothing to report.")
+    if not saved.has_files(("layer_stats.csv", SUMMARY), report):
         return
+    rows, schemes = saved.result.layer_stats, saved.schemes()
     depth = max(row["layer"] for row in rows)
     backward = "grad_std" in rows[0]
     title = saved.name if saved.config is None else describe(saved.config)  # the run's own figure titles, from its config
