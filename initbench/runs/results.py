@@ -71,7 +71,7 @@ _LAYER_NUMBERS = (
     "grad_std", "weight_grad_std", "theory_std", "theory_pre_std", "chi1", "theory_grad_std", "centre_std",
 )  # fmt: skip
 _PHASE_NUMBERS = ("sigma_w2", "sigma_b2", "q_star", "chi1", "xi_c", "c_star", "predicted_depth", "measured_depth")
-_LAYERS_NUMBERS = ("row", "fan_in", "sigma_w2", "chi1", "sigma_w2_rules", "std_rules", "sigma_w2_constructor", "std_constructor", "sigma_w2_he", "std_he")
+_LAYERS_NUMBERS = ("fan_in", "sigma_w2", "chi1", "sigma_w2_rules", "std_rules", "sigma_w2_constructor", "std_constructor", "sigma_w2_he", "std_he")
 #: The CSV files the reports read, by name; any other CSV file is only checked to be whole.
 TABLE_COLUMNS = {
     "layer_stats.csv": Columns(("scheme", "seed", "layer", "std", "theory_std"), _LAYER_NUMBERS),

@@ -24,6 +24,7 @@ waits for them.
 from __future__ import annotations
 
 import io
+import pickle
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +45,8 @@ from initbench.runs.rundir import RESULTS_ROOT, RunDirectory, command_line, open
 T = TypeVar("T")
 
 CHECKPOINT = "checkpoint.pt"
+#: What ``torch.load`` raises on foreign, cut or altered bytes (its zip reader, its unpickler, the tensors' storage).
+TORCH_LOAD_FAILURES = (pickle.UnpicklingError, RuntimeError, ValueError, LookupError, EOFError, OSError)
 
 #: Writes a saved run directory's figures and summary.md from its files, and returns what the
 #: terminal shows for it (rich renderables).
@@ -69,7 +72,7 @@ class DirectoryResumeStore:
             return None
         try:
             state = torch.load(io.BytesIO(data), weights_only=True)
-        except Exception as error:  # foreign or cut bytes reach torch's zip reader or unpickler, which raise anything
+        except TORCH_LOAD_FAILURES as error:
             raise damaged(self.directory.path / CHECKPOINT, f"torch.load cannot read it ({type(error).__name__})") from None
         if not isinstance(state, dict):
             raise damaged(self.directory.path / CHECKPOINT, f"it holds a {type(state).__name__}, not a state dict")
