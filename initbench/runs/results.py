@@ -21,6 +21,7 @@ import io
 import json
 import math
 import zipfile
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,9 +167,13 @@ def read_arrays(path: Path, names: Iterable[str]) -> dict[str, np.ndarray]:
     """The arrays ``names`` of an ``.npz`` file initbench wrote (no pickled objects); :class:`DamagedFileError`
     where it does not read or lacks one."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = dict(archive)
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:  # np.load reads foreign bytes as a pickle, refused
+        with path.open("rb") as stream:  # np.load leaves the file open when it fails on a path
+            archive = np.load(stream, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise damaged(path, "it holds one array, not an .npz archive")
+            with archive:
+                arrays = dict(archive)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:  # np.load reads foreign bytes as a pickle, refused
         raise damaged(path, f"it does not read as an .npz archive ({error})") from None
     if absent := [name for name in names if name not in arrays]:
         raise damaged(path, f"it has no array {', '.join(absent)}")

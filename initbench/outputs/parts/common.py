@@ -4,7 +4,7 @@ long-format rows as ``[seeds, steps or layers]`` arrays, and the seeds in words.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -54,11 +54,19 @@ class Saved:
         report.notes.append(f"Nothing to report yet: {what}.")
         return False
 
-    def schemes(self) -> dict[str, dict[str, Any]]:
-        """summary.json's entry per scheme, for the experiments that have schemes (none: damaged)."""
-        if not self.result.schemes:
-            raise damaged(self.result.path / SUMMARY, "it has no schemes")
-        return self.result.schemes
+    def schemes(self, keys: Mapping[str, Sequence[str] | None]) -> dict[str, dict[str, Any]]:
+        """summary.json's entry per scheme, each holding ``keys``: a key mapped to names is a mapping
+        holding them (or null: a scheme without one, as a theory's prediction). None there: damaged."""
+        schemes, path = self.result.schemes, self.result.path / SUMMARY
+        if not schemes:
+            raise damaged(path, "it has no schemes")
+        for label, entry in schemes.items():
+            for key, names in keys.items():
+                if key not in entry:
+                    raise damaged(path, f"its entry of {label} has no {key}")
+                if names and entry[key] is not None and not (isinstance(entry[key], dict) and all(name in entry[key] for name in names)):
+                    raise damaged(path, f"its entry of {label} has a {key} without {', '.join(names)}")
+        return schemes
 
     def missing_text(self, name: str) -> str | None:
         """What is missing of the file ``name``, in words, or None where it is there whole."""

@@ -16,14 +16,18 @@ from initbench.render.formatting import format_number, markdown_table, reached_t
 from initbench.render.lsuv_fits import fit_paragraphs, fit_warnings
 from initbench.runs.results import SUMMARY, damaged, read_arrays
 
-#: The arrays decision_boundary.npz holds (:func:`initbench.experiments.train.boundary_bytes`).
-BOUNDARY_ARRAYS = ("grid_x", "grid_y", "scheme", "seed", "final_test_acc", "predictions", "x_train", "y_train")
-
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from initbench.config.run import Config
     from initbench.outputs.document import Report
+
+#: What the report reads of summary.json's entry per scheme (:meth:`Saved.schemes`).
+SCHEME_KEYS = {"loss": ("median",), "diverged": None, "diverged_at_step": None}
+ACCURACY_KEYS = {"train_acc": ("median",), "test_acc": ("median",)}
+
+#: The arrays decision_boundary.npz holds (:func:`initbench.experiments.train.boundary_bytes`).
+BOUNDARY_ARRAYS = ("grid_x", "grid_y", "scheme", "seed", "final_test_acc", "predictions", "x_train", "y_train")
 
 
 def widths_text(widths: list[int]) -> str:
@@ -126,8 +130,9 @@ def train_part(saved: Saved, report: Report) -> None:
     result = saved.result
     if not saved.has_files(("train_metrics.csv", SUMMARY, TRAINING_FILE), report):
         return
-    facts, schemes = result.json_files[TRAINING_FILE], saved.schemes()
+    facts = result.json_files[TRAINING_FILE]
     classify = facts["task"] != "regression"
+    schemes = saved.schemes(SCHEME_KEYS | (ACCURACY_KEYS if classify else {}))
     columns, rows = final_rows(saved, classify)
     report.tables["Final metrics"] = ("summary.csv", columns, rows, "Medians over the seeds that did not diverge.")
     title = f"{result.config.get('name', '')}: {facts['dataset']}" if saved.config is None else figure_title(saved.config, facts["dataset"])
