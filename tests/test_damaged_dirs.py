@@ -118,6 +118,17 @@ def with_schemes(value: object) -> Callable[[Path], None]:
     return damage
 
 
+def with_entry(edit: Callable[[dict], None]) -> Callable[[Path], None]:
+    """summary.json with the entry of its first scheme edited."""
+
+    def damage(directory: Path) -> None:
+        summary = json.loads((directory / "summary.json").read_text())
+        edit(next(iter(summary["schemes"].values())))
+        (directory / "summary.json").write_text(json.dumps(summary))
+
+    return damage
+
+
 def removed(name: str) -> Callable[[Path], None]:
     return lambda directory: (directory / name).unlink()
 
@@ -154,6 +165,10 @@ DAMAGES = {
     "train_metrics.csv removed": ("train", removed("train_metrics.csv"), ["no train_metrics.csv"]),
     "schemes {}": ("forward", with_schemes({}), ["summary.json", "schemes are {}"]),
     "schemes []": ("train", with_schemes([]), ["summary.json", "schemes are []"]),
+    "scheme entry key missing": ("forward", with_entry(lambda entry: entry.pop("verdict")), ["summary.json", "has no verdict"]),
+    "scheme entry layers short": ("forward", with_entry(lambda entry: entry["std_median_by_layer"].pop()), ["summary.json", "std_median_by_layer"]),
+    "train entry metric missing": ("train", with_entry(lambda entry: entry["loss"].pop("median")), ["summary.json", "loss without median"]),
+    "layer renumbered": ("forward", edit_csv("layer_stats.csv", with_cell("layer", "9")), ["layer_stats.csv", "not 1 to 9"]),
     "summary.json junk": ("forward", junk("summary.json", b"{\"schemes\": "), ["summary.json", "does not read as JSON"]),
     "training.json a list": ("train", junk("training.json", b"[]"), ["training.json", "not a mapping"]),
     "training.json key missing": ("train", junk("training.json", b"{\"dataset\": \"circles\"}"), ["training.json", "no task"]),
