@@ -12,6 +12,11 @@ reads the same in a notebook today and from an archived directory next year.
 Numbers come back as Python numbers, non-finite ones as ``float("nan")``/``inf`` (summary.json
 spells them ``null`` with a ``<key>_nonfinite`` flag: :func:`initbench.runs.jsonio.json_restored`), and
 empty CSV cells as None. pandas is optional: the ``*_frame`` methods import it when called.
+
+Every saved file the reports read is read here (CSV, JSON, config.yaml, ``.npz``; the runner reads
+``checkpoint.pt`` with the same error), and checked to be whole and of its kind: a file that is cut
+off, unparseable or lacks what its kind holds raises :class:`DamagedFileError`, naming the file and
+what is wrong (exit code 2 in the CLI), never an exception from the parser.
 """
 
 from __future__ import annotations
