@@ -42,8 +42,9 @@ class Saved:
         return str(self.result.config.get("name", self.result.path.name))
 
     def has_files(self, names: Sequence[str], report: Report) -> bool:
-        """Whether the directory holds each file ``names`` (a table with rows). Where not, a complete run is damaged (:class:`InitbenchError` naming what is
-        missing); an unfinished one may not have written them yet, and the report says which."""
+        """Whether the directory holds each file ``names`` (a table with rows). Where not, a complete
+        run is damaged (:class:`InitbenchError` naming what is missing); an unfinished one may not
+        have written them yet, and the report says which."""
         missing = [self.missing_text(name) for name in names if self.missing_text(name)]
         if not missing:
             return True
