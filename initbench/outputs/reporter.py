@@ -23,8 +23,7 @@ from initbench.core.interfaces import Table
 from initbench.outputs.document import Report
 from initbench.outputs.run_report import directory_report
 from initbench.outputs.sweep_figures import by_depth_figure, heatmap_figure
-from initbench.runs.jsonio import read_json
-from initbench.runs.results import RunResult
+from initbench.runs.results import RunResult, read_saved_json
 from initbench.runs.rundir import RunDirectory, command_line, opening_meta
 from initbench.runs.runner import recorded
 from initbench.runs.sweepdir import SweepDirectory
@@ -134,7 +133,7 @@ def sweep_environment(merged: SweepReport) -> dict[str, Any]:
         meta_path = SweepDirectory(merged.path).point_path(point.name) / RunDirectory.META
         if point.name in {missing.name for missing, _ in merged.missing} or not meta_path.is_file():
             continue
-        meta = read_json(meta_path)
+        meta = read_saved_json(meta_path)
         for key in keys:
             seen[key][str(meta.get(key))] = None
     return {key: ", ".join(values) for key, values in seen.items() if values}

@@ -25,7 +25,7 @@ from initbench.outputs.parts.common import Saved
 from initbench.outputs.parts.propagation import propagation_part
 from initbench.outputs.parts.tools import gain_part, phase_part, recommend_part
 from initbench.outputs.parts.training import train_part
-from initbench.runs.results import RunResult
+from initbench.runs.results import DamagedFileError, RunResult
 from initbench.runs.rundir import RunDirectory
 from initbench.runs.runner import CHECKPOINT, checkpointed
 
@@ -67,6 +67,8 @@ def directory_report(path: Path) -> Report:
     if result.status != "complete" and not result.tables and (path / CHECKPOINT).is_file():
         try:
             rebuilt = checkpointed(path)
+        except DamagedFileError:
+            raise
         except InitbenchError:  # its config no longer reads here (a plugin gone): report what is saved
             rebuilt = None
         if rebuilt is not None:

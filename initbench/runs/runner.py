@@ -24,6 +24,7 @@ waits for them.
 from __future__ import annotations
 
 import io
+import pickle
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,12 +39,14 @@ from initbench.core.errors import InitbenchError
 from initbench.core.interfaces import Progress
 from initbench.core.runtime import resolve_device, resolve_dtype
 from initbench.experiments.base import EXPERIMENTS, ExperimentResult, RunContext
-from initbench.runs.results import RunResult
+from initbench.runs.results import RunResult, damaged
 from initbench.runs.rundir import RESULTS_ROOT, RunDirectory, command_line, opening_meta
 
 T = TypeVar("T")
 
 CHECKPOINT = "checkpoint.pt"
+#: What ``torch.load`` raises on foreign, cut or altered bytes (its zip reader, its unpickler, the tensors' storage).
+TORCH_LOAD_FAILURES = (pickle.UnpicklingError, RuntimeError, ValueError, LookupError, EOFError, OSError)
 
 #: Writes a saved run directory's figures and summary.md from its files, and returns what the
 #: terminal shows for it (rich renderables).
@@ -62,9 +65,18 @@ class DirectoryResumeStore:
         self.directory.write_bytes(CHECKPOINT, buffer.getvalue())
 
     def load(self) -> dict[str, Any] | None:
-        """The last saved state, or None if the run saved none."""
+        """The last saved state, or None if the run saved none; :class:`DamagedFileError` where
+        ``checkpoint.pt`` holds no state dict."""
         data = self.directory.read_bytes(CHECKPOINT)
-        return None if data is None else torch.load(io.BytesIO(data), weights_only=True)
+        if data is None:
+            return None
+        try:
+            state = torch.load(io.BytesIO(data), weights_only=True)
+        except TORCH_LOAD_FAILURES as error:
+            raise damaged(self.directory.path / CHECKPOINT, f"torch.load cannot read it ({type(error).__name__})") from None
+        if not isinstance(state, dict):
+            raise damaged(self.directory.path / CHECKPOINT, f"it holds a {type(state).__name__}, not a state dict")
+        return state
 
 
 @contextmanager
@@ -142,7 +154,11 @@ def checkpointed(path: Path) -> RunResult | None:
     experiment = EXPERIMENTS.get(config.experiment)()
     if not hasattr(experiment, "from_checkpoint"):
         return None
-    return RunResult.of(path, result.config, result.meta, experiment.from_checkpoint(config, state))
+    try:
+        rebuilt = experiment.from_checkpoint(config, state)
+    except (KeyError, IndexError, TypeError, ValueError) as error:  # a state dict, but not the one this run saves
+        raise damaged(path / CHECKPOINT, f"it does not hold this {config.experiment} run's progress ({type(error).__name__}: {error})") from None
+    return RunResult.of(path, result.config, result.meta, rebuilt)
 
 
 def run_detached(experiment: Any, config: Config, progress: Progress) -> ExperimentResult:

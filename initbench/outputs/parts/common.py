@@ -4,7 +4,7 @@ long-format rows as ``[seeds, steps or layers]`` arrays, and the seeds in words.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,10 +12,12 @@ import numpy as np
 
 from initbench.config.loading import validate_config
 from initbench.core.errors import InitbenchError
+from initbench.runs.results import SUMMARY, damaged, rerun_hint
 from initbench.runs.rundir import RunDirectory
 
 if TYPE_CHECKING:
     from initbench.config.run import Config
+    from initbench.outputs.document import Report
     from initbench.runs.results import RunResult
 
 
@@ -38,6 +40,43 @@ class Saved:
     @property
     def name(self) -> str:
         return str(self.result.config.get("name", self.result.path.name))
+
+    def has_files(self, names: Sequence[str], report: Report) -> bool:
+        """Whether the directory holds each file ``names`` (a table with rows). Where not, a complete
+        run is damaged (:class:`InitbenchError` naming what is missing); an unfinished one may not
+        have written them yet, and the report says which."""
+        missing = [self.missing_text(name) for name in names if self.missing_text(name)]
+        if not missing:
+            return True
+        what = "; ".join(missing)
+        if self.result.status == "complete":
+            raise InitbenchError(f"{self.result.path} is marked complete, but {what}.", hint=rerun_hint(self.result.path))
+        report.notes.append(f"Nothing to report yet: {what}.")
+        return False
+
+    def schemes(self, keys: Mapping[str, Sequence[str] | None]) -> dict[str, dict[str, Any]]:
+        """summary.json's entry per scheme, each holding ``keys``: a key mapped to names is a mapping
+        holding them (or null: a scheme without one, as a theory's prediction). None there: damaged."""
+        schemes, path = self.result.schemes, self.result.path / SUMMARY
+        if not schemes:
+            raise damaged(path, "it has no schemes")
+        for label, entry in schemes.items():
+            for key, names in keys.items():
+                if key not in entry:
+                    raise damaged(path, f"its entry of {label} has no {key}")
+                if names and entry[key] is not None and not (isinstance(entry[key], dict) and all(name in entry[key] for name in names)):
+                    raise damaged(path, f"its entry of {label} has a {key} without {', '.join(names)}")
+        return schemes
+
+    def missing_text(self, name: str) -> str | None:
+        """What is missing of the file ``name``, in words, or None where it is there whole."""
+        result = self.result
+        present = result.summary is not None if name == SUMMARY else name in result.tables or name in result.json_files
+        if not present:
+            return f"it has no {name}"
+        if name.endswith(".csv") and not result.tables[name]:
+            return f"its {name} has no rows"
+        return None
 
     def seeds_text(self) -> str:
         """``median over 3 seeds``, or ``seed 0``: what the run's tables are over."""

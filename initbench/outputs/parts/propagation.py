@@ -14,12 +14,17 @@ from initbench.outputs.parts.common import Saved, by_scheme_and_seed, nan_median
 from initbench.render.figures import histograms_figure, std_by_layer_figure
 from initbench.render.formatting import display_layers, format_number, markdown_table, rich_table
 from initbench.render.lsuv_fits import fit_paragraphs, fit_warnings
+from initbench.runs.results import SUMMARY, damaged
 
 if TYPE_CHECKING:
     from initbench.config.run import Config
     from initbench.outputs.document import Report
 
 Rows = tuple[tuple[str, ...], list[tuple[Any, ...]]]
+
+#: What the report reads of summary.json's entry per scheme (:meth:`Saved.schemes`).
+SCHEME_KEYS = {"std_median_by_layer": None, "theory": ("theory_std_last", "chi1", "phase", "xi_q", "xi_c"), "first_nonfinite_layer": None, "verdict": None}
+GRADIENT_KEYS = {"grad_std_median_by_layer": None, "theory_grad_std_first": None, "grad_verdict": None, "grad_ratio": None}
 
 VERDICTS = (
     "Verdicts compare the last layer with the input's std of 1: exploding above 10 or non-finite, "
@@ -220,15 +225,31 @@ def theory_rows(rows: list[dict[str, Any]], layers: Sequence[int], backward: boo
     return columns, table
 
 
+def check_layers(saved: Saved, depth: int, backward: bool) -> None:
+    """That layer_stats.csv holds layers 1 to ``depth`` of every scheme and seed, and summary.json
+    a value per layer of each scheme: what the tables and figures index."""
+    path, layers = saved.result.path, dict[tuple[Any, Any], list[Any]]()
+    for row in saved.result.layer_stats:
+        layers.setdefault((row["scheme"], row["seed"]), []).append(row["layer"])
+    for (label, seed), numbers_seen in layers.items():
+        if sorted(numbers_seen) != list(range(1, depth + 1)):
+            raise damaged(path / "layer_stats.csv", f"the layers of {label}, seed {seed} are not 1 to {depth}, once each")
+    for label, entry in saved.result.schemes.items():
+        for key in ("std_median_by_layer", "grad_std_median_by_layer")[: 1 + backward]:
+            if not isinstance(entry[key], list) or len(entry[key]) != depth:
+                raise damaged(path / SUMMARY, f"its {key} of {label} does not hold the {depth} layers of layer_stats.csv")
+
+
 def propagation_part(saved: Saved, report: Report) -> None:
     """The forward (and gradients) report: summary.md and the terminal tables, the report's tables
     (the summary, measured against theory) and the figures."""
-    rows, schemes = saved.result.layer_stats, saved.result.schemes
-    if not rows or not schemes:
-        report.notes.append("No layer_stats.csv or summary.json: nothing to report.")
+    if not saved.has_files(("layer_stats.csv", SUMMARY), report):
         return
+    rows = saved.result.layer_stats
     depth = max(row["layer"] for row in rows)
     backward = "grad_std" in rows[0]
+    schemes = saved.schemes(SCHEME_KEYS | (GRADIENT_KEYS if backward else {}))
+    check_layers(saved, depth, backward)
     title = saved.name if saved.config is None else describe(saved.config)  # the run's own figure titles, from its config
     report.tables["Activation std by layer"] = ("summary.csv", *terminal_rows(schemes, depth), "Median over seeds; theory: mean-field prediction.")
     if backward:

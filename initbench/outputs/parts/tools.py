@@ -17,6 +17,7 @@ from initbench.outputs.parts.common import Saved, numbers
 from initbench.render.figures import phase_figure
 from initbench.render.formatting import markdown_table, reached_text, rich_table
 from initbench.runs.recommend import TRAIN_CONFIG
+from initbench.runs.results import SUMMARY
 from initbench.theory.phase_diagram import PhaseDiagram, compute_phase_diagram
 
 if TYPE_CHECKING:
@@ -61,10 +62,9 @@ def phase_diagram_of(rows: list[dict[str, Any]], activation: str) -> PhaseDiagra
 
 def phase_part(saved: Saved, report: Report) -> None:
     """The phase diagram, where the common schemes sit (from theory), and how many grid cells fall in each phase."""
-    rows = saved.result.tables.get("phase.csv", [])
-    if not rows:
-        report.notes.append("No phase.csv: nothing to report.")
+    if not saved.has_files(("phase.csv",), report):
         return
+    rows = saved.result.tables["phase.csv"]
     activation = str(saved.result.config.get("model", {}).get("activation", "tanh"))
     function = build_from_spec(ACTIVATIONS, activation)
     diagram = phase_diagram_of(rows, function.spec())
@@ -87,11 +87,9 @@ def phase_part(saved: Saved, report: Report) -> None:
 def recommend_part(saved: Saved, report: Report) -> None:
     """``initbench recommend``'s directory: the per-layer scales and stds, and the training check."""
     result = saved.result
-    layers = result.tables.get("layers.csv") or []
-    if not layers or result.summary is None:
-        report.notes.append("No layers.csv: nothing to report.")
+    if not saved.has_files(("layers.csv", SUMMARY), report):
         return
-    summary, seeds = result.summary, saved.seeds_text()
+    layers, summary, seeds = result.tables["layers.csv"], result.summary or {}, saved.seeds_text()
     keys = ("module", "fan_in", "sigma_w2_constructor", "sigma_w2_rules", "chi1", "std_constructor", "std_he", "std_rules")
     columns = ("module", "fan_in", "σ_w² default", "σ_w² rules", "χ₁", "std default", "std he", "std rules")  # as recommend prints them
     report.tables["Per layer"] = ("layers.csv", columns, [tuple(row.get(key) for key in keys) for row in layers], (

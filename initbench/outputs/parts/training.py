@@ -4,6 +4,7 @@ terminal table and the report's table of final metrics."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -13,12 +14,20 @@ from initbench.outputs.parts.common import Saved, by_scheme_and_seed
 from initbench.render.figures import decision_boundary_figure, training_curves_figure
 from initbench.render.formatting import format_number, markdown_table, reached_text, rich_table
 from initbench.render.lsuv_fits import fit_paragraphs, fit_warnings
+from initbench.runs.results import SUMMARY, damaged, read_arrays
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from initbench.config.run import Config
     from initbench.outputs.document import Report
+
+#: What the report reads of summary.json's entry per scheme (:meth:`Saved.schemes`).
+SCHEME_KEYS = {"loss": ("median",), "diverged": None, "diverged_at_step": None}
+ACCURACY_KEYS = {"train_acc": ("median",), "test_acc": ("median",)}
+
+#: The arrays decision_boundary.npz holds (:func:`initbench.experiments.train.boundary_bytes`).
+BOUNDARY_ARRAYS = ("grid_x", "grid_y", "scheme", "seed", "final_test_acc", "predictions", "x_train", "y_train")
 
 
 def widths_text(widths: list[int]) -> str:
@@ -72,9 +81,9 @@ def boundary_figure(saved: Saved, title: str) -> Figure | None:
     path = saved.result.path / BOUNDARY_FILE
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as saved_arrays:
-        arrays = dict(saved_arrays)
+    arrays = read_arrays(path, BOUNDARY_ARRAYS)
     grid_x, grid_y = np.meshgrid(arrays["grid_x"], arrays["grid_y"])
+    check_boundary_arrays(path, arrays, saved.result.schemes, grid_x.size)
     regions = {}
     for label, entry in saved.result.schemes.items():
         indices = [index for index, scheme in enumerate(arrays["scheme"]) if scheme == label]  # its seeds, in the summary's order
@@ -84,6 +93,19 @@ def boundary_figure(saved: Saved, title: str) -> Figure | None:
         name = f"{label}\nseed {int(arrays['seed'][median_run])}: test acc {format_number(shown)}" + ("" if shown == median else f" (median {format_number(median)})")
         regions[name] = arrays["predictions"][median_run].reshape(grid_x.shape)
     return decision_boundary_figure(arrays["x_train"], arrays["y_train"], grid_x, grid_y, regions, title)
+
+
+def check_boundary_arrays(path: Path, arrays: dict[str, np.ndarray], schemes: dict[str, dict[str, Any]], cells: int) -> None:
+    """That decision_boundary.npz holds one run per seed of each scheme of the summary, each
+    with a prediction per grid cell, and the training data with a label per point."""
+    runs = len(arrays["scheme"])
+    if any(len(arrays[name]) != runs for name in ("seed", "final_test_acc", "predictions")) or arrays["predictions"].size != runs * cells:
+        raise damaged(path, f"its runs' arrays do not hold one row of {cells} grid predictions for each of its {runs} runs")
+    if len(arrays["x_train"]) != len(arrays["y_train"]):
+        raise damaged(path, "its x_train and y_train differ in length")
+    for label, entry in schemes.items():
+        if sum(scheme == label for scheme in arrays["scheme"]) != len(entry.get("diverged_at_step") or []):
+            raise damaged(path, f"it holds not one run per seed of {label}, as summary.json does")
 
 
 def summary_sections(saved: Saved, facts: dict[str, Any], classify: bool, figures: list[str]) -> list[str]:
@@ -106,22 +128,22 @@ def summary_sections(saved: Saved, facts: dict[str, Any], classify: bool, figure
 def train_part(saved: Saved, report: Report) -> None:
     """The training report: final metrics, the curves and the decision boundaries, summary.md and the terminal table."""
     result = saved.result
-    facts = result.json_files.get(TRAINING_FILE)
-    if not result.tables.get("train_metrics.csv") or not result.schemes or facts is None:
-        report.notes.append(f"No train_metrics.csv, summary.json or {TRAINING_FILE}, and no checkpoint: nothing to report.")
+    if not saved.has_files(("train_metrics.csv", SUMMARY, TRAINING_FILE), report):
         return
+    facts = result.json_files[TRAINING_FILE]
     classify = facts["task"] != "regression"
+    schemes = saved.schemes(SCHEME_KEYS | (ACCURACY_KEYS if classify else {}))
     columns, rows = final_rows(saved, classify)
     report.tables["Final metrics"] = ("summary.csv", columns, rows, "Medians over the seeds that did not diverge.")
     title = f"{result.config.get('name', '')}: {facts['dataset']}" if saved.config is None else figure_title(saved.config, facts["dataset"])
     steps = facts["evaluated_steps"]
     report.add_figure(
         "training_curves.png",
-        training_curves_figure(np.array(steps), curves(saved, steps, classify), title, result.schemes, facts["chance"]),
+        training_curves_figure(np.array(steps), curves(saved, steps, classify), title, schemes, facts["chance"]),
         "Training loss and test accuracy against step: median over seeds, min–max, chance (dotted)",
     )
     boundaries = boundary_figure(saved, title)
     if boundaries is not None:
         report.add_figure("decision_boundary.png", boundaries, "Decision boundaries of each scheme's median seed")
     report.set_summary(summary_sections(saved, facts, classify, list(report.figures)))
-    report.console = [rich_table(f"After {facts['evaluated_steps'][-1]} steps ({saved.seeds_text()})", columns, rows), *fit_warnings(result.schemes)]
+    report.console = [rich_table(f"After {facts['evaluated_steps'][-1]} steps ({saved.seeds_text()})", columns, rows), *fit_warnings(schemes)]
